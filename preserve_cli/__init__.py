@@ -1,0 +1,1 @@
+"""The `preserve` command-line interface."""

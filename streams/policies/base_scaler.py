@@ -1,0 +1,73 @@
+"""Base class of every autoscaler. Pure: explicit ``now``, no clock, no I/O.
+
+Bounds and the freeze after each action live here, once, so every scaler honours them the same way
+(the design card: min/max instances, a freeze against flapping).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+from streams.policies.fleet_view import CompletionInfo, FleetView, RequestInfo, ScaleDecision
+
+__all__ = ["BaseScaler"]
+
+
+class BaseScaler(ABC):
+    """Decides the number of provisioned instances. Called every ``interval_s`` of event time.
+
+    :param min_instances: never fewer provisioned instances than this.
+    :param max_instances: never more.
+    :param freeze_s: after an action, no further action for this long (event time).
+    :param interval_s: how often the caller polls :meth:`decide`.
+    """
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, min_instances: int = 1, max_instances: int = 8, freeze_s: float = 60.0,
+                 interval_s: float = 5.0) -> None:
+        if not 0 <= min_instances <= max_instances:
+            raise ValueError(f"need 0 <= min_instances <= max_instances, got {min_instances}, {max_instances}")
+        if freeze_s < 0 or interval_s <= 0:
+            raise ValueError("freeze_s must be >= 0 and interval_s > 0")
+        self.min_instances = min_instances
+        self.max_instances = max_instances
+        self.freeze_s = freeze_s
+        self.interval_s = interval_s
+        self._last_action_at: float | None = None
+
+    def decide(self, fleet: FleetView, now: float) -> ScaleDecision | None:
+        """The scaler's wish, clamped to bounds and suppressed during the freeze. None: no change."""
+        current = fleet.provisioned
+        if current < self.min_instances:
+            return self._act(ScaleDecision(self.min_instances, f"below min_instances={self.min_instances}"), now)
+        if current > self.max_instances:
+            return self._act(ScaleDecision(self.max_instances, f"above max_instances={self.max_instances}"), now)
+        if self._last_action_at is not None and now - self._last_action_at < self.freeze_s and not self._urgent(fleet, now):
+            return None
+        wish = self._decide(fleet, now)
+        if wish is None:
+            return None
+        target = max(self.min_instances, min(self.max_instances, wish.target_instances))
+        if target == current:
+            return None
+        return self._act(ScaleDecision(target, wish.reason, wish.details), now)
+
+    def _act(self, decision: ScaleDecision, now: float) -> ScaleDecision:
+        self._last_action_at = now
+        return decision
+
+    @abstractmethod
+    def _decide(self, fleet: FleetView, now: float) -> ScaleDecision | None:
+        """The policy proper: desired provisioned count and reason, or None for no opinion."""
+
+    def _urgent(self, fleet: FleetView, now: float) -> bool:
+        """True lets a decision through the freeze (emergency scale-up). Default: never."""
+        return False
+
+    def observe_arrival(self, request: RequestInfo, now: float) -> None:  # noqa: B027
+        """Observe an arriving request (default: nothing)."""
+
+    def observe_completion(self, completion: CompletionInfo, now: float) -> None:  # noqa: B027
+        """Observe a completion (default: nothing)."""

@@ -1,0 +1,253 @@
+"""Event records: the wire schemas of every Kafka topic.
+
+Why pydantic rather than `faust.Record`: the same models are used by the offline simulator, the CLI and the
+agents; validation must produce a human-readable *reason* (which goes to the dead-letter topic), and the JSON
+Schema files that gateways code against are generated from these classes (`preserve schemas`). Agents consume
+raw bytes and call :func:`parse_event`, so a malformed message never raises inside Faust's deserializer.
+
+Every record carries ``v`` (schema version) and an event time ``ts`` in seconds since the epoch (float).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import time
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "MAX_PROMPT_CHARS",
+    "MAX_TOKENS",
+    "FUTURE_SKEW_S",
+    "EventRecord",
+    "RequestEvent",
+    "PredictedRequest",
+    "RouteDecision",
+    "RoutingTable",
+    "InstanceState",
+    "InstanceEventKind",
+    "InstanceEvent",
+    "Completion",
+    "TokenDensity",
+    "Forecast",
+    "ScaleCommand",
+    "DeadLetter",
+    "RECORD_TYPES",
+    "InvalidEvent",
+    "parse_event",
+]
+
+SCHEMA_VERSION = 1
+MAX_PROMPT_CHARS = 200_000  # ~50k tokens; larger prompts are rejected rather than shipped through Kafka
+MAX_TOKENS = 1_000_000  # no real request has a million-token prompt or output: such a value is a bug upstream
+FUTURE_SKEW_S = 24 * 3600.0  # event times more than a day ahead of the validator's clock are rejected
+
+Tokens = Annotated[int, Field(ge=0, le=MAX_TOKENS)]
+Id = Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class EventRecord(BaseModel):
+    """Base of all records: frozen, unknown fields rejected, versioned, with an event time."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
+    topic: ClassVar[str] = ""
+
+    v: Literal[1] = SCHEMA_VERSION
+    ts: float = Field(description="event time, seconds since the epoch (replays may use a shifted epoch)")
+
+    @field_validator("ts")
+    @classmethod
+    def _ts_not_far_future(cls, ts: float) -> float:
+        if ts != ts or ts < 0:  # NaN or negative
+            raise ValueError("event time must be a non-negative number")
+        if ts > time.time() + FUTURE_SKEW_S:
+            raise ValueError(f"event time {ts:.0f} is more than {FUTURE_SKEW_S:.0f} s in the future")
+        return ts
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+class RequestEvent(EventRecord):
+    """A request as the gateway saw it on arrival. ``prompt`` is optional (only the predictor reads it)."""
+
+    topic: ClassVar[str] = "requests"
+    request_id: Id
+    service: Id = Field(description="the model / service name; the Kafka key")
+    prompt_tokens: Tokens
+    prompt: str | None = Field(default=None, max_length=MAX_PROMPT_CHARS)
+    max_tokens: Tokens | None = None
+    # Ground truth carried by replays only (the simulated instance needs to know when to stop generating);
+    # a real gateway leaves it unset.
+    output_tokens: Tokens | None = None
+
+
+class PredictedRequest(RequestEvent):
+    """A RequestEvent plus the request-load predictor's output-length estimate."""
+
+    topic: ClassVar[str] = "predicted-requests"
+    predicted_tokens: float = Field(ge=0, le=MAX_TOKENS)
+    predicted_p90_tokens: float = Field(ge=0, le=MAX_TOKENS)
+    predictor: str = Field(description="which predictor produced it, e.g. 'model' or 'fallback'")
+
+
+class RouteDecision(EventRecord):
+    topic: ClassVar[str] = "routes"
+    request_id: Id
+    service: Id
+    instance_id: Id
+    prompt_tokens: Tokens
+    predicted_tokens: float = Field(ge=0, le=MAX_TOKENS)
+    output_tokens: Tokens | None = None
+    policy: str
+    score: float | None = None
+    reason: str = ""
+    prompt_hash: str | None = None
+
+
+class RoutingTable(EventRecord):
+    """Periodic snapshot of a service's fleet as the router sees it (current + anticipated load)."""
+
+    topic: ClassVar[str] = "routing-table"
+    service: Id
+    instances: list[dict[str, Any]]
+
+
+class InstanceState(str, enum.Enum):
+    STARTING = "starting"
+    READY = "ready"
+    DRAINING = "draining"
+    STOPPED = "stopped"
+
+
+class InstanceEventKind(str, enum.Enum):
+    START_REQUESTED = "start_requested"
+    READY = "ready"
+    DRAIN = "drain"
+    STOPPED = "stopped"
+    STATUS = "status"
+
+
+class InstanceEvent(EventRecord):
+    topic: ClassVar[str] = "instance-events"
+    service: Id
+    instance_id: Id
+    kind: InstanceEventKind
+    state: InstanceState
+    running: int = Field(default=0, ge=0)
+    waiting: int = Field(default=0, ge=0)
+    kv_used_tokens: Tokens = 0
+    kv_capacity_tokens: Tokens = 0
+
+
+class Completion(EventRecord):
+    """A finished request. ``ts`` is the completion time; ``arrival_ts`` the request's arrival."""
+
+    topic: ClassVar[str] = "completions"
+    request_id: Id
+    service: Id
+    instance_id: Id
+    arrival_ts: float = Field(ge=0)
+    prompt_tokens: Tokens
+    output_tokens: Tokens
+    predicted_tokens: float | None = Field(default=None, ge=0, le=MAX_TOKENS)
+    ttft_s: float = Field(ge=0)
+    e2e_s: float = Field(ge=0)
+    preemptions: int = Field(default=0, ge=0)
+
+
+class TokenDensity(EventRecord):
+    """Tumbling-window totals of one service. ``ts`` is the window end."""
+
+    topic: ClassVar[str] = "token-density"
+    service: Id
+    window_start: float = Field(ge=0)
+    window_s: float = Field(gt=0)
+    requests: int = Field(ge=0)
+    prompt_tokens: int = Field(ge=0)
+    output_tokens: int = Field(ge=0)
+
+
+class Forecast(EventRecord):
+    topic: ClassVar[str] = "forecasts"
+    service: Id
+    window_s: float = Field(gt=0)
+    first_window_start: float = Field(ge=0)
+    target: str
+    mean: list[float]
+    upper: list[float] = Field(description="upper quantile per horizon step (same length as mean)")
+    model: str
+
+
+class ScaleCommand(EventRecord):
+    topic: ClassVar[str] = "scale-commands"
+    service: Id
+    target_instances: int = Field(ge=0, le=10_000)
+    current_instances: int = Field(ge=0, le=10_000)
+    policy: str
+    reason: str
+
+
+class DeadLetter(EventRecord):
+    """A message that could not be processed, with why. ``payload`` is the raw value (decoded lossily)."""
+
+    topic: ClassVar[str] = "dead-letter"
+    source_topic: str
+    reason: str
+    payload: str
+    key: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+
+
+RECORD_TYPES: dict[str, type[EventRecord]] = {
+    cls.topic: cls
+    for cls in (
+        RequestEvent,
+        PredictedRequest,
+        RouteDecision,
+        RoutingTable,
+        InstanceEvent,
+        Completion,
+        TokenDensity,
+        Forecast,
+        ScaleCommand,
+        DeadLetter,
+    )
+}
+
+R = TypeVar("R", bound=EventRecord)
+
+
+class InvalidEvent(ValueError):
+    """Raised by :func:`parse_event` with a one-line reason suitable for the dead-letter topic."""
+
+
+def _reason(err: ValidationError) -> str:
+    parts = []
+    for e in err.errors()[:5]:
+        loc = ".".join(str(x) for x in e["loc"]) or "<root>"
+        parts.append(f"{loc}: {e['msg']}")
+    return "; ".join(parts)
+
+
+def parse_event(raw: bytes | str | dict[str, Any], cls: type[R]) -> R:
+    """Parse and validate one event; raise :class:`InvalidEvent` with the reason on any problem."""
+    try:
+        if isinstance(raw, dict):
+            return cls.model_validate(raw)
+        if isinstance(raw, bytes):
+            raw = raw.decode("utf-8")
+        obj = json.loads(raw)
+        if not isinstance(obj, dict):
+            raise InvalidEvent(f"expected a JSON object, got {type(obj).__name__}")
+        return cls.model_validate(obj)
+    except UnicodeDecodeError as e:
+        raise InvalidEvent(f"not UTF-8: {e}") from e
+    except json.JSONDecodeError as e:
+        raise InvalidEvent(f"malformed JSON: {e.msg} at char {e.pos}") from e
+    except ValidationError as e:
+        raise InvalidEvent(_reason(e)) from e
