@@ -7,6 +7,7 @@ Bounds and the freeze after each action live here, once, so every scaler honours
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import ClassVar
 
 from streams.policies.fleet_view import CompletionInfo, FleetView, RequestInfo, ScaleDecision
@@ -65,6 +66,10 @@ class BaseScaler(ABC):
     def _urgent(self, fleet: FleetView, now: float) -> bool:
         """True lets a decision through the freeze (emergency scale-up). Default: never."""
         return False
+
+    def attach_oracle(self, arrivals: Sequence[tuple[float, int, int]]) -> None:  # noqa: B027
+        """Offline ablations only: the whole trace as (arrival_s, prompt_tokens, output_tokens), so an
+        oracle-forecast scaler can read the future. Called by the harness before a run; default: ignored."""
 
     def observe_arrival(self, request: RequestInfo, now: float) -> None:  # noqa: B027
         """Observe an arriving request (default: nothing)."""
