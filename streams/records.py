@@ -102,6 +102,8 @@ class RouteDecision(EventRecord):
     prompt_tokens: Tokens
     predicted_tokens: float = Field(ge=0, le=MAX_TOKENS)
     output_tokens: Tokens | None = None
+    arrival_ts: float | None = Field(default=None, ge=0, description="the request's arrival (ts is the decision "
+                                     "time, later when it waited for a ready instance)")
     policy: str
     score: float | None = None
     reason: str = ""

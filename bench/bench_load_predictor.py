@@ -1,0 +1,158 @@
+"""Throughput and batch latency of the request-load predictor, against a plain eager forward of its encoder.
+
+Three measurements per (sequence length, batch size), all in this process on the same device:
+- ``plain``: the bare encoder (``AutoModel``), eager, bf16 on GPU / fp32 on CPU, on ready (B, T) id tensors —
+  the reference the pipeline must not lose against;
+- ``engine``: ``LengthEngine.run_rows`` on pre-tokenized rows of exactly T positions (soft prompt included):
+  length bucketing, collation, host->device copy, the length model, device->host copy;
+- ``predict``: ``ModelPredictor.predict`` on unique prompt texts (cache can't hit): tokenization + engine.
+Predictions/s = rows / mean batch time; p99 = 99th percentile of per-batch wall time.
+
+  python bench/bench_load_predictor.py --device cpu --threads 2 --batches 1 8 32 --seq 128 512
+  python bench/bench_load_predictor.py --device cuda --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from models.request_load.engine import EngineConfig, LengthEngine  # noqa: E402
+from models.request_load.inference import ModelPredictor, load_model_predictor  # noqa: E402
+from models.request_load.predictor_registry import default_checkpoint_dir  # noqa: E402
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timeit(fn: Callable[[], Any], device: torch.device, min_iters: int, seconds: float) -> np.ndarray:
+    """Per-call wall times (s) after 2 warm-up calls; at least ``min_iters`` calls, then until ``seconds``."""
+    for _ in range(2):
+        fn()
+    _sync(device)
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < min_iters or (time.perf_counter() - start < seconds and len(times) < 2000):
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return np.array(times)
+
+
+def texts(n: int, seq: int, pool: list[str]) -> list[str]:
+    """``n`` distinct prompt texts, each long enough to fill ``seq`` tokens."""
+    out = []
+    for i in range(n):
+        parts, k = [f"request {i}:"], i
+        while sum(len(p) for p in parts) < seq * 8:
+            parts.append(pool[k % len(pool)])
+            k += 7
+        out.append(" ".join(parts))
+    return out
+
+
+def load_pool(path: str | None) -> list[str]:
+    if path and Path(path).exists():
+        from models.request_load.data import read_pairs
+
+        return [e.prompt for e in read_pairs(path)[0][:4000]]
+    words = "the a model request token length predict server fleet queue batch route scale".split()
+    rng = np.random.default_rng(0)
+    return [" ".join(rng.choice(words, 200)) for _ in range(200)]
+
+
+def row(name: str, seq: int, batch: int, t: np.ndarray, plain: float | None) -> dict[str, Any]:
+    rate = batch / float(t.mean())
+    return {"mode": name, "seq": seq, "batch": batch, "preds_per_s": round(rate, 1),
+            "p50_ms": round(float(np.percentile(t, 50)) * 1e3, 3), "p99_ms": round(float(np.percentile(t, 99)) * 1e3, 3),
+            "iters": int(t.size), "ratio_to_plain": round(rate / plain, 3) if plain else None}
+
+
+def bench(args: argparse.Namespace) -> list[dict[str, Any]]:
+    device = torch.device(args.device)
+    dtype = "bf16" if device.type == "cuda" else "fp32"
+    predictor = load_model_predictor(Path(args.model), device=args.device, cache_size=0, dtype=dtype,
+                                     max_batch_size=max(args.batches), int8=args.int8, threads=args.threads)
+    assert isinstance(predictor, ModelPredictor)
+    if predictor.engine is None:
+        raise SystemExit(f"model unavailable: {predictor.unavailable}")
+    base = predictor.engine
+    plain_model = base.model.backbone  # the same encoder weights, called bare
+    pool = load_pool(args.data)
+    results: list[dict[str, Any]] = []
+    for seq in args.seq:
+        engine = LengthEngine(base.model, base.rows, EngineConfig(
+            device=args.device, dtype=dtype, max_batch_size=max(args.batches), max_length=seq,
+            compile=args.compile, threads=args.threads))
+        predictor.engine = engine
+        for batch in args.batches:
+            ids = torch.randint(1000, 30000, (batch, seq), device=device)
+            mask = torch.ones_like(ids)
+            with torch.inference_mode():
+                t_plain = timeit(lambda ids=ids, mask=mask: plain_model(input_ids=ids, attention_mask=mask),
+                                 device, args.iters, args.seconds)
+            plain = batch / float(t_plain.mean())
+            results.append(row("plain", seq, batch, t_plain, plain))
+            prompts = texts(batch * 4, seq, pool)
+            services = ["llama-2-7b-chat-hf"] * batch
+            rows = engine.encode(prompts[:batch], services)
+            assert all(len(r[0]) == seq - engine.model.config.n_soft for r in rows), "rows do not fill seq"
+            t_engine = timeit(lambda rows=rows, s=services: engine.run_rows(rows, s), device, args.iters,
+                              args.seconds)
+            results.append(row("engine", seq, batch, t_engine, plain))
+            cursor = iter(range(10**9))
+
+            def call(batch: int = batch, prompts: list[str] = prompts, s: list[str] = services) -> None:
+                k = next(cursor) % 4
+                predictor.predict(prompts[k * batch:(k + 1) * batch], [seq] * batch, s)
+
+            t_pred = timeit(call, device, args.iters, args.seconds)
+            results.append(row("predict", seq, batch, t_pred, plain))
+            for r in results[-3:]:
+                print(json.dumps(r), flush=True)
+    return results
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--model", default=str(default_checkpoint_dir()), help="checkpoint folder")
+    ap.add_argument("--data", default=None, help="JSON-lines prompts for realistic texts (default: synthetic)")
+    ap.add_argument("--seq", type=int, nargs="+", default=[128, 512])
+    ap.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32, 64, 128, 256, 512])
+    ap.add_argument("--iters", type=int, default=5, help="minimum timed calls per point")
+    ap.add_argument("--seconds", type=float, default=1.0, help="time budget per point (after min iters)")
+    ap.add_argument("--threads", type=int, default=None, help="CPU intra-op threads")
+    ap.add_argument("--int8", action="store_true", help="CPU: dynamic int8 quantisation")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the length model")
+    ap.add_argument("--json", default=None, help="write all rows here")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    results = bench(args)
+    print(f"\n{'mode':8} {'seq':>4} {'batch':>5} {'preds/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'x plain':>8}")
+    for r in results:
+        print(f"{r['mode']:8} {r['seq']:>4} {r['batch']:>5} {r['preds_per_s']:>10.0f} {r['p50_ms']:>8.2f} "
+              f"{r['p99_ms']:>8.2f} {r['ratio_to_plain'] or 0:>8.2f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"device": args.device, "gpu": torch.cuda.get_device_name()
+                                               if torch.cuda.is_available() and "cuda" in args.device else None,
+                                               "torch": torch.__version__, "int8": args.int8,
+                                               "threads": args.threads, "rows": results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,336 @@
+"""One vLLM-style serving instance in virtual time, steppable by the offline simulator and the live managers.
+
+Scheduling follows vLLM's continuous batching:
+
+* FCFS waiting queue; a request is admitted when a sequence slot (``max_num_seqs``), token budget
+  (``max_batched_tokens``) and KV blocks for its footprint are free (1% of the blocks are kept as a watermark
+  while other sequences run, as vLLM does, so that running sequences can grow without immediate preemption).
+* Without chunked prefill a step is either a prefill batch (running sequences pause) or a decode step of all
+  running sequences (vLLM V0). With chunked prefill every step decodes all running sequences and fills the
+  rest of the token budget with prompt chunks, oldest first (vLLM V1 / Sarathi).
+* Preemption by recompute: when the next step needs more KV blocks than are free, the newest running request
+  (latest arrival) loses its KV and goes back to the front of the waiting queue; when re-admitted it prefills
+  its prompt plus the tokens generated so far. Its time to first token is not reset.
+* Runs of pure-decode steps are fast-forwarded in closed form up to the next completion, KV-block exhaustion
+  or a new request (see ``fleet/decode_math.py``), so the cost is O(log n) per event, not per token.
+
+Blocks are allocated when a step is scheduled (as vLLM does), so :meth:`view` reports them from then; first
+tokens and completions are reported at the end of the step that produced them.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import deque
+
+from fleet.decode_math import blocks_needed, max_decode_steps, phase_of, steps_within
+from fleet.engine_presets import EngineConfig
+from fleet.sim_types import EngineEvent, EngineEventKind, SimRequest
+from streams.policies.fleet_view import InstanceState, InstanceView
+
+__all__ = ["EngineInstance", "KVAccountingError"]
+
+_INF = math.inf
+_FIRST = EngineEventKind.FIRST_TOKEN
+_DONE = EngineEventKind.FINISHED
+
+
+class KVAccountingError(AssertionError):
+    """The instance's KV bookkeeping disagrees with a recount (a simulator bug, never a workload property)."""
+
+
+class EngineInstance:
+    """One instance. Drive it with :meth:`add_request` and :meth:`advance`, always with non-decreasing times.
+
+    :param config: engine configuration (KV capacity, limits, cost model).
+    :param instance_id: name used in views and results.
+    :param check_invariants: recount the KV accounting after every step (tests; slow).
+    """
+
+    def __init__(self, config: EngineConfig, instance_id: str, check_invariants: bool = False) -> None:
+        self.cfg = config
+        self.cost = config.cost_model
+        self.bs = config.block_size
+        self.total_blocks = config.kv_capacity_blocks
+        self.watermark = max(1, self.total_blocks // 100)
+        self.check = check_invariants
+        self.used_blocks = 0
+        self.waiting: deque[SimRequest] = deque()
+        self.waiting_tokens = 0
+        self.prefilling: list[SimRequest] = []  # admitted, prompt not fully prefilled (chunked, or in the step)
+        self.decoding: dict[int, SimRequest] = {}
+        self.phase = [0] * self.bs
+        self.base_sum = 0  # sum of kv_base over decoding sequences
+        self.steps = 0  # decode steps done so far
+        self.finish_heap: list[tuple[int, int, int, SimRequest]] = []
+        # The step or decode run in flight: started at t0, ends at busy_until; applied at its end.
+        self.t0 = 0.0
+        self.busy_until = _INF
+        self.run_k = 0  # decode steps of the in-flight work
+        self.run_pure = False  # True: a run of pure-decode steps (may be cut short by a new request)
+        self.pending: list[tuple[SimRequest, int]] = []  # prefill chunks of the in-flight step
+        self.decode_reserve = 0  # blocks the in-flight mixed step's decodes will need (chunked prefill)
+        self.view = InstanceView(instance_id, InstanceState.STARTING, config.kv_capacity_tokens)
+
+    # ---- public API ------------------------------------------------------------------------------------
+    @property
+    def instance_id(self) -> str:
+        return self.view.instance_id
+
+    def add_request(self, req: SimRequest, now: float) -> None:
+        """Queue ``req`` at ``now`` (after :meth:`advance` to ``now``). It joins at the next step boundary."""
+        self.waiting.append(req)
+        self.waiting_tokens += req.prompt + req.generated
+        if self.busy_until == _INF:
+            self._plan(now)
+        elif self.run_pure:
+            self._cut_run(now)
+
+    def next_event_time(self) -> float:
+        """End of the step or decode run in flight (``inf`` when idle)."""
+        return self.busy_until
+
+    def advance(self, until: float) -> list[EngineEvent]:
+        """Run every step that ends at or before ``until``; return first-token and finished events in order."""
+        events: list[EngineEvent] = []
+        while self.busy_until <= until:
+            t = self.busy_until
+            self._finish_work(t, events)
+            if self.check:
+                self.check_invariants()
+            self._plan(t)
+        return events
+
+    def idle(self) -> bool:
+        return not (self.waiting or self.prefilling or self.decoding)
+
+    @property
+    def running(self) -> int:
+        return len(self.decoding) + len(self.prefilling)
+
+    def kv_used_tokens(self, now: float) -> int:
+        """Tokens of KV held at ``now``, counting the decode steps of a run in flight that finished by ``now``."""
+        n = len(self.decoding)
+        tokens = self.base_sum + n * self.steps + self._prefill_tokens()
+        if self.run_pure and now > self.t0 and n:
+            tokens += n * steps_within(self.cost, now - self.t0, n, self.base_sum + n * self.steps, self.run_k)
+        return tokens
+
+    def refresh_view(self, now: float) -> InstanceView:
+        """Fill :attr:`view` (the policies' read-only snapshot) for ``now`` and return it."""
+        v = self.view
+        v.running = len(self.decoding) + len(self.prefilling)
+        v.waiting = len(self.waiting)
+        v.waiting_prompt_tokens = self.waiting_tokens
+        v.kv_used_tokens = self.kv_used_tokens(now)
+        return v
+
+    # ---- step planning -----------------------------------------------------------------------------------
+    def _plan(self, t: float) -> None:
+        """Schedule the next step (or decode run) starting at ``t``; idle if there is nothing to do."""
+        self.t0 = t
+        self.pending = []
+        self.run_k = 0
+        self.run_pure = False
+        if self.cfg.chunked_prefill:
+            self._ensure_decode_blocks()
+            # The decodes of this step grow into new blocks at its end: admissions must leave them free.
+            self.decode_reserve = self.phase[(self.steps + 1) % self.bs] if self.decoding else 0
+            dt = self._schedule_chunks(budget=self.cfg.max_batched_tokens - len(self.decoding))
+        else:
+            dt = self._schedule_prefill_batch()
+            if dt == 0.0:
+                self._ensure_decode_blocks()
+        self.decode_reserve = 0
+        if dt > 0.0:
+            self.run_k = 1 if (self.cfg.chunked_prefill and self.decoding) else 0
+            self.busy_until = t + dt
+            return
+        n = len(self.decoding)
+        if n == 0:
+            self.busy_until = _INF
+            return
+        limit = self._next_finish_step() - self.steps
+        k = max_decode_steps(self.phase, n, self.steps, self.total_blocks - self.used_blocks, limit)
+        assert k >= 1, "decode blocks were ensured"
+        self.run_k = k
+        self.run_pure = True
+        self.busy_until = t + self.cost.decode_run_time(k, n, self.base_sum + n * self.steps)
+
+    def _schedule_prefill_batch(self) -> float:
+        """vLLM V0 without chunking: admit whole prompts FCFS into one prefill-only step. Returns its time."""
+        budget = self.cfg.max_batched_tokens
+        tokens = 0
+        pairs = 0.0
+        while self.waiting:
+            req = self.waiting[0]
+            need = req.prompt + req.generated
+            if need > budget or not self._admit(req):
+                break
+            budget -= need
+            tokens += need
+            pairs += float(need) * need
+            self.pending.append((req, need))
+        if not tokens:
+            return 0.0
+        return self.cost.step_time(tokens, 0, 0, pairs)
+
+    def _schedule_chunks(self, budget: int) -> float:
+        """Chunked prefill: fill the token budget left by the decodes with prompt chunks, oldest first."""
+        tokens = 0
+        pairs = 0.0
+        for req in self.prefilling:
+            if budget <= 0:
+                break
+            chunk = min(req.prefill_left, budget)
+            done = req.prompt + req.generated - req.prefill_left
+            budget -= chunk
+            tokens += chunk
+            pairs += float(chunk) * (done + chunk)
+            self.pending.append((req, chunk))
+        while budget > 0 and self.waiting and self._admit(self.waiting[0]):
+            req = self.prefilling[-1]
+            chunk = min(req.prefill_left, budget)
+            budget -= chunk
+            tokens += chunk
+            pairs += float(chunk) * chunk
+            self.pending.append((req, chunk))
+        if not tokens:
+            return 0.0
+        n = len(self.decoding)
+        return self.cost.step_time(tokens, n, self.base_sum + n * self.steps, pairs)
+
+    def _admit(self, req: SimRequest) -> bool:
+        """Move the head of the waiting queue to ``prefilling`` if a slot and its KV blocks are free."""
+        running = len(self.decoding) + len(self.prefilling)
+        if running >= self.cfg.max_num_seqs:
+            return False
+        need = -(-(req.prompt + req.generated + 1) // self.bs)
+        reserve = (self.watermark if running else 0) + self.decode_reserve
+        if self.total_blocks - self.used_blocks - need < reserve:
+            return False
+        self.waiting.popleft()
+        self.waiting_tokens -= req.prompt + req.generated
+        req.blocks = need
+        req.prefill_left = req.prompt + req.generated
+        self.used_blocks += need
+        self.prefilling.append(req)
+        return True
+
+    def _ensure_decode_blocks(self) -> None:
+        """Preempt newest-first until the next decode step's new blocks fit."""
+        while self.decoding and self.phase[(self.steps + 1) % self.bs] > self.total_blocks - self.used_blocks:
+            self._preempt_newest()
+
+    def _preempt_newest(self) -> None:
+        victim = max(list(self.decoding.values()) + self.prefilling, key=lambda r: (r.arrival, r.idx))
+        if victim.idx in self.decoding:
+            self._leave_decoding(victim)
+        else:
+            self.prefilling.remove(victim)
+            self.used_blocks -= victim.blocks
+        victim.blocks = 0
+        victim.prefill_left = 0
+        victim.preemptions += 1
+        self.waiting.appendleft(victim)
+        self.waiting_tokens += victim.prompt + victim.generated
+
+    def _cut_run(self, now: float) -> None:
+        """A request arrived during a decode run: stop the run at the step boundary at or after ``now``."""
+        n = len(self.decoding)
+        ctx = self.base_sum + n * self.steps
+        j = steps_within(self.cost, now - self.t0, n, ctx, self.run_k)
+        if self.t0 + self.cost.decode_run_time(j, n, ctx) < now:
+            j += 1  # the step in flight at ``now`` completes first
+        if j >= self.run_k:
+            return
+        if j == 0:
+            self._plan(now)
+            return
+        self.run_k = j
+        self.busy_until = self.t0 + self.cost.decode_run_time(j, n, ctx)
+
+    # ---- applying finished work --------------------------------------------------------------------------
+    def _finish_work(self, t: float, events: list[EngineEvent]) -> None:
+        k = self.run_k
+        if k:
+            self.used_blocks += blocks_needed(self.phase, self.steps, k)
+            self.steps += k
+            heap = self.finish_heap
+            while heap and (heap[0][2] != heap[0][3].epoch or heap[0][0] <= self.steps):
+                _, _, epoch, req = heapq.heappop(heap)
+                if epoch == req.epoch:
+                    self._leave_decoding(req)
+                    self._complete(req, t, events)
+        for req, chunk in self.pending:
+            req.prefill_left -= chunk
+            if req.prefill_left:
+                continue
+            self.prefilling.remove(req)
+            req.generated += 1
+            if req.first_token_s < 0:
+                req.first_token_s = t
+                events.append(EngineEvent(t, _FIRST, req))
+            if req.generated >= req.output:
+                self.used_blocks -= req.blocks
+                req.blocks = 0
+                self._complete(req, t, events)
+            else:
+                self._join_decoding(req)
+        self.pending = []
+        self.run_k = 0
+        self.run_pure = False
+
+    def _complete(self, req: SimRequest, t: float, events: list[EngineEvent]) -> None:
+        req.finish_s = t
+        events.append(EngineEvent(t, _DONE, req))
+
+    def _join_decoding(self, req: SimRequest) -> None:
+        footprint = req.prompt + req.generated
+        req.kv_base = footprint - self.steps
+        req.finish_step = self.steps + req.output - req.generated
+        self.decoding[req.idx] = req
+        self.phase[phase_of(req.kv_base, self.bs)] += 1
+        self.base_sum += req.kv_base
+        heapq.heappush(self.finish_heap, (req.finish_step, req.idx, req.epoch, req))
+
+    def _leave_decoding(self, req: SimRequest) -> None:
+        """Remove from the decode set, release its blocks and materialise ``generated``."""
+        del self.decoding[req.idx]
+        footprint = req.kv_base + self.steps
+        self.used_blocks -= -(-footprint // self.bs)
+        self.phase[phase_of(req.kv_base, self.bs)] -= 1
+        self.base_sum -= req.kv_base
+        req.generated = footprint - req.prompt
+        req.epoch += 1
+
+    def _next_finish_step(self) -> int:
+        heap = self.finish_heap
+        while heap[0][2] != heap[0][3].epoch:
+            heapq.heappop(heap)
+        return heap[0][0]
+
+    def _prefill_tokens(self) -> int:
+        """KV tokens reserved by admitted sequences whose prefill is not done (their footprint after it)."""
+        return sum(r.prompt + r.generated + 1 for r in self.prefilling) if self.prefilling else 0
+
+    # ---- checks ------------------------------------------------------------------------------------------
+    def check_invariants(self) -> None:
+        """Recount KV blocks and decode-phase bookkeeping from the sequences; raise on any disagreement."""
+        dec = sum(-(-(r.kv_base + self.steps) // self.bs) for r in self.decoding.values())
+        pre = sum(r.blocks for r in self.prefilling)
+        if dec + pre != self.used_blocks:
+            raise KVAccountingError(f"{self.instance_id}: used_blocks {self.used_blocks} != recount {dec + pre}")
+        if not 0 <= self.used_blocks <= self.total_blocks:
+            raise KVAccountingError(f"{self.instance_id}: used_blocks {self.used_blocks} outside "
+                                    f"[0, {self.total_blocks}]")
+        phase = [0] * self.bs
+        for r in self.decoding.values():
+            phase[phase_of(r.kv_base, self.bs)] += 1
+            if not r.prompt < r.kv_base + self.steps <= r.prompt + r.output:
+                raise KVAccountingError(f"{r}: footprint {r.kv_base + self.steps} out of range")
+        if phase != self.phase or sum(r.kv_base for r in self.decoding.values()) != self.base_sum:
+            raise KVAccountingError(f"{self.instance_id}: decode-phase bookkeeping drifted")
+        if len(self.decoding) + len(self.prefilling) > self.cfg.max_num_seqs:
+            raise KVAccountingError(f"{self.instance_id}: more running sequences than max_num_seqs")

@@ -1,0 +1,11 @@
+"""Evaluation harness: every policy on the same trace and fleet, results as a table, JSON and plots.
+
+``run_eval`` is the Python entry point (``preserve eval`` is its CLI, ``preserve_cli/eval_cmd.py``).
+"""
+
+from fleet.harness.policies import SharedSettings, build_policy, frontier_specs, predictor_for
+from fleet.harness.report import format_table, write_json
+from fleet.harness.runner import EvalConfig, EvalReport, EvalRun, run_eval
+
+__all__ = ["EvalConfig", "EvalReport", "EvalRun", "SharedSettings", "build_policy", "format_table",
+           "frontier_specs", "predictor_for", "run_eval", "write_json"]

@@ -1,0 +1,89 @@
+"""Building router and scaler objects from ``router:scaler(k=v)`` specs, with the comparison's shared settings.
+
+Every policy of one comparison gets the same fleet bounds, freeze, engine preset and SLO: the harness passes
+them as keyword arguments to each constructor that accepts them, unless the spec sets them itself. The
+router parameter ``predictor=SPEC`` chooses the request-length predictor for that policy (PreServe
+ablations); it is given to the router only if its constructor takes it.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any
+
+import streams.policies.routers  # noqa: F401  (registers the routers)
+import streams.policies.scalers  # noqa: F401  (registers the scalers)
+from streams.policies.base_router import BaseRouter
+from streams.policies.base_scaler import BaseScaler
+from streams.policies.policy_registry import ROUTERS, SCALERS, PolicySpec, PolicySpecError
+
+__all__ = ["SharedSettings", "build_policy", "predictor_for", "frontier_specs"]
+
+
+@dataclass(frozen=True)
+class SharedSettings:
+    """What every policy of one comparison shares (injected where a constructor accepts the name)."""
+
+    min_instances: int = field(default=1, metadata={"help": "fewest provisioned instances"})
+    max_instances: int = field(default=8, metadata={"help": "most provisioned instances"})
+    freeze_s: float = field(default=60.0, metadata={"help": "no scaling action for this long after one"})
+    engine: str = field(default="llama2-7b-h100", metadata={"help": "engine preset name"})
+    tpot_slo_s: float = field(default=0.1, metadata={"help": "TPOT SLO (scalers that plan for it)"})
+    ttft_slo_s: float = field(default=1.0, metadata={"help": "TTFT SLO (scalers that plan for it)"})
+    cold_start_s: float | None = field(default=None, metadata={"help": "cold start override (None: preset)"})
+    seed: int = field(default=0, metadata={"help": "seed of randomised policies"})
+
+    def as_kwargs(self) -> dict[str, Any]:
+        kw = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        if kw["cold_start_s"] is None:
+            del kw["cold_start_s"]
+        return kw
+
+
+def _accepted(cls: type, shared: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    params = inspect.signature(cls.__init__).parameters
+    return {k: v for k, v in shared.items() if k in params and k not in given}
+
+
+def _construct(cls: type, kwargs: dict[str, Any], what: str) -> Any:
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise PolicySpecError(f"{what}: {exc}") from exc
+
+
+def build_policy(spec: PolicySpec, **shared: Any) -> tuple[BaseRouter, BaseScaler]:
+    """Fresh router and scaler objects for ``spec``; ``shared`` as in :class:`SharedSettings`."""
+    if spec.router not in ROUTERS:
+        raise PolicySpecError(f"unknown router {spec.router!r}; known: {', '.join(sorted(ROUTERS))}")
+    if spec.scaler not in SCALERS:
+        raise PolicySpecError(f"unknown scaler {spec.scaler!r}; known: {', '.join(sorted(SCALERS))}")
+    rcls, scls = ROUTERS[spec.router], SCALERS[spec.scaler]
+    rparams = dict(spec.router_params)
+    if "predictor" in rparams and "predictor" not in inspect.signature(rcls.__init__).parameters:
+        del rparams["predictor"]  # consumed by the harness (which predictions the router sees)
+    router = _construct(rcls, {**_accepted(rcls, shared, rparams), **rparams}, f"router {spec.router!r}")
+    sparams = dict(spec.scaler_params)
+    scaler = _construct(scls, {**_accepted(scls, shared, sparams), **sparams}, f"scaler {spec.scaler!r}")
+    return router, scaler
+
+
+def predictor_for(spec: PolicySpec, default: str) -> str:
+    """The request-length predictor spec this policy runs with: its router's ``predictor=`` or ``default``."""
+    value = spec.router_params.get("predictor")
+    return str(value) if value is not None else default
+
+
+def frontier_specs(max_instances: int, router: str = "least-requests") -> list[PolicySpec]:
+    """Each baseline scaler family over a small grid, so that every baseline is a cost-latency curve.
+
+    fixed n = 1..max; reactive over (up, down) pairs around the 0.9/0.2 default; queue-depth over waiting
+    thresholds around KEDA's 5.
+    """
+    specs = [PolicySpec(router, "fixed", {}, {"n": n}) for n in range(1, max_instances + 1)]
+    for up, down in ((0.95, 0.3), (0.9, 0.2), (0.8, 0.3), (0.7, 0.2), (0.6, 0.1), (0.5, 0.1)):
+        specs.append(PolicySpec(router, "reactive", {}, {"up": up, "down": down}))
+    for threshold in (1, 2, 5, 10, 20):
+        specs.append(PolicySpec(router, "queue-depth", {}, {"threshold": threshold}))
+    return specs

@@ -1,0 +1,145 @@
+"""``run_eval``: every policy of a comparison on the same trace, fleet bounds, SLOs and cold start.
+
+Output-length predictions are computed once per predictor spec per evaluation (the ``predict`` stage runs for
+every request in the live pipeline too), and the CPU time of that call, divided over the requests, counts in
+each policy's ``overhead_fraction`` together with the measured routing and scaling CPU time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fleet.engine_presets import get_preset
+from fleet.harness.policies import SharedSettings, build_policy, predictor_for
+from fleet.metrics import summarize
+from fleet.sim_inputs import Overlength, SimConfig, SimResult, Workload
+from fleet.simulator import simulate
+from streams.policies.policy_registry import PolicySpec, parse_policy
+
+__all__ = ["EvalConfig", "EvalRun", "EvalReport", "run_eval", "PredictionCache"]
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Settings of one comparison (``preserve eval`` flags)."""
+
+    instances: int = field(default=4, metadata={"help": "warm instances at t=0 for autoscaled policies"})
+    min_instances: int = field(default=1, metadata={"help": "fewest provisioned instances"})
+    max_instances: int = field(default=8, metadata={"help": "most provisioned instances"})
+    slo_ttft_s: float = field(default=1.0, metadata={"help": "TTFT SLO in seconds"})
+    slo_tpot_s: float = field(default=0.1, metadata={"help": "TPOT SLO in seconds"})
+    seed: int = field(default=0, metadata={"help": "seed of randomised routers and noisy predictors"})
+    engine: str = field(default="llama2-7b-h100", metadata={"help": "engine preset of every instance"})
+    cold_start_s: float | None = field(default=None, metadata={"help": "override the preset's cold start"})
+    freeze_s: float = field(default=60.0, metadata={"help": "freeze after each scaling action"})
+    predictor: str = field(default="fallback", metadata={"help": "default output-length predictor spec"})
+    overlength: Overlength = field(default="truncate", metadata={"help": "see SimConfig.overlength"})
+    sample_interval_s: float = field(default=10.0, metadata={"help": "time-series sampling period"})
+    horizon_s: float = field(default=3600.0, metadata={"help": "give up this long after the last arrival"})
+
+    def shared(self) -> SharedSettings:
+        return SharedSettings(self.min_instances, self.max_instances, self.freeze_s, self.engine,
+                              self.slo_tpot_s, self.slo_ttft_s, self.cold_start_s, self.seed)
+
+    def engine_config(self):  # type: ignore[no-untyped-def]
+        eng = get_preset(self.engine)
+        return eng if self.cold_start_s is None else replace(eng, cold_start_s=self.cold_start_s)
+
+
+@dataclass
+class EvalRun:
+    spec: PolicySpec
+    predictor: str
+    result: SimResult
+    row: dict[str, Any]
+
+
+@dataclass
+class EvalReport:
+    """The JSON document (``doc``) and the raw runs (for plots)."""
+
+    doc: dict[str, Any]
+    runs: list[EvalRun]
+
+
+class PredictionCache:
+    """Predictions per predictor spec for one trace, with the CPU seconds each took."""
+
+    def __init__(self, df: pd.DataFrame, seed: int) -> None:
+        self.df = df
+        self.seed = seed
+        self._cache: dict[str, tuple[np.ndarray, np.ndarray, str, float]] = {}
+
+    def get(self, spec: str) -> tuple[np.ndarray, np.ndarray, str, float]:
+        """``(mean, p90, source, cpu_s)`` for every request of the trace, in order."""
+        if spec not in self._cache:
+            from models.request_load.predictor_registry import get_predictor
+
+            df = self.df
+            truth = df["output_tokens"].to_numpy(np.float64)
+            prompts = df["prompt"].tolist() if "prompt" in df else [None] * len(df)
+            cpu = time.process_time()
+            predictor = get_predictor(spec, true_lengths=truth, seed=self.seed)
+            pred = predictor.predict(prompts, df["prompt_tokens"].tolist(), df["service"].astype(str).tolist())
+            cpu = time.process_time() - cpu
+            self._cache[spec] = (np.asarray(pred.mean, np.float64), np.asarray(pred.p90, np.float64),
+                                 pred.source, cpu)
+        return self._cache[spec]
+
+
+def _specs(policies: Sequence[PolicySpec | str]) -> list[PolicySpec]:
+    return [parse_policy(p) if isinstance(p, str) else p for p in policies]
+
+
+def run_eval(trace: pd.DataFrame, policies: Sequence[PolicySpec | str], config: EvalConfig | None = None,
+             trace_info: dict[str, Any] | None = None,
+             progress: Callable[[str, int], None] | None = None) -> EvalReport:
+    """Simulate every policy on ``trace`` (a normalised DataFrame, already rate-scaled / windowed).
+
+    :param policies: specs like ``"least-kv:reactive(up=0.8,down=0.3)"`` or :class:`PolicySpec` objects.
+    :param trace_info: what to record about the trace in the JSON (path, format, rate scale, stats).
+    :param progress: called as ``progress(label, finished_requests)`` during each run.
+    """
+    cfg = config or EvalConfig()
+    specs = _specs(policies)
+    engine = cfg.engine_config()
+    shared = cfg.shared().as_kwargs()
+    preds = PredictionCache(trace, cfg.seed)
+    arrivals = list(zip(trace["arrival_s"].tolist(), trace["prompt_tokens"].tolist(),
+                        trace["output_tokens"].tolist(), strict=True))
+    runs: list[EvalRun] = []
+    for spec in specs:
+        pspec = predictor_for(spec, cfg.predictor)
+        mean, p90, source, pred_cpu = preds.get(pspec)
+        workload = Workload.from_trace(trace, mean, p90)
+        router, scaler = build_policy(spec, **shared, predictor=pspec)
+        scaler.attach_oracle(arrivals)
+        initial = getattr(scaler, "initial_instances", None)
+        sim_cfg = SimConfig(engine=engine, initial_instances=cfg.instances if initial is None else int(initial),
+                            min_instances=cfg.min_instances, max_instances=cfg.max_instances,
+                            sample_interval_s=cfg.sample_interval_s, overlength=cfg.overlength,
+                            horizon_s=cfg.horizon_s)
+        label = spec.label
+        cb = (lambda done, _l=label: progress(_l, done)) if progress else None
+        result = simulate(workload, sim_cfg, router, scaler, cb)
+        row = {"policy": f"{spec.router}:{spec.scaler}", "label": label,
+               "params": {"router": dict(spec.router_params), "scaler": dict(spec.scaler_params)},
+               "predictor": pspec, "predictor_source": source, "prediction_cpu_s": pred_cpu,
+               **summarize(result, cfg.slo_ttft_s, cfg.slo_tpot_s, extra_cpu_s=pred_cpu)}
+        runs.append(EvalRun(spec, pspec, result, row))
+    doc = {"trace": trace_info or {"requests": len(trace)},
+           "settings": {**asdict(cfg), "engine_config": _engine_summary(engine)},
+           "results": [r.row for r in runs]}
+    return EvalReport(doc, runs)
+
+
+def _engine_summary(engine: Any) -> dict[str, Any]:
+    keys = ("name", "gpu", "model", "kv_capacity_tokens", "block_size", "max_num_seqs", "max_batched_tokens",
+            "chunked_prefill", "max_model_len", "cold_start_s")
+    return {k: getattr(engine, k) for k in keys}

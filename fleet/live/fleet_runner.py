@@ -1,0 +1,93 @@
+"""Kafka edge of the instance managers: consume routes + scale commands, publish completions + instance events.
+
+confluent-kafka on both sides. Routes and scale commands are keyed by service and the two topics have the same
+partition count; the range assignor gives one member the same partitions of both, so several ``preserve fleet``
+processes share services. Invalid input becomes a dead letter (this process is the only consumer that reports
+those two topics' bad messages).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from confluent_kafka import Consumer, KafkaError, Producer
+
+from fleet.live.event_clock import ReplayClock
+from fleet.live.instance_manager import FleetManager
+from streams.dead_letters import parse_or_dead_letter
+from streams.records import DeadLetter, EventRecord, RouteDecision, ScaleCommand
+from streams.settings import KafkaSettings
+
+__all__ = ["FleetRunner", "RunnerStats"]
+
+log = logging.getLogger(__name__)
+_INPUTS: dict[str, type[RouteDecision] | type[ScaleCommand]] = {"routes": RouteDecision,
+                                                                  "scale-commands": ScaleCommand}
+
+
+@dataclass
+class RunnerStats:
+    consumed: int = 0
+    produced: int = 0
+    dead_letters: int = 0
+
+
+class FleetRunner:
+    """:param manager: the event-time fleet. :param kafka: connection settings. :param clock: replay clock.
+    :param group_id: consumer group of the instance managers."""
+
+    def __init__(self, manager: FleetManager, kafka: KafkaSettings, clock: ReplayClock,
+                 group_id: str = "preserve-fleet") -> None:
+        self.manager = manager
+        self.kafka = kafka
+        self.clock = clock
+        self.stats = RunnerStats()
+        base = kafka.confluent_config()
+        self.consumer = Consumer({**base, "group.id": group_id, "auto.offset.reset": "earliest",
+                                  "partition.assignment.strategy": "range", "enable.auto.commit": True})
+        self.producer = Producer({**base, "linger.ms": 5, "enable.idempotence": True})
+        self._by_topic = {kafka.topic(name): name for name in _INPUTS}
+        self.consumer.subscribe(list(self._by_topic))
+
+    def _publish(self, recs: list[EventRecord]) -> None:
+        for rec in recs:
+            key = getattr(rec, "service", None)
+            self.producer.produce(self.kafka.topic(rec.topic), key=key.encode() if key else None, value=rec.to_json())
+            self.stats.produced += 1
+            self.stats.dead_letters += isinstance(rec, DeadLetter)
+        self.producer.poll(0)
+
+    def poll_once(self, timeout_s: float = 0.05, max_messages: int = 2000) -> None:
+        """Consume what is there, apply it in event time, run the fleet to the clock and publish."""
+        msgs = self.consumer.consume(max_messages, timeout=timeout_s)
+        wall = time.time()
+        bad: list[EventRecord] = []
+        for m in msgs:
+            if m.error():
+                if m.error().code() != KafkaError._PARTITION_EOF:
+                    log.warning("consumer error: %s", m.error())
+                continue
+            name = self._by_topic.get(m.topic() or "", "")
+            rec = parse_or_dead_letter(m.value(), _INPUTS[name], name, wall, m.key(), m.partition(), m.offset())
+            self.stats.consumed += 1
+            if isinstance(rec, DeadLetter):
+                bad.append(rec)
+                continue
+            self.clock.observe(rec.ts, wall)
+            self.manager.offer(rec)
+        now = self.clock.now(wall)
+        out = bad + (self.manager.advance(now) if now is not None else [])
+        self._publish(out)
+
+    def run(self, should_stop: Callable[[], bool], on_tick: Callable[[RunnerStats], None] | None = None) -> None:
+        try:
+            while not should_stop():
+                self.poll_once()
+                if on_tick is not None:
+                    on_tick(self.stats)
+        finally:
+            self.producer.flush(10)
+            self.consumer.close()

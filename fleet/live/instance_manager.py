@@ -1,0 +1,268 @@
+"""Instance managers in event time (pure: explicit ``now``, no Kafka, no clock).
+
+:class:`FleetManager` receives RouteDecisions and ScaleCommands (from Kafka, through ``fleet_runner``), applies
+each at its own event time, runs the engines between inputs and returns the records to publish: a
+:class:`Completion` per finished request and :class:`InstanceEvent`s for every lifecycle step
+(start_requested -> ready -> drain -> stopped) plus a periodic status per instance.
+
+Why inputs are held until the clock reaches them: the runner keeps the event clock a little behind the wall-clock
+mapping of the replay, so decisions that travel through Kafka arrive *before* their event time comes and are
+applied exactly when they were made; a decision that arrives later than that is applied at once (counted in
+``late_inputs``).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections import deque
+from dataclasses import dataclass, field
+
+from fleet.live.base_engine_adapter import EngineAdapter, EngineFactory, LiveRequest
+from streams.records import (
+    Completion,
+    EventRecord,
+    InstanceEvent,
+    InstanceEventKind,
+    InstanceState,
+    RouteDecision,
+    ScaleCommand,
+)
+from streams.scale_state import BOOTSTRAP_REASON
+
+__all__ = ["ManagedInstance", "ServiceFleet", "FleetManager", "FleetCounters"]
+
+
+@dataclass
+class ManagedInstance:
+    instance_id: str
+    state: InstanceState
+    requested_at: float
+    ready_at: float
+    engine: EngineAdapter | None = None
+    backlog: list[LiveRequest] = field(default_factory=list)  # routed before the engine existed
+
+
+@dataclass
+class FleetCounters:
+    routes: int = 0
+    duplicate_routes: int = 0
+    rerouted: int = 0
+    completions: int = 0
+    late_inputs: int = 0
+    scale_commands: int = 0
+
+
+class ServiceFleet:
+    """The instances of one service.
+
+    :param service: the service name.
+    :param factory: creates engines and says their cold start.
+    :param status_every_s: event-time period of status events per instance.
+    :param prewarm_first: the bootstrap command of the service (the scale agent's first, see
+        ``streams.scale_state.BOOTSTRAP_REASON``) starts its instances ready at once: a fleet that was already
+        serving before the replay began, as the offline simulator's ``initial_instances``.
+    """
+
+    def __init__(self, service: str, factory: EngineFactory, counters: FleetCounters, status_every_s: float = 1.0,
+                 prewarm_first: bool = True) -> None:
+        self.service = service
+        self.factory = factory
+        self.counters = counters
+        self.status_every_s = status_every_s
+        self.prewarm_first = prewarm_first
+        self.instances: dict[str, ManagedInstance] = {}
+        self.orphans: deque[LiveRequest] = deque()  # routed to an instance that is gone, waiting for a ready one
+        self._ids = itertools.count()
+        self._next_status: float | None = None
+        self._last_status: dict[str, tuple[object, ...]] = {}
+
+    def active(self) -> list[ManagedInstance]:
+        return [i for i in self.instances.values() if i.state is not InstanceState.STOPPED]
+
+    def _event(self, inst: ManagedInstance, kind: InstanceEventKind, ts: float) -> InstanceEvent:
+        st = inst.engine.status() if inst.engine else None
+        return InstanceEvent(ts=ts, service=self.service, instance_id=inst.instance_id, kind=kind, state=inst.state,
+                             running=st.running if st else 0, waiting=(st.waiting if st else 0) + len(inst.backlog),
+                             kv_used_tokens=st.kv_used_tokens if st else 0,
+                             kv_capacity_tokens=st.kv_capacity_tokens if st else self.factory.kv_capacity_tokens)
+
+    def scale(self, cmd: ScaleCommand, now: float) -> list[EventRecord]:
+        out: list[EventRecord] = []
+        bootstrap = cmd.reason == BOOTSTRAP_REASON
+        if bootstrap and self.active():
+            return out  # a restarted scale agent re-bootstraps: the running fleet stays as it is
+        prewarm = bootstrap and self.prewarm_first
+        provisioned = [i for i in self.active() if i.state in (InstanceState.READY, InstanceState.STARTING)]
+        for _ in range(cmd.target_instances - len(provisioned)):
+            inst_id = f"{self.service}-{next(self._ids)}"
+            ready_at = now if prewarm else now + self.factory.cold_start_s
+            inst = ManagedInstance(inst_id, InstanceState.STARTING, now, ready_at)
+            self.instances[inst_id] = inst
+            out.append(self._event(inst, InstanceEventKind.START_REQUESTED, now))
+            if prewarm:
+                out.extend(self._make_ready(inst, now))
+        surplus = len(provisioned) - cmd.target_instances
+        if surplus > 0:
+            out.extend(self._remove(provisioned, surplus, now))
+        return out
+
+    def _remove(self, provisioned: list[ManagedInstance], n: int, now: float) -> list[EventRecord]:
+        """Cancel starting instances first (newest first), then drain the least-loaded ready ones."""
+        def load(i: ManagedInstance) -> tuple[int, float]:
+            st = i.engine.status() if i.engine else None
+            return ((st.running + st.waiting) if st else 0) + len(i.backlog), -i.requested_at
+
+        starting = sorted((i for i in provisioned if i.state is InstanceState.STARTING), key=lambda i: -i.requested_at)
+        ready = sorted((i for i in provisioned if i.state is InstanceState.READY), key=load)
+        out: list[EventRecord] = []
+        for inst in (starting + ready)[:n]:
+            if inst.state is InstanceState.STARTING:
+                inst.state = InstanceState.STOPPED
+                out.append(self._event(inst, InstanceEventKind.STOPPED, now))
+            else:
+                inst.state = InstanceState.DRAINING
+                out.append(self._event(inst, InstanceEventKind.DRAIN, now))
+        return out
+
+    def _make_ready(self, inst: ManagedInstance, now: float) -> list[EventRecord]:
+        inst.engine = self.factory.create(self.service, inst.instance_id, now)
+        inst.state = InstanceState.READY
+        for req in inst.backlog:
+            inst.engine.submit(req, now)
+        inst.backlog.clear()
+        out: list[EventRecord] = [self._event(inst, InstanceEventKind.READY, now)]
+        while self.orphans:
+            inst.engine.submit(self.orphans.popleft(), now)
+        return out
+
+    def route(self, d: RouteDecision, now: float) -> None:
+        arrival = d.arrival_ts if d.arrival_ts is not None else d.ts
+        req = LiveRequest(d.request_id, d.service, arrival, d.prompt_tokens, d.output_tokens,
+                          predicted_tokens=d.predicted_tokens)
+        inst = self.instances.get(d.instance_id)
+        if inst is None or inst.state is InstanceState.STOPPED:
+            target = min((i for i in self.active() if i.state is InstanceState.READY and i.engine),
+                         key=lambda i: i.engine.status().waiting if i.engine else 0, default=None)
+            self.counters.rerouted += 1
+            if target is None or target.engine is None:
+                self.orphans.append(req)
+                return
+            target.engine.submit(req, now)
+        elif inst.engine is None:
+            inst.backlog.append(req)
+        else:
+            inst.engine.submit(req, now)
+
+    def advance(self, now: float) -> list[EventRecord]:
+        """Run every instance to ``now``: readiness, completions, drains that finish, periodic statuses."""
+        out: list[EventRecord] = []
+        for inst in self.active():
+            if inst.state is InstanceState.STARTING and inst.ready_at <= now:
+                out.extend(self._make_ready(inst, inst.ready_at))
+            if inst.engine is None:
+                continue
+            for f in inst.engine.advance(now):
+                self.counters.completions += 1
+                out.append(Completion(ts=f.finished_at, request_id=f.request_id, service=self.service,
+                                      instance_id=inst.instance_id, arrival_ts=f.arrival, prompt_tokens=f.prompt_tokens,
+                                      output_tokens=f.output_tokens, ttft_s=f.ttft_s, e2e_s=f.e2e_s,
+                                      preemptions=f.preemptions))
+            if inst.state is InstanceState.DRAINING and inst.engine.idle():
+                inst.state = InstanceState.STOPPED
+                out.append(self._event(inst, InstanceEventKind.STOPPED, now))
+                inst.engine.close()
+        out.extend(self._statuses(now))
+        return out
+
+    def _statuses(self, now: float) -> list[EventRecord]:
+        """A status per instance every ``status_every_s``, only for instances whose load changed since the last
+        (an idle fleet does not flood the topic while the clock runs ahead of the replay)."""
+        if self._next_status is None:
+            self._next_status = now + self.status_every_s
+            return []
+        if now < self._next_status:
+            return []
+        self._next_status = now + self.status_every_s
+        out: list[EventRecord] = []
+        for inst in self.active():
+            ev = self._event(inst, InstanceEventKind.STATUS, now)
+            sig = (ev.state, ev.running, ev.waiting, ev.kv_used_tokens)
+            if self._last_status.get(inst.instance_id) != sig:
+                self._last_status[inst.instance_id] = sig
+                out.append(ev)
+        return out
+
+
+class FleetManager:
+    """Every service's fleet; inputs are applied in event-time order as the clock reaches them.
+
+    :param factory: engine factory shared by all services.
+    :param status_every_s: event-time period of status events.
+    :param prewarm_first: see :class:`ServiceFleet`.
+    """
+
+    def __init__(self, factory: EngineFactory, status_every_s: float = 1.0, prewarm_first: bool = True) -> None:
+        self.factory = factory
+        self.status_every_s = status_every_s
+        self.prewarm_first = prewarm_first
+        self.fleets: dict[str, ServiceFleet] = {}
+        self.counters = FleetCounters()
+        self.now = 0.0
+        self._inputs: list[tuple[float, int, RouteDecision | ScaleCommand]] = []
+        self._seq = itertools.count()
+        self._routed: set[str] = set()
+
+    def fleet(self, service: str) -> ServiceFleet:
+        if service not in self.fleets:
+            self.fleets[service] = ServiceFleet(service, self.factory, self.counters, self.status_every_s,
+                                                self.prewarm_first)
+        return self.fleets[service]
+
+    def offer(self, item: RouteDecision | ScaleCommand) -> None:
+        """Queue an input; it is applied when the clock reaches its event time (at once if already past)."""
+        if isinstance(item, RouteDecision):
+            if item.request_id in self._routed:  # a redelivered route must not run the request twice
+                self.counters.duplicate_routes += 1
+                return
+            self._routed.add(item.request_id)
+            self.counters.routes += 1
+        else:
+            self.counters.scale_commands += 1
+        if item.ts < self.now:
+            self.counters.late_inputs += 1
+        heapq.heappush(self._inputs, (max(item.ts, self.now), next(self._seq), item))
+
+    def advance(self, now: float) -> list[EventRecord]:
+        """Apply due inputs in event-time order, running the engines between them; then run to ``now``."""
+        out: list[EventRecord] = []
+        now = max(now, self.now)
+        while self._inputs and self._inputs[0][0] <= now:
+            ts, _, item = heapq.heappop(self._inputs)
+            out.extend(self._run_to(ts))
+            fleet = self.fleet(item.service)
+            if isinstance(item, ScaleCommand):
+                out.extend(fleet.scale(item, ts))
+            else:
+                fleet.route(item, ts)
+        out.extend(self._run_to(now))
+        return out
+
+    def _run_to(self, ts: float) -> list[EventRecord]:
+        self.now = max(self.now, ts)
+        out: list[EventRecord] = []
+        for fleet in self.fleets.values():
+            out.extend(fleet.advance(self.now))
+        return out
+
+    def in_flight(self) -> int:
+        """Requests queued here or in engines (the demo waits for zero before reading the archive)."""
+        n = len(self._inputs)
+        for fleet in self.fleets.values():
+            n += len(fleet.orphans)
+            for inst in fleet.active():
+                n += len(inst.backlog)
+                if inst.engine is not None:
+                    st = inst.engine.status()
+                    n += st.running + st.waiting
+        return n

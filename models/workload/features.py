@@ -1,0 +1,95 @@
+"""Features of the workload forecaster: log-standardised density channels plus calendar encodings.
+
+A series is an array ``values`` (N, 3) of per-window amounts in the order of :data:`TARGETS` (any unit: per-window
+totals or per-second rates; the model only sees standardised logs) and ``window_start`` (N,) in seconds.
+Calendar features are taken from ``window_start`` modulo a day / a week (UTC of the event-time epoch; a trace
+whose epoch starts at 0 keeps its own phase). Targets are *changes* of the standardised log from the origin
+window (``z[t+h] - z[t]``), so a level shift between training and use does not move the forecast's baseline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["TARGETS", "TARGET_ALIASES", "N_CALENDAR", "LogScaler", "calendar_features", "model_inputs",
+           "make_samples", "resolve_target"]
+
+TARGETS: tuple[str, ...] = ("requests", "prompt_tokens", "output_tokens")
+TARGET_ALIASES = {"generated_tokens": "output_tokens", "output_tokens": "output_tokens",
+                  "prompt_tokens": "prompt_tokens", "requests": "requests"}
+N_CALENDAR = 4
+DAY_S = 86400.0
+WEEK_S = 7 * DAY_S
+
+
+def resolve_target(name: str) -> str:
+    """Map a user-facing target name (``generated_tokens`` is an alias of ``output_tokens``) to a channel."""
+    if name not in TARGET_ALIASES:
+        raise ValueError(f"unknown target {name!r}; choose one of {sorted(TARGET_ALIASES)}")
+    return TARGET_ALIASES[name]
+
+
+@dataclass(frozen=True)
+class LogScaler:
+    """Standardisation of ``log1p(values)`` per channel, fitted on training windows only."""
+
+    mean: np.ndarray  # (C,)
+    std: np.ndarray  # (C,)
+
+    @staticmethod
+    def fit(values: np.ndarray) -> LogScaler:
+        logs = np.log1p(np.maximum(values, 0.0))
+        std = logs.std(axis=0)
+        return LogScaler(mean=logs.mean(axis=0), std=np.where(std > 1e-6, std, 1.0))
+
+    def transform(self, values: np.ndarray) -> np.ndarray:
+        return (np.log1p(np.maximum(values, 0.0)) - self.mean) / self.std
+
+    def inverse(self, z: np.ndarray) -> np.ndarray:
+        return np.maximum(np.expm1(z * self.std + self.mean), 0.0)
+
+    def to_dict(self) -> dict[str, list[float]]:
+        return {"mean": self.mean.tolist(), "std": self.std.tolist()}
+
+    @staticmethod
+    def from_dict(d: dict[str, list[float]]) -> LogScaler:
+        return LogScaler(mean=np.asarray(d["mean"], dtype=float), std=np.asarray(d["std"], dtype=float))
+
+
+def calendar_features(window_start: np.ndarray, window_s: float) -> np.ndarray:
+    """(N, 4): sin/cos of time of day and of day of week, taken at the window's middle."""
+    mid = np.asarray(window_start, dtype=float) + window_s / 2
+    day = 2 * np.pi * (mid % DAY_S) / DAY_S
+    week = 2 * np.pi * (mid % WEEK_S) / WEEK_S
+    return np.stack([np.sin(day), np.cos(day), np.sin(week), np.cos(week)], axis=1)
+
+
+def model_inputs(values: np.ndarray, window_start: np.ndarray, window_s: float, scaler: LogScaler) -> np.ndarray:
+    """(N, 3 + 4) float32 inputs: standardised log channels, then calendar encodings."""
+    z = scaler.transform(values)
+    return np.concatenate([z, calendar_features(window_start, window_s)], axis=1).astype(np.float32)
+
+
+def make_samples(inputs: np.ndarray, z: np.ndarray, history: int, horizon: int,
+                 origins: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Training windows. inputs (N, F), z (N, C) standardised targets.
+
+    Returns X (S, history, F) with the density channels relative to the origin window, Y (S, horizon, C) = z[t+h] - z[t] for h = 1..horizon, and the origins t.
+    Origins default to every t with a full history and a full horizon.
+    """
+    n = len(inputs)
+    if origins is None:
+        origins = np.arange(history - 1, n - horizon)
+    origins = np.asarray(origins, dtype=np.int64)
+    if len(origins) == 0:
+        return (np.zeros((0, history, inputs.shape[1]), np.float32), np.zeros((0, horizon, z.shape[1]), np.float32),
+                origins)
+    hist_idx = origins[:, None] + np.arange(-history + 1, 1)[None, :]  # (S, L)
+    fut_idx = origins[:, None] + np.arange(1, horizon + 1)[None, :]  # (S, H)
+    x = inputs[hist_idx].copy()
+    c = z.shape[1]
+    x[:, :, :c] -= x[:, -1:, :c]  # relative to the origin: the network never sees the absolute level
+    y = z[np.minimum(fut_idx, n - 1)] - z[origins][:, None, :]
+    return x.astype(np.float32), y.astype(np.float32), origins

@@ -1,0 +1,140 @@
+"""mLSTM (matrix-memory LSTM) in plain PyTorch, from the xLSTM paper.
+
+Reference: M. Beck, K. Pöppel, M. Spanring, A. Auer, O. Prudnikova, M. Kopp, G. Klambauer, J. Brandstetter,
+S. Hochreiter, "xLSTM: Extended Long Short-Term Memory", NeurIPS 2024 (arXiv:2405.04517), section 2.3 and
+appendix A.3 (parallel form). Written from the equations; the ``xlstm``/``mlstm_kernels`` packages are *not* used
+(their kernels are under the NXAI Community License, see DESIGN.md).
+
+Per head (head dim ``d``), with ``k_t`` already scaled by ``1/sqrt(d)``:
+
+    C_t = f_t C_{t-1} + i_t v_t k_t^T          (matrix memory, d x d)
+    n_t = f_t n_{t-1} + i_t k_t                (normalizer)
+    h_t = o_t * (C_t q_t) / max(|n_t^T q_t|, 1)
+
+with an exponential input gate ``i_t = exp(i~_t)``, a sigmoid (or exponential) forget gate and a sigmoid output
+gate. Exponential gates overflow, so both forms carry a stabiliser ``m_t`` in log space and store
+``C_t exp(-m_t)``, ``n_t exp(-m_t)``; the ``max(., 1)`` becomes ``max(., exp(-m_t))``, which makes ``h_t``
+independent of the choice of ``m_t`` -- that is why the recurrent and parallel forms agree exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["MLSTMState", "mlstm_parallel", "mlstm_step", "mlstm_recurrent", "MLSTMLayer"]
+
+
+@dataclass
+class MLSTMState:
+    """Recurrent state of all heads: C (B, NH, DH, DH), n (B, NH, DH), m (B, NH) -- C and n scaled by exp(-m)."""
+
+    c: torch.Tensor
+    n: torch.Tensor
+    m: torch.Tensor
+
+    @staticmethod
+    def zeros(batch: int, heads: int, head_dim: int, like: torch.Tensor) -> MLSTMState:
+        return MLSTMState(c=like.new_zeros(batch, heads, head_dim, head_dim), n=like.new_zeros(batch, heads, head_dim),
+                          m=like.new_zeros(batch, heads))
+
+
+def _log_forget(f_pre: torch.Tensor, exp_forget: bool) -> torch.Tensor:
+    return f_pre if exp_forget else F.logsigmoid(f_pre)
+
+
+def mlstm_parallel(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, i_pre: torch.Tensor, f_pre: torch.Tensor,
+                   exp_forget: bool = False) -> torch.Tensor:
+    """Parallel (quadratic in T) mLSTM from a zero state. q, k, v: (B, NH, T, DH); gates: (B, NH, T).
+
+    Returns h~ (B, NH, T, DH), before the output gate. ``k`` must already be scaled by 1/sqrt(DH).
+    """
+    _, _, t, _ = q.shape
+    log_f = _log_forget(f_pre, exp_forget)  # (B, NH, T)
+    cum = torch.cumsum(log_f, dim=-1)
+    # log D[t, s] = sum_{j=s+1..t} log f_j + i~_s for s <= t, -inf otherwise
+    log_d = cum.unsqueeze(-1) - cum.unsqueeze(-2) + i_pre.unsqueeze(-2)  # (B, NH, T, T)
+    causal = torch.ones(t, t, dtype=torch.bool, device=q.device).tril()
+    log_d = log_d.masked_fill(~causal, float("-inf"))
+    m = log_d.amax(dim=-1, keepdim=True)  # (B, NH, T, 1); finite: the diagonal is always present
+    d = torch.exp(log_d - m)
+    scores = (q @ k.transpose(-1, -2)) * d  # (B, NH, T, T)
+    norm = torch.maximum(scores.sum(dim=-1, keepdim=True).abs(), torch.exp(-m))
+    return (scores / norm.clamp_min(torch.finfo(q.dtype).tiny)) @ v
+
+
+def mlstm_step(state: MLSTMState, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, i_pre: torch.Tensor,
+               f_pre: torch.Tensor, exp_forget: bool = False) -> tuple[torch.Tensor, MLSTMState]:
+    """One recurrent step. q, k, v: (B, NH, DH); gates (B, NH). Returns h~ (B, NH, DH) and the new state."""
+    log_f = _log_forget(f_pre, exp_forget)
+    m_new = torch.maximum(log_f + state.m, i_pre)
+    f_s = torch.exp(log_f + state.m - m_new).unsqueeze(-1)  # (B, NH, 1)
+    i_s = torch.exp(i_pre - m_new).unsqueeze(-1)
+    c = f_s.unsqueeze(-1) * state.c + i_s.unsqueeze(-1) * (v.unsqueeze(-1) @ k.unsqueeze(-2))  # (B, NH, DH, DH)
+    n = f_s * state.n + i_s * k
+    num = (c @ q.unsqueeze(-1)).squeeze(-1)  # (B, NH, DH)
+    den = torch.maximum((n * q).sum(-1, keepdim=True).abs(), torch.exp(-m_new).unsqueeze(-1))
+    return num / den.clamp_min(torch.finfo(q.dtype).tiny), MLSTMState(c=c, n=n, m=m_new)
+
+
+def mlstm_recurrent(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, i_pre: torch.Tensor, f_pre: torch.Tensor,
+                    exp_forget: bool = False, state: MLSTMState | None = None) -> tuple[torch.Tensor, MLSTMState]:
+    """Step-by-step form over a sequence (same shapes as :func:`mlstm_parallel`); returns h~ and the final state."""
+    b, nh, t, dh = q.shape
+    st = state if state is not None else MLSTMState.zeros(b, nh, dh, q)
+    outs = []
+    for j in range(t):
+        h, st = mlstm_step(st, q[:, :, j], k[:, :, j], v[:, :, j], i_pre[:, :, j], f_pre[:, :, j], exp_forget)
+        outs.append(h)
+    return torch.stack(outs, dim=2), st
+
+
+class MLSTMLayer(nn.Module):
+    """Multi-head mLSTM layer: pre-norm, projections, mLSTM cell, output gate, head-wise norm, residual.
+
+    :param dim: model width (input and output).
+    :param heads: number of heads; ``dim`` must divide evenly.
+    :param exp_forget: exponential forget gate instead of sigmoid.
+    """
+
+    def __init__(self, dim: int, heads: int, exp_forget: bool = False, dropout: float = 0.0) -> None:
+        super().__init__()
+        assert dim % heads == 0, "dim must be a multiple of heads"
+        self.heads, self.head_dim, self.exp_forget = heads, dim // heads, exp_forget
+        self.norm = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.gates = nn.Linear(dim, 2 * heads)  # input and forget pre-activations, one scalar per head
+        self.out_gate = nn.Linear(dim, dim)
+        self.head_norm = nn.GroupNorm(heads, dim)
+        self.proj = nn.Linear(dim, dim)
+        self.drop = nn.Dropout(dropout)
+        with torch.no_grad():  # start by remembering: forget gate ~ sigmoid(3) = 0.95; small input gate
+            self.gates.bias[heads:].fill_(3.0)
+            self.gates.bias[:heads].fill_(-1.0)
+
+    def _project(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        b, t, d = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)  # (B, NH, T, DH) each
+        i_pre, f_pre = self.gates(x).view(b, t, 2, self.heads).permute(2, 0, 3, 1)  # (B, NH, T) each
+        return q, k / math.sqrt(self.head_dim), v, i_pre, f_pre
+
+    def _finish(self, x: torch.Tensor, xn: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        h = h.permute(0, 2, 1, 3).reshape(b, t, d)  # (B, T, D)
+        h = self.head_norm(h.reshape(b * t, d)).view(b, t, d)
+        h = torch.sigmoid(self.out_gate(xn)) * h
+        return x + self.drop(self.proj(h))
+
+    def forward(self, x: torch.Tensor, recurrent: bool = False) -> torch.Tensor:
+        """x: (B, T, D) -> (B, T, D); ``recurrent=True`` runs the step form (same result, slower for training)."""
+        xn = self.norm(x)
+        q, k, v, i_pre, f_pre = self._project(xn)
+        if recurrent:
+            h, _ = mlstm_recurrent(q, k, v, i_pre, f_pre, self.exp_forget)
+        else:
+            h = mlstm_parallel(q, k, v, i_pre, f_pre, self.exp_forget)
+        return self._finish(x, xn, h)

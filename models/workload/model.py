@@ -1,0 +1,99 @@
+"""Workload forecaster network: embedding -> mLSTM (or plain LSTM) stack -> direct multi-step heads.
+
+Both backbones share everything else (embedding, width, depth, heads, loss), so the comparison between the mLSTM
+and the LSTM isolates the recurrent cell. The network sees ``history`` windows of the features of
+:mod:`models.workload.features` and predicts, for every horizon 1..H and every target channel, the change of the
+standardised log from the origin window: a point forecast (trained with L1, i.e. the median, which is what
+MAPE/SMAPE reward) and an upper quantile (pinball loss) kept above the point forecast by construction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.workload.features import N_CALENDAR, TARGETS
+from models.workload.mlstm import MLSTMLayer
+
+__all__ = ["ForecasterConfig", "WorkloadForecaster", "forecast_loss", "pinball"]
+
+
+@dataclass(frozen=True)
+class ForecasterConfig:
+    backbone: str = field(default="mlstm", metadata={"help": "mlstm or lstm (plain LSTM of the same width/depth)"})
+    history: int = field(default=25, metadata={"help": "input windows (PreServe: 25)"})
+    horizon: int = field(default=6, metadata={"help": "windows forecast directly, 1..horizon"})
+    dim: int = field(default=32, metadata={"help": "model width"})
+    layers: int = field(default=1, metadata={"help": "stacked recurrent layers"})
+    heads: int = field(default=4, metadata={"help": "mLSTM heads (ignored by the LSTM)"})
+    exp_forget: bool = field(default=False, metadata={"help": "exponential instead of sigmoid forget gate"})
+    dropout: float = field(default=0.1, metadata={"help": "dropout between layers"})
+    quantile: float = field(default=0.9, metadata={"help": "upper quantile the scaler provisions for"})
+    n_channels: int = field(default=len(TARGETS), metadata={"help": "density channels in the input"})
+    targets: tuple[int, ...] = field(default=(0, 1, 2), metadata={"help": "indices of the channels forecast"})
+
+    def __post_init__(self) -> None:
+        if self.backbone not in ("mlstm", "lstm"):
+            raise ValueError(f"backbone must be mlstm or lstm, got {self.backbone!r}")
+        if self.history < 2 or self.horizon < 1 or not 0.5 < self.quantile < 1:
+            raise ValueError("need history >= 2, horizon >= 1 and 0.5 < quantile < 1")
+        if self.dim % self.heads:
+            raise ValueError(f"dim {self.dim} must be a multiple of heads {self.heads}")
+
+    def to_dict(self) -> dict[str, object]:
+        d = asdict(self)
+        d["targets"] = list(self.targets)
+        return d
+
+    @staticmethod
+    def from_dict(d: dict[str, object]) -> ForecasterConfig:
+        kw = dict(d)
+        kw["targets"] = tuple(kw["targets"])  # type: ignore[arg-type]
+        return ForecasterConfig(**kw)  # type: ignore[arg-type]
+
+
+class WorkloadForecaster(nn.Module):
+    def __init__(self, cfg: ForecasterConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Linear(cfg.n_channels + N_CALENDAR, cfg.dim)
+        if cfg.backbone == "mlstm":
+            self.blocks = nn.ModuleList(MLSTMLayer(cfg.dim, cfg.heads, cfg.exp_forget, cfg.dropout)
+                                        for _ in range(cfg.layers))
+            self.lstm = None
+        else:
+            self.blocks = nn.ModuleList()
+            self.lstm = nn.LSTM(cfg.dim, cfg.dim, cfg.layers, batch_first=True,
+                                dropout=cfg.dropout if cfg.layers > 1 else 0.0)
+        self.out_norm = nn.LayerNorm(cfg.dim)
+        n_out = cfg.horizon * len(cfg.targets)
+        self.head = nn.Linear(cfg.dim, 2 * n_out)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, L, F) -> (point, upper), each (B, H, T): changes of standardised log from the origin."""
+        b, t, _ = x.shape
+        assert t <= 4 * self.cfg.history, "sequence much longer than the configured history"
+        h = self.embed(x)  # (B, L, D)
+        if self.lstm is not None:
+            h, _ = self.lstm(h)
+        else:
+            for block in self.blocks:
+                h = block(h)
+        last = self.out_norm(h[:, -1])  # (B, D)
+        out = self.head(last).view(b, 2, self.cfg.horizon, len(self.cfg.targets))
+        point = out[:, 0]
+        upper = point + F.softplus(out[:, 1])
+        return point, upper
+
+
+def pinball(pred: torch.Tensor, target: torch.Tensor, q: float) -> torch.Tensor:
+    diff = target - pred
+    return torch.maximum(q * diff, (q - 1) * diff).mean()
+
+
+def forecast_loss(point: torch.Tensor, upper: torch.Tensor, target: torch.Tensor, q: float) -> torch.Tensor:
+    """L1 on the point forecast + pinball on the upper quantile (the upper head gets no gradient into the point)."""
+    return (point - target).abs().mean() + pinball(upper, target, q)

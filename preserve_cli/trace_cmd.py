@@ -1,0 +1,190 @@
+"""``preserve trace ...`` (info, convert, attach-prompts) and ``preserve synth`` (ServeGen long traces)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:
+    from replay.trace_schema import LoadedTrace
+
+__all__ = ["trace", "synth"]
+
+_FORMATS = ("azure", "mooncake", "burstgpt", "generic")
+_SHOWN_BAD_ROWS = 10
+
+
+def _load_options(fn: click.decorators.FC) -> click.decorators.FC:
+    options = [
+        click.option("--format", "fmt", type=click.Choice(_FORMATS), default=None,
+                     help="Trace format (default: detected from the header / first line)."),
+        click.option("--rate-scale", type=float, default=1.0, show_default=True,
+                     help="Multiply the arrival rate: timestamps are divided by X, every request kept."),
+        click.option("--start", "start_s", type=float, default=None,
+                     help="Keep requests from this many seconds after the first one (recorded time, "
+                          "applied before --rate-scale)."),
+        click.option("--duration", "duration_s", type=float, default=None,
+                     help="Keep this many seconds from --start (recorded time, before --rate-scale)."),
+        click.option("--on-bad-row", type=click.Choice(["skip", "fail"]), default="skip", show_default=True,
+                     help="Skip rows that fail to parse (listed with their line numbers) or stop at the first."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _load(path: Path, fmt: str | None, rate_scale: float, start_s: float | None, duration_s: float | None,
+          on_bad_row: str) -> LoadedTrace:
+    from replay.trace_loader import load_trace
+    from replay.trace_schema import TraceFormatError
+
+    try:
+        loaded = load_trace(path, fmt=fmt, rate_scale=rate_scale, start_s=start_s, duration_s=duration_s,
+                            on_bad_row=on_bad_row)  # type: ignore[arg-type]
+    except (TraceFormatError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    for label, rows in (("bad rows skipped", loaded.bad_rows), ("rows excluded", loaded.excluded)):
+        if rows:
+            click.echo(f"{path}: {len(rows):,} {label}", err=True)
+            for row in rows[:_SHOWN_BAD_ROWS]:
+                click.echo(f"  {path}:{row.line}: {row.reason}", err=True)
+            if len(rows) > _SHOWN_BAD_ROWS:
+                click.echo(f"  ... and {len(rows) - _SHOWN_BAD_ROWS:,} more", err=True)
+    if loaded.outside_window:
+        click.echo(f"{path}: {loaded.outside_window:,} requests outside --start/--duration", err=True)
+    return loaded
+
+
+@click.group()
+def trace() -> None:
+    """Inspect traces, attach prompts, convert formats.
+
+    Formats (plain or gzip, detected automatically): Azure LLM inference 2023/2024 CSV, Mooncake JSONL,
+    BurstGPT CSV, and the generic CSV of replay/README.md.
+    """
+
+
+@trace.command("info")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_load_options
+@click.option("--window", "window_s", type=float, default=50.0, show_default=True,
+              help="Window (s) for the peak/mean rate.")
+def info(path: Path, fmt: str | None, rate_scale: float, start_s: float | None, duration_s: float | None,
+         on_bad_row: str, window_s: float) -> None:
+    """Rows, span, rate, token mean/p50/p99 and peak/mean rate of a trace."""
+    from replay.trace_transform import trace_stats
+
+    loaded = _load(path, fmt, rate_scale, start_s, duration_s, on_bad_row)
+    if loaded.df.empty:
+        raise click.ClickException(f"{path}: no requests")
+    click.echo(f"format          {loaded.fmt}")
+    for line in trace_stats(loaded.df, window_s).lines():
+        click.echo(line)
+    click.echo(f"bad rows        {len(loaded.bad_rows):,}  excluded {len(loaded.excluded):,}")
+
+
+@trace.command("convert")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_load_options
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Output generic CSV (.csv or .csv.gz).")
+def convert(path: Path, fmt: str | None, rate_scale: float, start_s: float | None, duration_s: float | None,
+            on_bad_row: str, out: Path) -> None:
+    """Convert any supported trace to the generic CSV (window and rate scale applied)."""
+    from replay.trace_writer import write_trace
+
+    loaded = _load(path, fmt, rate_scale, start_s, duration_s, on_bad_row)
+    write_trace(loaded.df, out)
+    click.echo(f"wrote {len(loaded.df):,} requests to {out}")
+
+
+@trace.command("attach-prompts")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_load_options
+@click.option("--prompts", "prompt_files", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              multiple=True, help="Prompts JSONL (repeatable; default: every prompts/*.jsonl.gz of the data).")
+@click.option("--lengths", type=click.Choice(["trace", "corpus"]), default="trace", show_default=True,
+              help="trace: keep the trace's output lengths; corpus: use the attached pair's response length.")
+@click.option("--match", type=click.Choice(["rank", "nearest"]), default="rank", show_default=True,
+              help="Match on prompt-length quantile (rank) or absolute prompt length (nearest).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Output generic CSV with prompt, response_tokens_corpus and model columns.")
+def attach_prompts_cmd(path: Path, fmt: str | None, rate_scale: float, start_s: float | None,
+                       duration_s: float | None, on_bad_row: str, prompt_files: tuple[Path, ...], lengths: str,
+                       match: str, seed: int, out: Path) -> None:
+    """Give every request of a trace a real prompt/response pair matched on input length."""
+    from replay.length_pool import load_prompt_corpus
+    from replay.prompt_attach import attach_prompts
+    from replay.trace_schema import TraceFormatError
+    from replay.trace_writer import write_trace
+    from streams.settings import data_path
+
+    files = list(prompt_files) or sorted(data_path("prompts").glob("*.jsonl.gz"))
+    if not files:
+        raise click.ClickException(f"no prompt corpus: pass --prompts FILE (none under {data_path('prompts')})")
+    loaded = _load(path, fmt, rate_scale, start_s, duration_s, on_bad_row)
+    try:
+        corpus = load_prompt_corpus(files)
+    except TraceFormatError as exc:
+        raise click.ClickException(str(exc)) from exc
+    df = attach_prompts(loaded.df, corpus, lengths=lengths, seed=seed, match=match)  # type: ignore[arg-type]
+    write_trace(df, out)
+    click.echo(f"wrote {len(df):,} requests with prompts from {len(corpus):,} pairs "
+               f"({df['prompt'].nunique():,} distinct) to {out}")
+
+
+@click.command("synth")
+@click.option("--servegen", "servegen_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              required=True, help="ServeGen model folder with chunk-N-trace.csv[.gz] files "
+                                  "(e.g. $PRESERVE_DATA/traces/servegen/m-mid).")
+@click.option("--start-hour", type=float, default=0.0, show_default=True,
+              help="First recorded hour to synthesise (hour 0 = the recording's first window).")
+@click.option("--hours", type=float, default=24.0, show_default=True, help="Recorded hours to synthesise.")
+@click.option("--rate-scale", type=float, default=1.0, show_default=True,
+              help="Multiply every client's arrival rate by X (X times as many arrivals).")
+@click.option("--time-scale", type=float, default=1.0, show_default=True,
+              help="Play T times faster: each 600 s window lasts 600/T s at its own per-second rate.")
+@click.option("--lengths", "lengths_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="Token lengths from this trace or prompts JSONL (default: the Azure conv trace).")
+@click.option("--service", default=None, help="Service name (default: the ServeGen folder name).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Output generic CSV (.csv or .csv.gz).")
+def synth(servegen_dir: Path, start_hour: float, hours: float, rate_scale: float, time_scale: float,
+          lengths_file: Path | None, service: str | None, seed: int, out: Path) -> None:
+    """Synthesise a long per-request trace from ServeGen per-client rates, burstiness and arrival laws."""
+    from tqdm import tqdm
+
+    from replay.length_pool import load_length_pool
+    from replay.servegen_io import load_servegen
+    from replay.servegen_synth import SynthConfig, synthesize_trace, window_rates
+    from replay.trace_schema import TraceFormatError
+    from replay.trace_writer import write_trace
+
+    try:
+        cfg = SynthConfig(start_hour=start_hour, hours=hours, rate_scale=rate_scale, time_scale=time_scale,
+                          service=service or servegen_dir.name)
+        with tqdm(total=4, desc="synth", unit="step") as bar:
+            bar.set_postfix_str("reading clients")
+            clients = load_servegen(servegen_dir)
+            bar.update()
+            bar.set_postfix_str("reading lengths")
+            lengths = load_length_pool(lengths_file)
+            bar.update()
+            bar.set_postfix_str(f"~{window_rates(clients, cfg)['expected'].sum():,.0f} arrivals")
+            started = time.perf_counter()
+            df = synthesize_trace(clients, cfg, lengths, seed)
+            took = time.perf_counter() - started
+            bar.update()
+            bar.set_postfix_str("writing")
+            write_trace(df, out)
+            bar.update()
+    except (TraceFormatError, ValueError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    span = float(df["arrival_s"].iloc[-1]) if len(df) else 0.0
+    click.echo(f"wrote {len(df):,} requests over {span:,.0f} s ({len(df) / max(span, 1e-9):.2f} req/s, "
+               f"synthesised in {took:.1f} s) to {out}")

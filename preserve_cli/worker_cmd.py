@@ -1,0 +1,48 @@
+"""``preserve worker``: run Faust agents of the live pipeline (one consumer-group member)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import click
+
+from streams.pipeline_config import AGENTS, ENV_VAR, PipelineConfig
+
+
+def pipeline_options(f):  # type: ignore[no-untyped-def]
+    """The PipelineConfig fields as click options (shared by ``worker`` and ``demo``)."""
+    for fld in reversed(dataclasses.fields(PipelineConfig)):
+        f = click.option(f"--{fld.name.replace('_', '-')}", fld.name, type=type(fld.default), default=fld.default,
+                         show_default=True, help=fld.metadata.get("help", ""))(f)
+    return f
+
+
+@click.command(context_settings={"show_default": True})
+@click.option("--agents", default=",".join(AGENTS),
+              help=f"comma-separated agents to run ({', '.join(AGENTS)}); workers with the same set share the "
+                   "load through one consumer group")
+@click.option("--web-port", type=int, default=None, help="Faust web port (default: web server off)")
+@click.option("--loglevel", default="warning", type=click.Choice(["debug", "info", "warning", "error"]))
+@pipeline_options
+def worker(agents: str, web_port: int | None, loglevel: str, **pipeline: object) -> None:
+    """Run Faust agents of the live pipeline until interrupted.
+
+    Reads Kafka/ClickHouse settings from PRESERVE_* (see streams/settings.py). Example:
+
+        preserve worker --agents predict,route,scale --policy preserve:preserve --predictor fallback
+    """
+    cfg = PipelineConfig(**pipeline)  # type: ignore[arg-type]
+    names = [a.strip() for a in agents.split(",") if a.strip()]
+    unknown = sorted(set(names) - set(AGENTS))
+    if unknown or not names:
+        raise click.BadParameter(f"unknown agents {unknown}; choose from {', '.join(AGENTS)}", param_hint="--agents")
+    os.environ[ENV_VAR] = cfg.to_json()
+    os.environ["PRESERVE_AGENTS"] = ",".join(names)
+    if web_port is not None:
+        os.environ["PRESERVE_WEB_PORT"] = str(web_port)
+    from faust import Worker
+
+    from streams.app import app
+
+    Worker(app, loglevel=loglevel).execute_from_commandline()

@@ -1,0 +1,18 @@
+"""`scale`: arrivals, completions, instance events and forecasts -> scale-commands (with the reason)."""
+
+from __future__ import annotations
+
+from streams.agents.channels import publish_all, raw_messages, raw_topic
+from streams.app import app
+from streams.control_state import ScaleAgentState
+from streams.pipeline_config import pipeline_config
+
+cfg = pipeline_config()
+state = ScaleAgentState(cfg)
+
+
+@app.agent(raw_topic("predicted-requests", "instance-events", "completions", "forecasts"))
+async def scale(stream):  # type: ignore[no-untyped-def]
+    async for events in stream.take_events(cfg.route_batch, within=cfg.route_within_s):
+        msgs, now = raw_messages(events)
+        await publish_all(state.handle(msgs, now))

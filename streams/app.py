@@ -1,0 +1,79 @@
+"""The Faust application of the live pipeline: the App and agent discovery, nothing else.
+
+Which agents a worker runs is chosen by ``PRESERVE_AGENTS`` (comma-separated names of
+``streams/agents/<name>.py``; default all), set by ``preserve worker --agents``. Workers running the same
+agent set form one Kafka consumer group (the app id carries the set), so starting more of them shares the
+partitions, and thereby the services, between them.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import faust
+
+from streams.pipeline_config import AGENTS
+from streams.settings import load_settings
+
+__all__ = ["app", "selected_agents", "app_id"]
+
+
+def selected_agents() -> list[str]:
+    raw = os.environ.get("PRESERVE_AGENTS", "").strip()
+    names = [a.strip() for a in raw.split(",") if a.strip()] if raw else list(AGENTS)
+    unknown = sorted(set(names) - set(AGENTS))
+    if unknown:
+        raise ValueError(f"unknown agents {unknown}; known: {', '.join(AGENTS)}")
+    return [a for a in AGENTS if a in names]
+
+
+def app_id() -> str:
+    agents = selected_agents()
+    return "preserve" if agents == list(AGENTS) else "preserve-" + "-".join(agents)
+
+
+def _credentials() -> faust.types.auth.CredentialsT | None:
+    k = load_settings().kafka
+    if k.sasl_mechanism:
+        pw = k.sasl_password.get_secret_value() if k.sasl_password else ""
+        ssl_ctx = None
+        if k.security_protocol == "SASL_SSL":
+            import ssl
+
+            ssl_ctx = ssl.create_default_context(cafile=k.ssl_cafile)
+        return faust.SASLCredentials(username=k.sasl_username or "", password=pw, mechanism=k.sasl_mechanism,
+                                     ssl_context=ssl_ctx)
+    if k.security_protocol == "SSL":
+        import ssl
+
+        ctx = ssl.create_default_context(cafile=k.ssl_cafile)
+        if k.ssl_certfile:
+            ctx.load_cert_chain(k.ssl_certfile, k.ssl_keyfile)
+        return faust.SSLCredentials(ctx)
+    return None
+
+
+def _make_app() -> faust.App:
+    s = load_settings()
+    web_port = os.environ.get("PRESERVE_WEB_PORT")
+    return faust.App(
+        app_id(),
+        broker=[f"kafka://{hp.strip()}" for hp in s.kafka.bootstrap_servers.split(",")],
+        broker_credentials=_credentials(),
+        autodiscover=lambda: [f"streams.agents.{a}" for a in selected_agents()],
+        origin="streams",
+        store="memory://",
+        datadir=Path(tempfile.gettempdir()) / f"preserve-faust-{os.getpid()}",
+        topic_partitions=s.kafka.partitions,
+        topic_replication_factor=s.kafka.replication_factor,
+        consumer_auto_offset_reset="earliest",
+        web_enabled=bool(web_port),
+        web_port=int(web_port) if web_port else 6066,
+        producer_linger_ms=1,
+        stream_wait_empty=False,
+    )
+
+
+app = _make_app()

@@ -1,0 +1,42 @@
+"""A raw Kafka message as the agents hand it to their pure helpers, and its parsing (no I/O)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from streams.dead_letters import parse_or_dead_letter
+from streams.records import RECORD_TYPES, DeadLetter, EventRecord
+
+__all__ = ["RawMessage", "parse_messages"]
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    topic: str  # logical topic name (prefix removed), e.g. "requests"
+    key: bytes | None
+    value: bytes | None
+    partition: int | None = None
+    offset: int | None = None
+
+
+def parse_messages(msgs: list[RawMessage], now: float,
+                   report: frozenset[str] | None = None) -> tuple[list[EventRecord], list[DeadLetter]]:
+    """Parse each message as its topic's record. Invalid ones become dead letters, returned only for the
+    topics in ``report`` (None: all): when several agents read one topic, exactly one of them reports, so a bad
+    message lands in the dead-letter topic once."""
+    good: list[EventRecord] = []
+    bad: list[DeadLetter] = []
+    for m in msgs:
+        cls = RECORD_TYPES.get(m.topic)
+        if cls is None:
+            if report is None or m.topic in report:
+                bad.append(DeadLetter(ts=now, source_topic=m.topic, reason=f"unknown topic {m.topic!r}",
+                                      payload="", partition=m.partition, offset=m.offset))
+            continue
+        rec = parse_or_dead_letter(m.value, cls, m.topic, now, m.key, m.partition, m.offset)
+        if isinstance(rec, DeadLetter):
+            if report is None or m.topic in report:
+                bad.append(rec)
+        else:
+            good.append(rec)
+    return good, bad

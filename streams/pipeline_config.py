@@ -1,0 +1,65 @@
+"""What the live agents run: policy, predictor, windows, cadences. One frozen config, passed to worker
+processes as JSON in ``PRESERVE_PIPELINE_CONFIG`` (set by ``preserve worker`` / ``preserve demo``), so that every
+worker of a deployment runs the same policy and the offline ``preserve eval`` can be given the same values.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from functools import lru_cache
+from typing import Any
+
+__all__ = ["PipelineConfig", "ENV_VAR", "pipeline_config", "AGENTS"]
+
+ENV_VAR = "PRESERVE_PIPELINE_CONFIG"
+AGENTS = ("predict", "route", "density", "forecast", "scale", "archive")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    policy: str = field(default="preserve:preserve", metadata={"help": "router:scaler spec (policy registry)"})
+    predictor: str = field(default="fallback", metadata={"help": "request-load predictor spec (get_predictor)"})
+    predict_batch: int = field(default=256, metadata={"help": "most requests per predictor call"})
+    predict_within_s: float = field(default=0.01, metadata={"help": "wall seconds a predictor batch may wait"})
+    route_batch: int = field(default=512, metadata={"help": "most events per route/scale agent iteration"})
+    route_within_s: float = field(default=0.005, metadata={"help": "wall seconds a route batch may wait"})
+    snapshot_every_s: float = field(default=10.0, metadata={"help": "event seconds between routing tables"})
+    density_window_s: float = field(default=60.0, metadata={"help": "token-density window (event seconds)"})
+    density_grace_s: float = field(default=30.0, metadata={"help": "late completions still counted (event s)"})
+    forecast_horizon: int = field(default=3, metadata={"help": "windows forecast ahead"})
+    forecast_model: str = field(default="mlstm", metadata={"help": "forecaster (mlstm, lstm, ewma, last_value, ...)"})
+    initial_instances: int = field(default=1, metadata={"help": "warm instances a service starts with"})
+    min_instances: int = field(default=1, metadata={"help": "fleet lower bound given to router and scaler"})
+    max_instances: int = field(default=8, metadata={"help": "fleet upper bound"})
+    cold_start_s: float = field(default=30.0, metadata={"help": "instance start-up delay the scaler assumes"})
+    archive_batch: int = field(default=2000, metadata={"help": "most rows per ClickHouse insert"})
+    archive_within_s: float = field(default=0.5, metadata={"help": "wall seconds an archive batch may wait"})
+
+    def __post_init__(self) -> None:
+        if self.predict_batch < 1 or self.route_batch < 1 or self.archive_batch < 1:
+            raise ValueError("batch sizes must be >= 1")
+        if min(self.snapshot_every_s, self.density_window_s) <= 0 or self.density_grace_s < 0:
+            raise ValueError("cadences and windows must be positive, grace non-negative")
+        if not 0 <= self.min_instances <= self.max_instances:
+            raise ValueError("need 0 <= min_instances <= max_instances")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> PipelineConfig:
+        raw: dict[str, Any] = json.loads(text)
+        known = {f.name for f in fields(cls)}
+        unknown = set(raw) - known
+        if unknown:
+            raise ValueError(f"unknown pipeline settings: {sorted(unknown)}")
+        return cls(**raw)
+
+
+@lru_cache(maxsize=1)
+def pipeline_config() -> PipelineConfig:
+    """The config of this worker process (``PRESERVE_PIPELINE_CONFIG``, or the defaults)."""
+    text = os.environ.get(ENV_VAR)
+    return PipelineConfig.from_json(text) if text else PipelineConfig()

@@ -1,0 +1,8 @@
+"""Scalers. Importing this package registers every scaler with ``streams.policies.policy_registry``."""
+
+from streams.policies.scalers import (  # noqa: F401  (imported for registration)
+    fixed_scaler,
+    preserve_scaler,
+    queue_depth_scaler,
+    reactive_scaler,
+)

@@ -1,0 +1,185 @@
+"""PreServe's proactive scaler: a long-term loop on forecast token density, a short-term loop on anticipated load.
+
+Long term: prompt- and generated-token density per window (prompt tokens by arrival, generated tokens by
+completion) feed a forecaster (``models.workload.OnlineForecaster``, or the trace itself for the oracle
+ablation). The forecast over ``[now, now + cold start + one window]`` is turned into instances with the
+profiled per-instance capacity of the engine (:mod:`instance_capacity`) and a target utilisation (head room):
+capacity is started one cold start before the load arrives and is not released ahead of a rise.
+
+Short term: the same conversion on the densities of the last ``recent_s`` seconds (catches what the forecast
+missed), and a fleet-wide :class:`LoadAnticipator` on the arrivals' predicted lengths: anticipated KV peak
+over the cold-start horizon above ``high_water`` of the provisioned KV capacity scales up. A queue that forms
+(``waiting`` per ready instance above ``emergency_waiting``) is an emergency: it passes the freeze.
+Scale-down is one instance per action, only when the load would still sit under ``down_util`` without it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+from streams.policies.base_scaler import BaseScaler
+from streams.policies.fleet_view import CompletionInfo, FleetView, InstanceState, RequestInfo, ScaleDecision
+from streams.policies.load_anticipator import AnticipatorConfig, LoadAnticipator
+from streams.policies.policy_registry import register_scaler
+from streams.policies.scalers.density_forecast import (
+    DensityForecast,
+    OnlineDensity,
+    OracleDensity,
+    online_forecaster,
+)
+from streams.policies.scalers.instance_capacity import InstanceCapacity, capacity_at
+
+__all__ = ["PreServeScaler"]
+
+
+@register_scaler("preserve")
+class PreServeScaler(BaseScaler):
+    """Proactive scaler. Parameters (all settable from a policy spec, e.g. ``preserve(forecast=oracle)``):
+
+    :param engine: engine preset whose cost model and KV capacity give the per-instance capacity.
+    :param forecast: ``online`` (``OnlineForecaster`` on observed density) or ``oracle`` (the trace's future).
+    :param window_s: density window (event time).
+    :param target_util: utilisation an instance is sized for (1 - head room).
+    :param down_util: scale down only if the load would stay under this utilisation with one instance fewer.
+    :param high_water: anticipated KV use / provisioned KV capacity that triggers a scale-up.
+    :param emergency_waiting: queued requests per ready instance that count as an emergency.
+    :param tpot_slo_s: TPOT SLO; the operating batch keeps decode steps under ``tpot_share`` of it.
+    :param recent_s: span of the short-term density estimate.
+    :param cold_start_s: look-ahead; default: the fleet view's cold start, else the preset's.
+    :param forecaster_model: model of the ``OnlineForecaster`` (``mlstm``, ``lstm`` or a baseline name).
+    """
+
+    def __init__(self, min_instances: int = 1, max_instances: int = 8, freeze_s: float = 60.0,
+                 interval_s: float = 5.0, engine: str = "llama2-7b-h100", forecast: str = "online",
+                 window_s: float = 60.0, target_util: float = 0.8, down_util: float = 0.65,
+                 high_water: float = 0.85, emergency_waiting: float = 4.0, tpot_slo_s: float = 0.1,
+                 tpot_share: float = 0.5, recent_s: float = 20.0, cold_start_s: float | None = None,
+                 forecaster_model: str = "mlstm", **unknown: Any) -> None:
+        if unknown:
+            raise TypeError(f"unknown parameters for scaler 'preserve': {sorted(unknown)}")
+        super().__init__(min_instances, max_instances, freeze_s, interval_s)
+        if not 0 < down_util < target_util <= 1 or not 0 < high_water <= 1:
+            raise ValueError("need 0 < down_util < target_util <= 1 and 0 < high_water <= 1")
+        if forecast not in ("online", "oracle"):
+            raise ValueError(f"forecast must be 'online' or 'oracle', got {forecast!r}")
+        from fleet.engine_presets import get_preset  # the preset lives with the simulator
+
+        self.engine = get_preset(engine)
+        self.forecast_kind = forecast
+        self.window_s = window_s
+        self.target_util = target_util
+        self.down_util = down_util
+        self.high_water = high_water
+        self.emergency_waiting = emergency_waiting
+        self.tpot_target_s = tpot_slo_s * tpot_share
+        self.recent_s = recent_s
+        self.cold_start_s = cold_start_s
+        self.density: DensityForecast = (OnlineDensity(window_s, online_forecaster(forecaster_model))
+                                         if forecast == "online" else OracleDensity(window_s))
+        self.fleet_load = LoadAnticipator(AnticipatorConfig(horizon_s=120.0, bucket_s=2.0))
+        self._recent: deque[tuple[float, float, float]] = deque()  # (t, prompt tokens, predicted tokens)
+        self._recent_sums = [0.0, 0.0]
+        self._mean_prompt = 1000.0
+        self._mean_output = 200.0
+        self.last_details: dict[str, float] = {}
+        self._first_seen: float | None = None
+
+    # ------------------------------------------------------------------ hooks
+    def attach_oracle(self, arrivals: Sequence[tuple[float, int, int]]) -> None:
+        if isinstance(self.density, OracleDensity):
+            self.density.attach(arrivals)
+
+    def observe_arrival(self, request: RequestInfo, now: float) -> None:
+        if self._first_seen is None:
+            self._first_seen = now
+        self.density.observe_arrival(now, request.prompt_tokens)
+        predicted = request.predicted_tokens or request.predicted_p90_tokens
+        self.fleet_load.add(request.request_id, request.prompt_tokens,
+                            request.predicted_p90_tokens or predicted, now)
+        self._recent.append((now, float(request.prompt_tokens), float(predicted)))
+        self._recent_sums[0] += request.prompt_tokens
+        self._recent_sums[1] += predicted
+
+    def observe_completion(self, completion: CompletionInfo, now: float) -> None:
+        self.density.observe_completion(now, completion.output_tokens)
+        self.fleet_load.complete(completion.request_id, completion.output_tokens,
+                                 completion.finish - completion.arrival, completion.ttft_s, now)
+        a = 0.02
+        self._mean_prompt = (1 - a) * self._mean_prompt + a * completion.prompt_tokens
+        self._mean_output = (1 - a) * self._mean_output + a * completion.output_tokens
+
+    # ---------------------------------------------------------------- policy
+    def capacity(self) -> InstanceCapacity:
+        e = self.engine
+        return capacity_at(e.cost_model, e.kv_capacity_tokens, e.max_num_seqs, self._mean_prompt,
+                           self._mean_output, self.tpot_target_s)
+
+    def _cold_start(self, fleet: FleetView) -> float:
+        if self.cold_start_s is not None:
+            return self.cold_start_s
+        return fleet.cold_start_s or self.engine.cold_start_s
+
+    def _recent_rates(self, now: float) -> tuple[float, float]:
+        while self._recent and self._recent[0][0] < now - self.recent_s:
+            _, p, g = self._recent.popleft()
+            self._recent_sums[0] -= p
+            self._recent_sums[1] -= g
+        return self._recent_sums[0] / self.recent_s, self._recent_sums[1] / self.recent_s
+
+    def _queue(self, fleet: FleetView) -> tuple[int, int, int]:
+        ready = fleet.ready()
+        return sum(i.waiting for i in ready), sum(i.waiting_prompt_tokens for i in ready), len(ready)
+
+    def _urgent(self, fleet: FleetView, now: float) -> bool:
+        """A queue beyond ``emergency_waiting`` per ready instance, no capacity already on its way, and a
+        need above the provisioned fleet: then a scale-up may pass the freeze."""
+        waiting, _, ready = self._queue(fleet)
+        if waiting <= self.emergency_waiting * max(1, ready) or fleet.count(InstanceState.STARTING):
+            return False
+        return self._need(fleet, now)[0] > fleet.provisioned
+
+    def _need(self, fleet: FleetView, now: float) -> tuple[int, str, dict[str, float]]:
+        """Instances needed now, the loop that asked for the most, and the numbers behind it."""
+        cap = self.capacity()
+        cold = self._cold_start(fleet)
+        # long term: forecast density over the look-ahead (capacity started now is ready after a cold start)
+        fp, fg = self.density.peak_rates(now, cold + self.window_s)
+        u_long = cap.utilisation(fp, fg)
+        # short term: recent density, plus the queued work, to be drained within one cold start
+        rp, rg = self._recent_rates(now)
+        waiting, waiting_prompt, _ = self._queue(fleet)
+        backlog_s = waiting_prompt * cap.s_per_prompt_token + waiting * self._mean_output * cap.s_per_gen_token
+        u_short = cap.utilisation(rp, rg) + backlog_s / max(cold, self.interval_s)
+        # short term: anticipated KV peak over the cold start against the provisioned KV capacity
+        kv_cap = self.engine.kv_capacity_tokens
+        measured = sum(i.kv_used_tokens for i in fleet.instances if i.state is not InstanceState.DRAINING)
+        # Once a queue has formed, the fleet anticipator (which cannot tell queued from running requests)
+        # overstates the KV peak: the backlog term above sizes the fleet then, the measured KV use here.
+        kv_peak = measured if waiting else max(self.fleet_load.max_load(now, cold), measured)
+        needs = {"forecast": math.ceil(u_long / self.target_util - 1e-9),
+                 "recent load": math.ceil(u_short / self.target_util - 1e-9),
+                 "anticipated KV peak": math.ceil(kv_peak / (self.high_water * kv_cap))}
+        why = max(needs, key=lambda k: needs[k])
+        details = {"u_forecast": u_long, "u_recent": u_short, "kv_peak": kv_peak, "waiting": float(waiting),
+                   "cold_start_s": cold, "batch": float(cap.batch), "need": float(needs[why])}
+        self.last_details = details
+        return max(needs[why], self.min_instances), why, details
+
+    def _decide(self, fleet: FleetView, now: float) -> ScaleDecision | None:
+        need, why, d = self._need(fleet, now)
+        current = fleet.provisioned
+        u = max(d["u_forecast"], d["u_recent"])
+        if need > current:
+            urgent = d["waiting"] > self.emergency_waiting * max(1, len(fleet.ready()))
+            label = "emergency scale up" if urgent else "scale up"
+            return ScaleDecision(need, f"{label} on {why}: util {u:.2f}, kv peak {d['kv_peak']:.0f}", d)
+        if self._first_seen is None or now - self._first_seen < self.window_s:
+            return None  # too little seen to release capacity
+        kv_room = self.high_water * self.engine.kv_capacity_tokens * (current - 1)
+        if current > self.min_instances and d["waiting"] == 0 and u / (current - 1) < self.down_util \
+                and d["kv_peak"] < kv_room:
+            return ScaleDecision(current - 1, f"scale down: util {u:.2f} < {self.down_util} x {current - 1}", d)
+        return None

@@ -1,0 +1,144 @@
+"""Routing state of one service, driven by the `route` agent (pure: explicit event time, no I/O).
+
+One :class:`ServiceRouter` per service; requests, routes and instance events are all keyed by service, so the
+worker that owns a service's partition owns its router, anticipators and fleet view, and decisions stay
+consistent. The router object comes from the policy registry, so it is the very object the offline simulator
+drives (same decisions for the same inputs).
+
+Guarantees kept here:
+- exactly one :class:`RouteDecision` per request id, even when Kafka redelivers (bounded dedup window);
+- a request that arrives while no instance is READY waits here and is routed when one becomes ready;
+- a :class:`RoutingTable` snapshot at a fixed event-time cadence.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from typing import Any
+
+from streams.fleet_state import FleetState
+from streams.policies.base_router import BaseRouter, NoReadyInstance
+from streams.policies.fleet_view import CompletionInfo, RequestInfo
+from streams.records import Completion, InstanceEvent, PredictedRequest, RouteDecision, RoutingTable
+
+__all__ = ["ServiceRouter", "RouterFactory", "DEDUP_WINDOW"]
+
+DEDUP_WINDOW = 200_000  # request ids remembered per service; redeliveries come from the last uncommitted batch
+RouterFactory = Callable[[], BaseRouter]
+
+
+def prompt_hash(prompt: str | None) -> str | None:
+    """A short stable hash: the archive keeps it instead of the (sensitive) prompt text."""
+    return hashlib.sha256(prompt.encode()).hexdigest()[:16] if prompt else None
+
+
+class ServiceRouter:
+    """Routes one service's requests.
+
+    :param service: the service name.
+    :param router: the policy object (from the registry).
+    :param policy: label written into every decision (e.g. ``preserve:preserve``).
+    :param fleet: the service's fleet view (rebuilt from instance events).
+    :param snapshot_every_s: event-time cadence of routing-table snapshots.
+    """
+
+    def __init__(self, service: str, router: BaseRouter, policy: str, fleet: FleetState,
+                 snapshot_every_s: float = 10.0) -> None:
+        self.service = service
+        self.router = router
+        self.policy = policy
+        self.fleet = fleet
+        self.snapshot_every_s = snapshot_every_s
+        self.now = 0.0
+        self.pending: deque[PredictedRequest] = deque()
+        self.duplicates = 0
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._next_snapshot: float | None = None
+
+    def _advance(self, ts: float) -> None:
+        self.now = max(self.now, ts)  # the router's clock never goes back, even for a late event
+
+    def on_request(self, req: PredictedRequest) -> list[RouteDecision]:
+        """Route one request (or queue it while no instance is ready). Duplicates produce nothing."""
+        if req.request_id in self._seen:
+            self.duplicates += 1
+            return []
+        self._seen[req.request_id] = None
+        if len(self._seen) > DEDUP_WINDOW:
+            self._seen.popitem(last=False)
+        self._advance(req.ts)
+        if self.pending:
+            self.pending.append(req)
+            return self._drain_pending()
+        decision = self._route(req)
+        if decision is None:
+            self.pending.append(req)
+            return []
+        return [decision]
+
+    def on_instance_event(self, ev: InstanceEvent) -> list[RouteDecision]:
+        self._advance(ev.ts)
+        was_there = ev.instance_id in self.fleet.instances
+        became_ready = self.fleet.apply(ev)
+        if was_there and ev.instance_id not in self.fleet.instances:
+            self.router.on_instance_removed(ev.instance_id, self.now)
+        return self._drain_pending() if became_ready else []
+
+    def on_completion(self, c: Completion) -> None:
+        self._advance(c.ts)
+        self.fleet.note_completion(c)
+        info = CompletionInfo(c.request_id, c.instance_id, c.arrival_ts, c.ts, c.prompt_tokens, c.output_tokens,
+                              c.ttft_s)
+        self.router.on_completed(info, self.now)
+
+    def _drain_pending(self) -> list[RouteDecision]:
+        out: list[RouteDecision] = []
+        while self.pending:
+            decision = self._route(self.pending[0])
+            if decision is None:
+                break
+            self.pending.popleft()
+            out.append(decision)
+        return out
+
+    def _route(self, req: PredictedRequest) -> RouteDecision | None:
+        info = RequestInfo(req.request_id, req.service, req.ts, req.prompt_tokens, req.predicted_tokens,
+                           req.predicted_p90_tokens)
+        now = max(self.now, req.ts)
+        try:
+            choice = self.router.choose(info, self.fleet.view, now)
+        except NoReadyInstance:
+            return None
+        self.router.on_routed(info, choice.instance_id, now)
+        self.fleet.note_dispatch(choice.instance_id, req.prompt_tokens)
+        return RouteDecision(ts=now, request_id=req.request_id, service=req.service, instance_id=choice.instance_id,
+                             arrival_ts=req.ts,
+                             prompt_tokens=req.prompt_tokens, predicted_tokens=req.predicted_tokens,
+                             output_tokens=req.output_tokens, policy=self.policy, score=choice.score,
+                             reason=choice.reason[:500], prompt_hash=prompt_hash(req.prompt))
+
+    def due_snapshots(self) -> list[RoutingTable]:
+        """Snapshots whose cadence boundary the event clock has crossed (at most one per call, at the latest)."""
+        if self._next_snapshot is None:
+            self._next_snapshot = (self.now // self.snapshot_every_s + 1) * self.snapshot_every_s
+            return []
+        if self.now < self._next_snapshot:
+            return []
+        boundary = (self.now // self.snapshot_every_s) * self.snapshot_every_s
+        self._next_snapshot = boundary + self.snapshot_every_s
+        return [RoutingTable(ts=boundary, service=self.service, instances=self._table_rows(boundary))]
+
+    def _table_rows(self, now: float) -> list[dict[str, Any]]:
+        rows = []
+        for inst in self.fleet.view.instances:
+            row: dict[str, Any] = {"instance_id": inst.instance_id, "state": inst.state.value,
+                                   "running": inst.running, "waiting": inst.waiting,
+                                   "kv_used_tokens": inst.kv_used_tokens,
+                                   "kv_capacity_tokens": inst.kv_capacity_tokens}
+            describe = getattr(self.router, "describe_instance", None)
+            if callable(describe):
+                row.update(describe(inst.instance_id, now))
+            rows.append(row)
+        return rows

@@ -1,0 +1,108 @@
+"""Instance managers in event time: lifecycle events, one completion per routed request, scaling, dedup."""
+
+from __future__ import annotations
+
+import pytest
+
+from fleet.live.instance_manager import FleetManager
+from fleet.live.simulated_engine import SimulatedEngineFactory
+from streams.records import Completion, InstanceEvent, InstanceEventKind, InstanceState, RouteDecision, ScaleCommand
+from streams.scale_state import BOOTSTRAP_REASON
+
+SVC = "svc"
+
+
+def cmd(ts: float, target: int, reason: str = "test") -> ScaleCommand:
+    return ScaleCommand(ts=ts, service=SVC, target_instances=target, current_instances=0, policy="p", reason=reason)
+
+
+def route(ts: float, rid: str, inst: str, prompt: int = 100, out: int = 20) -> RouteDecision:
+    return RouteDecision(ts=ts, request_id=rid, service=SVC, instance_id=inst, prompt_tokens=prompt,
+                         predicted_tokens=out, output_tokens=out, arrival_ts=ts, policy="p")
+
+
+def kinds(recs: list, kind: InstanceEventKind) -> list[InstanceEvent]:
+    return [r for r in recs if isinstance(r, InstanceEvent) and r.kind is kind]
+
+
+@pytest.fixture
+def mgr() -> FleetManager:
+    return FleetManager(SimulatedEngineFactory("llama2-7b-h100", cold_start_s=30.0), status_every_s=1.0)
+
+
+def test_bootstrap_is_ready_at_once_and_serves_every_request_once(mgr: FleetManager) -> None:
+    mgr.offer(cmd(1000.0, 2, BOOTSTRAP_REASON))
+    out = mgr.advance(1000.0)
+    ready = kinds(out, InstanceEventKind.READY)
+    assert [e.ts for e in ready] == [1000.0, 1000.0]
+    ids = [e.instance_id for e in ready]
+    for i in range(20):
+        mgr.offer(route(1000.0 + i * 0.5, f"r{i}", ids[i % 2]))
+    done = [r for r in mgr.advance(1200.0) if isinstance(r, Completion)]
+    assert sorted(c.request_id for c in done) == sorted(f"r{i}" for i in range(20))
+    for c in done:
+        assert c.ts >= c.arrival_ts and c.ttft_s <= c.e2e_s and c.output_tokens == 20
+    assert mgr.in_flight() == 0
+
+
+def test_scale_up_waits_for_the_cold_start_and_scale_down_drains(mgr: FleetManager) -> None:
+    mgr.offer(cmd(0.0, 1, BOOTSTRAP_REASON))
+    mgr.advance(0.0)
+    mgr.offer(cmd(10.0, 3))
+    out = mgr.advance(20.0)
+    assert len(kinds(out, InstanceEventKind.START_REQUESTED)) == 2 and not kinds(out, InstanceEventKind.READY)
+    out = mgr.advance(45.0)
+    assert [e.ts for e in kinds(out, InstanceEventKind.READY)] == [40.0, 40.0]
+    busy = "svc-0"
+    mgr.offer(route(46.0, "long", busy, prompt=200, out=2000))
+    mgr.offer(cmd(47.0, 1))
+    out = mgr.advance(47.0)
+    drained = kinds(out, InstanceEventKind.DRAIN)
+    assert len(drained) == 2 and busy not in {e.instance_id for e in drained}  # least-loaded drain first
+    assert {e.instance_id for e in kinds(out, InstanceEventKind.STOPPED)} == {e.instance_id for e in drained}
+    assert [i.instance_id for i in mgr.fleet(SVC).active()] == [busy]
+
+
+def test_restarted_scale_agent_bootstrap_does_not_shrink_a_running_fleet(mgr: FleetManager) -> None:
+    mgr.offer(cmd(0.0, 3, BOOTSTRAP_REASON))
+    mgr.advance(0.0)
+    mgr.offer(cmd(5.0, 1, BOOTSTRAP_REASON))
+    assert not kinds(mgr.advance(6.0), InstanceEventKind.DRAIN)
+    assert len(mgr.fleet(SVC).active()) == 3
+
+
+def test_duplicate_routes_run_once_and_unknown_instances_are_rerouted(mgr: FleetManager) -> None:
+    mgr.offer(cmd(0.0, 1, BOOTSTRAP_REASON))
+    mgr.advance(0.0)
+    mgr.offer(route(1.0, "a", "svc-0"))
+    mgr.offer(route(1.0, "a", "svc-0"))
+    mgr.offer(route(1.0, "b", "no-such-instance"))
+    done = [r for r in mgr.advance(100.0) if isinstance(r, Completion)]
+    assert sorted(c.request_id for c in done) == ["a", "b"]
+    assert mgr.counters.duplicate_routes == 1 and mgr.counters.rerouted == 1
+
+
+def test_inputs_apply_at_their_event_time_not_on_receipt(mgr: FleetManager) -> None:
+    mgr.offer(cmd(0.0, 1, BOOTSTRAP_REASON))
+    mgr.advance(0.0)
+    mgr.offer(route(50.0, "future", "svc-0"))
+    assert not [r for r in mgr.advance(49.0) if isinstance(r, Completion)]
+    done = [r for r in mgr.advance(200.0) if isinstance(r, Completion)]
+    assert done[0].arrival_ts == 50.0 and mgr.counters.late_inputs == 0
+    mgr.offer(route(10.0, "late", "svc-0"))  # older than the clock: applied now, counted
+    mgr.advance(300.0)
+    assert mgr.counters.late_inputs == 1
+
+
+def test_statuses_are_periodic_and_only_on_change(mgr: FleetManager) -> None:
+    mgr.offer(cmd(0.0, 1, BOOTSTRAP_REASON))
+    mgr.advance(0.0)
+    statuses = []
+    for t in range(1, 30):
+        statuses += kinds(mgr.advance(float(t)), InstanceEventKind.STATUS)
+    assert len(statuses) <= 1  # idle instance: its load never changes
+    mgr.offer(route(30.0, "x", "svc-0", out=500))
+    busy = []
+    for t in range(31, 40):
+        busy += kinds(mgr.advance(float(t)), InstanceEventKind.STATUS)
+    assert len(busy) >= 5 and all(s.state is InstanceState.READY for s in busy)

@@ -1,0 +1,46 @@
+"""The scale agent's pure state: bootstrap, event-time polling, commands with reasons."""
+
+from __future__ import annotations
+
+from streams.control_state import ScaleAgentState
+from streams.messages import RawMessage
+from streams.pipeline_config import PipelineConfig
+from streams.records import InstanceEvent, InstanceEventKind, InstanceState, PredictedRequest, ScaleCommand
+from streams.scale_state import BOOTSTRAP_REASON
+
+SVC = "svc"
+
+
+def req(ts: float, rid: str) -> RawMessage:
+    r = PredictedRequest(ts=ts, request_id=rid, service=SVC, prompt_tokens=100, predicted_tokens=50,
+                         predicted_p90_tokens=80, predictor="fallback")
+    return RawMessage("predicted-requests", SVC.encode(), r.to_json())
+
+
+def ready(ts: float, iid: str, waiting: int = 0) -> RawMessage:
+    e = InstanceEvent(ts=ts, service=SVC, instance_id=iid, kind=InstanceEventKind.STATUS, state=InstanceState.READY,
+                      waiting=waiting, kv_capacity_tokens=100_000)
+    return RawMessage("instance-events", SVC.encode(), e.to_json())
+
+
+def commands(out: list) -> list[ScaleCommand]:
+    return [r for r in out if isinstance(r, ScaleCommand)]
+
+
+def test_first_event_bootstraps_then_waits_for_the_fleet() -> None:
+    st = ScaleAgentState(PipelineConfig(policy="round-robin:fixed", initial_instances=2))
+    [boot] = commands(st.handle([req(100.0, "a")], now=0.0))
+    assert boot.reason == BOOTSTRAP_REASON and boot.target_instances == 2 and boot.ts == 100.0
+    assert commands(st.handle([req(101.0 + i, f"r{i}") for i in range(20)], now=0.0)) == []
+
+
+def test_reactive_scaler_polled_in_event_time() -> None:
+    cfg = PipelineConfig(policy="round-robin:queue-depth", initial_instances=1, max_instances=4)
+    st = ScaleAgentState(cfg)
+    st.handle([req(0.0, "a")], now=0.0)
+    out = []
+    for t in range(1, 40):
+        out += st.handle([ready(float(t), "i0", waiting=50)], now=0.0)
+    ups = commands(out)
+    assert ups and ups[0].target_instances > 1 and ups[0].reason and ups[0].policy == "round-robin:queue-depth"
+    assert len(ups) < 39  # polled every interval_s of event time, frozen after an action

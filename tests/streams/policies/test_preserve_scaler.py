@@ -1,0 +1,139 @@
+"""PreServe scaler: capacity from the cost model, bounds, freeze, emergency through the freeze, look-ahead."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from fleet.engine_presets import get_preset
+from streams.policies.fleet_view import CompletionInfo, FleetView, InstanceState, InstanceView, RequestInfo
+from streams.policies.policy_registry import SCALERS
+from streams.policies.scalers.density_forecast import OnlineDensity
+from streams.policies.scalers.instance_capacity import capacity_at
+from streams.policies.scalers.preserve_scaler import PreServeScaler
+
+ENGINE = get_preset("llama2-7b-h100")
+CAP = ENGINE.kv_capacity_tokens
+
+
+def view(n_ready: int, n_starting: int = 0, waiting: int = 0, kv: int = 0, cold: float = 30.0) -> FleetView:
+    inst = [InstanceView(f"r{i}", InstanceState.READY, CAP, waiting=waiting if i == 0 else 0, kv_used_tokens=kv)
+            for i in range(n_ready)]
+    inst += [InstanceView(f"s{i}", InstanceState.STARTING, CAP) for i in range(n_starting)]
+    return FleetView("svc", inst, min_instances=1, max_instances=8, cold_start_s=cold)
+
+
+def oracle_scaler(arrivals: list[tuple[float, int, int]], **kw: Any) -> PreServeScaler:
+    s = PreServeScaler(forecast="oracle", **kw)
+    s.attach_oracle(arrivals)
+    return s
+
+
+def steady(rate_per_s: float, t0: float, t1: float, prompt: int = 1000, out: int = 200) -> list[tuple[float, int, int]]:
+    n = int((t1 - t0) * rate_per_s)
+    return [(t0 + k / rate_per_s, prompt, out) for k in range(n)]
+
+
+def test_registered_and_capacity_is_sane() -> None:
+    assert SCALERS["preserve"] is PreServeScaler
+    cap = capacity_at(ENGINE.cost_model, CAP, ENGINE.max_num_seqs, 1000, 200, 0.05)
+    assert 1 <= cap.batch <= ENGINE.max_num_seqs
+    assert cap.step_s <= 0.05
+    assert cap.batch * (1000 + 100) <= 0.9 * CAP  # KV share respected
+    longer = capacity_at(ENGINE.cost_model, CAP, ENGINE.max_num_seqs, 3000, 200, 0.05)
+    assert longer.s_per_gen_token > cap.s_per_gen_token  # longer contexts: fewer sequences, slower tokens
+
+
+def test_forecast_drives_instances_and_looks_ahead_by_cold_start() -> None:
+    cap = capacity_at(ENGINE.cost_model, CAP, ENGINE.max_num_seqs, 1000, 200, 0.05)
+    one_instance_rate = 1.0 / cap.utilisation(1000, 200)  # requests/s one instance sustains
+    quiet, busy = steady(0.2 * one_instance_rate, 0, 300), steady(2.0 * one_instance_rate, 300, 900)
+    s = oracle_scaler(quiet + busy, freeze_s=0.0)
+    assert s.decide(view(1), now=100.0) is None  # quiet, nothing ahead within 30 s + one window
+    d = s.decide(view(1), now=275.0)  # the rise at 300 s is one cold start (30 s) ahead: start now
+    assert d is not None and d.target_instances == 3  # ceil(2.0 / 0.7)
+    assert "forecast" in d.reason and d.details["u_forecast"] == pytest.approx(2.0, rel=0.05)
+
+
+def test_bounds_are_honoured() -> None:
+    s = oracle_scaler(steady(500.0, 0, 600), max_instances=4, freeze_s=0.0)
+    d = s.decide(view(2), now=10.0)
+    assert d is not None and d.target_instances == 4
+    s2 = oracle_scaler(steady(0.001, 0, 600), min_instances=2, freeze_s=0.0)
+    d2 = s2.decide(view(1), now=10.0)
+    assert d2 is not None and d2.target_instances == 2 and "min_instances" in d2.reason
+    assert s2.decide(view(2), now=20.0) is None  # never below min
+
+
+def test_freeze_blocks_then_releases() -> None:
+    s = oracle_scaler(steady(0.001, 0, 2000), freeze_s=60.0)
+    d = s.decide(view(4), now=0.0)
+    assert d is not None and d.target_instances == 3  # one step down at a time
+    assert s.decide(view(3), now=30.0) is None  # frozen
+    d = s.decide(view(3), now=61.0)
+    assert d is not None and d.target_instances == 2
+
+
+def test_emergency_scale_up_passes_the_freeze() -> None:
+    s = oracle_scaler(steady(0.001, 0, 2000), freeze_s=60.0)
+    assert s.decide(view(3), now=0.0) is not None  # an action starts the freeze
+    assert s.decide(view(2), now=10.0) is None
+    d = s.decide(view(2, waiting=40), now=20.0)  # a queue forms: urgent
+    assert d is not None and d.target_instances >= 3 and d.reason.startswith("emergency")
+    # capacity already on its way absorbs a moderate queue: no second emergency
+    assert s.decide(view(2, n_starting=1, waiting=10), now=25.0) is None
+
+
+def test_anticipated_kv_peak_scales_up() -> None:
+    s = oracle_scaler(steady(0.001, 0, 2000), freeze_s=0.0)
+    for k in range(200):  # long generations arriving now: the KV peak comes later
+        s.observe_arrival(RequestInfo(f"r{k}", "svc", 0.0, 1500, 1500.0, 2000.0), now=0.0)
+    d = s.decide(view(2), now=0.0)
+    assert d is not None and d.target_instances > 2
+    assert d.details["kv_peak"] > 2 * 0.85 * CAP
+
+
+class _LastValue:
+    """Test double for the online forecaster: repeats the last closed window."""
+
+    def __init__(self, window_s: float) -> None:
+        self.last: tuple[int, int, int] | None = None
+
+    def observe(self, window_start: float, requests: int, prompt_tokens: int, output_tokens: int) -> None:
+        self.last = (requests, prompt_tokens, output_tokens)
+
+    def forecast(self, horizon: int) -> dict[str, dict[str, list[float]]]:
+        if self.last is None:
+            return {}
+        return {"prompt_tokens": {"mean": [float(self.last[1])] * horizon},
+                "output_tokens": {"mean": [float(self.last[2])] * horizon}}
+
+
+def test_online_density_windows_arrivals_and_completions() -> None:
+    d = OnlineDensity(60.0, factory=_LastValue)
+    for k in range(60):
+        d.observe_arrival(float(k), 600)
+        d.observe_completion(float(k) + 0.5, 120)
+    assert d.peak_rates(61.0, 90.0) == pytest.approx((600.0, 120.0))
+
+
+def test_online_scaler_learns_mix_from_completions() -> None:
+    s = oracle_scaler(steady(0.001, 0, 10))
+    s.density = OnlineDensity(60.0, factory=_LastValue)
+    for k in range(500):
+        s.observe_completion(CompletionInfo(f"c{k}", "r0", 0.0, 5.0, 3000, 50, 0.2), now=5.0)
+    cap = s.capacity()
+    assert cap.batch * 3000 <= 0.9 * CAP
+
+
+def test_default_online_scaler_uses_the_workload_forecaster() -> None:
+    s = PreServeScaler(forecaster_model="ewma", window_s=10.0, freeze_s=0.0)
+    for k in range(300):  # 30 s of 10 req/s, 1000-token prompts
+        t = k * 0.1
+        s.observe_arrival(RequestInfo(f"r{k}", "svc", t, 1000, 200.0, 300.0), now=t)
+        s.observe_completion(CompletionInfo(f"r{k}", "r0", t, t + 0.05, 1000, 200, 0.02), now=t + 0.05)
+    rp, rg = s.density.peak_rates(30.0, 40.0)
+    assert rp == pytest.approx(10_000, rel=0.05) and rg == pytest.approx(2_000, rel=0.05)
+    d = s.decide(view(1), now=30.0)
+    assert d is not None and d.target_instances >= 2
