@@ -6,6 +6,9 @@ Three measurements per (sequence length, batch size), all in this process on the
 - ``engine``: ``LengthEngine.run_rows`` on pre-tokenized rows of exactly T positions (soft prompt included):
   length bucketing, collation, host->device copy, the length model, device->host copy;
 - ``predict``: ``ModelPredictor.predict`` on unique prompt texts (cache can't hit): tokenization + engine.
+- ``stream``: ``predict`` on ``--stream`` x B unique prompts in one call with batches of B: the host tokenizes
+  batch k+1 while the device runs batch k (sustained throughput of a loaded predict stage); its batch time is
+  the call time / ``--stream``.
 Predictions/s = rows / mean batch time; p99 = 99th percentile of per-batch wall time.
 
   python bench/bench_load_predictor.py --device cpu --threads 2 --batches 1 8 32 --seq 128 512
@@ -121,7 +124,16 @@ def bench(args: argparse.Namespace) -> list[dict[str, Any]]:
 
             t_pred = timeit(call, device, args.iters, args.seconds)
             results.append(row("predict", seq, batch, t_pred, plain))
-            for r in results[-3:]:
+            many = texts(batch * args.stream * 2, seq, pool)
+            n = batch * args.stream
+
+            def stream(n: int = n, many: list[str] = many) -> None:
+                k = next(cursor) % 2
+                predictor.predict(many[k * n:(k + 1) * n], [seq] * n, ["llama-2-7b-chat-hf"] * n)
+
+            t_stream = timeit(stream, device, max(2, args.iters // 2), args.seconds)
+            results.append(row("stream", seq, batch, t_stream / args.stream, plain))
+            for r in results[-4:]:
                 print(json.dumps(r), flush=True)
     return results
 
@@ -138,6 +150,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="CPU intra-op threads")
     ap.add_argument("--int8", action="store_true", help="CPU: dynamic int8 quantisation")
     ap.add_argument("--compile", action="store_true", help="torch.compile the length model")
+    ap.add_argument("--stream", type=int, default=8, help="batches per predict call in the stream mode")
     ap.add_argument("--json", default=None, help="write all rows here")
     args = ap.parse_args()
     if args.threads:

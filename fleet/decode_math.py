@@ -80,3 +80,46 @@ def steps_within(cost: CostModel, dt: float, n_seqs: int, context_tokens: int, k
     while j > 0 and run(j, n_seqs, context_tokens) > dt:
         j -= 1
     return j
+
+
+class DecodeRun:
+    """One planned run of ``k`` pure-decode steps of ``n`` sequences from context ``ctx``, with the cost model's
+    per-step constant ``a = step_time(0, n, 0)`` and attention slope ``c`` cached, so that the many "how far is
+    the run at time t" questions (policy views, cut-offs) cost a square root, not cost-model calls.
+    ``time(j)`` uses the same float expression as :meth:`CostModel.decode_run_time`, so both agree exactly.
+    """
+
+    __slots__ = ("a", "c", "n", "ctx", "k")
+
+    def __init__(self, cost: CostModel, n: int, ctx: int, k: int) -> None:
+        self.a = cost.step_time(0, n, 0)
+        self.c = cost.c_ctx
+        self.n = n
+        self.ctx = ctx
+        self.k = k
+
+    def time(self, j: int) -> float:
+        """Seconds of the first ``j`` steps."""
+        if j <= 0:
+            return 0.0
+        return j * self.a + self.c * (j * self.ctx + self.n * (j * (j - 1) // 2))
+
+    def steps_by(self, dt: float) -> int:
+        """Steps of the run finished ``dt`` seconds after its start (at most ``k``)."""
+        if dt <= 0.0:
+            return 0
+        a, c, n, ctx, k = self.a, self.c, self.n, self.ctx, self.k
+        qa = 0.5 * c * n
+        qb = a + c * ctx - qa
+        if qa > 0.0:
+            j = int((-qb + math.sqrt(qb * qb + 4.0 * qa * dt)) / (2.0 * qa))
+        else:
+            j = int(dt / qb) if qb > 0.0 else k
+        if j > k:
+            j = k
+        # exact check with time()'s expression (inlined: this runs for every instance at every arrival)
+        while j > 0 and j * a + c * (j * ctx + n * (j * (j - 1) // 2)) > dt:
+            j -= 1
+        while j < k and (j + 1) * a + c * ((j + 1) * ctx + n * ((j + 1) * j // 2)) <= dt:
+            j += 1
+        return j

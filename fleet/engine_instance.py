@@ -24,7 +24,7 @@ import heapq
 import math
 from collections import deque
 
-from fleet.decode_math import blocks_needed, max_decode_steps, phase_of, steps_within
+from fleet.decode_math import DecodeRun, blocks_needed, max_decode_steps, phase_of
 from fleet.engine_presets import EngineConfig
 from fleet.sim_types import EngineEvent, EngineEventKind, SimRequest
 from streams.policies.fleet_view import InstanceState, InstanceView
@@ -69,6 +69,7 @@ class EngineInstance:
         self.busy_until = _INF
         self.run_k = 0  # decode steps of the in-flight work
         self.run_pure = False  # True: a run of pure-decode steps (may be cut short by a new request)
+        self.run: DecodeRun | None = None  # the pure-decode run in flight
         self.pending: list[tuple[SimRequest, int]] = []  # prefill chunks of the in-flight step
         self.decode_reserve = 0  # blocks the in-flight mixed step's decodes will need (chunked prefill)
         self.view = InstanceView(instance_id, InstanceState.STARTING, config.kv_capacity_tokens)
@@ -112,18 +113,26 @@ class EngineInstance:
     def kv_used_tokens(self, now: float) -> int:
         """Tokens of KV held at ``now``, counting the decode steps of a run in flight that finished by ``now``."""
         n = len(self.decoding)
-        tokens = self.base_sum + n * self.steps + self._prefill_tokens()
-        if self.run_pure and now > self.t0 and n:
-            tokens += n * steps_within(self.cost, now - self.t0, n, self.base_sum + n * self.steps, self.run_k)
+        tokens = self.base_sum + n * self.steps
+        if self.prefilling:
+            tokens += self._prefill_tokens()
+        if self.run_pure and now > self.t0:
+            tokens += n * self.run.steps_by(now - self.t0)  # type: ignore[union-attr]
         return tokens
 
     def refresh_view(self, now: float) -> InstanceView:
         """Fill :attr:`view` (the policies' read-only snapshot) for ``now`` and return it."""
         v = self.view
-        v.running = len(self.decoding) + len(self.prefilling)
+        n = len(self.decoding)
+        tokens = self.base_sum + n * self.steps
+        if self.prefilling:
+            tokens += self._prefill_tokens()
+        if self.run_pure and now > self.t0:
+            tokens += n * self.run.steps_by(now - self.t0)  # type: ignore[union-attr]
+        v.kv_used_tokens = tokens
+        v.running = n + len(self.prefilling)
         v.waiting = len(self.waiting)
         v.waiting_prompt_tokens = self.waiting_tokens
-        v.kv_used_tokens = self.kv_used_tokens(now)
         return v
 
     # ---- step planning -----------------------------------------------------------------------------------
@@ -156,7 +165,8 @@ class EngineInstance:
         assert k >= 1, "decode blocks were ensured"
         self.run_k = k
         self.run_pure = True
-        self.busy_until = t + self.cost.decode_run_time(k, n, self.base_sum + n * self.steps)
+        self.run = run = DecodeRun(self.cost, n, self.base_sum + n * self.steps, k)
+        self.busy_until = t + run.time(k)
 
     def _schedule_prefill_batch(self) -> float:
         """vLLM V0 without chunking: admit whole prompts FCFS into one prefill-only step. Returns its time."""
@@ -238,18 +248,19 @@ class EngineInstance:
 
     def _cut_run(self, now: float) -> None:
         """A request arrived during a decode run: stop the run at the step boundary at or after ``now``."""
-        n = len(self.decoding)
-        ctx = self.base_sum + n * self.steps
-        j = steps_within(self.cost, now - self.t0, n, ctx, self.run_k)
-        if self.t0 + self.cost.decode_run_time(j, n, ctx) < now:
+        run = self.run
+        assert run is not None
+        dt = now - self.t0
+        j = run.steps_by(dt)
+        if run.time(j) < dt:
             j += 1  # the step in flight at ``now`` completes first
         if j >= self.run_k:
             return
         if j == 0:
             self._plan(now)
             return
-        self.run_k = j
-        self.busy_until = self.t0 + self.cost.decode_run_time(j, n, ctx)
+        self.run_k = run.k = j
+        self.busy_until = self.t0 + run.time(j)
 
     # ---- applying finished work --------------------------------------------------------------------------
     def _finish_work(self, t: float, events: list[EngineEvent]) -> None:

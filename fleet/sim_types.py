@@ -42,7 +42,7 @@ def event_key(time: float, kind: EventType, seq: int) -> tuple[float, int, int]:
     return (time, int(kind), seq)
 
 
-class DropReason(str, enum.Enum):
+class DropReason(enum.StrEnum):
     """Why a request was not served. Every request of a trace is either completed or dropped with one of these."""
 
     PROMPT_TOO_LONG = "prompt_exceeds_max_model_len"  # overlength="drop" and prompt + output > max_model_len

@@ -65,6 +65,7 @@ class Simulator:
         self.engines: list[EngineInstance] = []  # every instance ever started, by index
         self.by_id: dict[str, int] = {}
         self.live: list[int] = []  # indices of instances not stopped, in start order
+        self.live_engines: list[EngineInstance] = []  # the same instances
         self.fleet = FleetView(workload.service, [], config.min_instances, config.max_instances,
                                config.engine.cold_start_s)
         self.meta: list[dict[str, object]] = []
@@ -111,6 +112,8 @@ class Simulator:
                 break
             self.now = t
             if kind == _STEP:
+                idx: int
+                at: float
                 idx, at = payload  # type: ignore[misc]
                 if self.wake[idx] == at:
                     self.wake[idx] = math.inf
@@ -122,6 +125,8 @@ class Simulator:
             else:
                 self._sample(t)
         self._drop_unfinished()
+        if self.progress is not None:
+            self.progress(self.done)
         return self._result(time.perf_counter() - wall)
 
     # ---- handlers ----------------------------------------------------------------------------------------
@@ -222,7 +227,7 @@ class Simulator:
             code = _STATE_CODE[v.state]
             counts[code] += 1
             self.instance_samples.append((t, idx, code, v.running, v.waiting, v.kv_utilization))
-        in_system = sum(1 for x in self.gateway) + sum(self.engines[i].running + len(self.engines[i].waiting)
+        in_system = len(self.gateway) + sum(self.engines[i].running + len(self.engines[i].waiting)
                                                        for i in self.live)
         self.fleet_samples.append((t, counts[1], counts[0], counts[2], len(self.gateway), in_system))
         self._push(t + self.cfg.sample_interval_s, _SAMPLE, None)
@@ -230,8 +235,8 @@ class Simulator:
     # ---- fleet changes -----------------------------------------------------------------------------------
     def _refresh_views(self) -> None:
         now = self.now
-        for idx in self.live:
-            self.engines[idx].refresh_view(now)
+        for eng in self.live_engines:
+            eng.refresh_view(now)
 
     def _start_instance(self, t: float, ready: bool) -> int:
         idx = len(self.engines)
@@ -243,6 +248,7 @@ class Simulator:
         self.meta.append({"instance_id": eng.view.instance_id, "start_requested_at": t, "ready_at": None,
                           "stopped_at": None})
         self.live.append(idx)
+        self.live_engines.append(eng)
         self.fleet.instances.append(eng.view)
         if ready:
             eng.view.state = InstanceState.READY
@@ -277,7 +283,8 @@ class Simulator:
         eng.view.state = InstanceState.STOPPED
         self.meta[idx]["stopped_at"] = t
         self.live.remove(idx)
-        self.fleet.instances = [self.engines[i].view for i in self.live]
+        self.live_engines = [self.engines[i] for i in self.live]
+        self.fleet.instances = [e.view for e in self.live_engines]
         c = time.perf_counter()
         self.router.on_instance_removed(eng.view.instance_id, t)
         self.ctrl += time.perf_counter() - c
@@ -297,7 +304,8 @@ class Simulator:
                 self._drop(i, DropReason.HORIZON.value)
 
     def _result(self, wall_s: float) -> SimResult:
-        end = max([self.now] + [x for x in self.finish.tolist() if x == x])
+        finished = self.finish[~np.isnan(self.finish)]
+        end = max(self.now, float(finished.max())) if finished.size else self.now
         for m in self.meta:
             if m["stopped_at"] is None:
                 m["end_at"] = end

@@ -112,14 +112,15 @@ def eval_cmd(trace_path: Path, fmt: str | None, policies: str, frontier: bool, i
     df, info = _load(trace_path, fmt, rate_scale, start_s, duration_s, on_bad_row)
     click.echo(f"{trace_path}: {len(df):,} requests over {info['span_s']:.0f} s; {len(specs)} policies", err=True)
     bar = tqdm(total=len(df) * len(specs), unit="req", desc="simulating", dynamic_ncols=True)
-    state = {"label": "", "done": 0}
+    current = {"label": ""}
+    finished = {"done": 0}
 
     def progress(label: str, done: int) -> None:
-        if label != state["label"]:
-            state["label"], state["done"] = label, 0
+        if label != current["label"]:
+            current["label"], finished["done"] = label, 0
             bar.set_postfix_str(label)
-        bar.update(done - int(state["done"]))
-        state["done"] = done
+        bar.update(done - finished["done"])
+        finished["done"] = done
 
     try:
         report = run_eval(df, specs, cfg, trace_info=info, progress=progress)

@@ -9,12 +9,12 @@ from pathlib import Path
 import click
 
 
-def _kafka_producer():  # type: ignore[no-untyped-def]
+def _kafka_producer(kafka=None):  # type: ignore[no-untyped-def]
     from confluent_kafka import Producer
 
     from streams.settings import load_settings
 
-    k = load_settings().kafka
+    k = kafka or load_settings().kafka
     return Producer({**k.confluent_config(), "linger.ms": 5, "enable.idempotence": True,
                      "queue.buffering.max.messages": 1_000_000}), k
 
@@ -72,7 +72,6 @@ def replay(trace: Path, speedup: float, limit: int | None, fmt: str | None, serv
     from tqdm import tqdm
 
     from replay import TraceFormatError, load_trace
-    from replay.producer import replay_trace
 
     try:
         df = load_trace(trace, fmt=fmt, service=service).df
@@ -87,11 +86,11 @@ def replay(trace: Path, speedup: float, limit: int | None, fmt: str | None, serv
         raise SystemExit(1)
 
 
-def send_trace(df, speedup: float, epoch: float | None, with_prompts: bool, tqdm_cls=None):  # type: ignore[no-untyped-def]
+def send_trace(df, speedup: float, epoch: float | None, with_prompts: bool, tqdm_cls=None, kafka=None):  # type: ignore[no-untyped-def]
     """Replay ``df`` through confluent-kafka (shared by ``replay`` and ``demo``); returns the counts."""
     from replay.producer import replay_trace
 
-    producer, kafka = _kafka_producer()
+    producer, kafka = _kafka_producer(kafka)
     topic = kafka.topic("requests")
     failed = [0]
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
+    from replay.servegen_synth import SynthConfig
     from replay.trace_schema import LoadedTrace
 
 __all__ = ["trace", "synth"]
@@ -30,14 +31,26 @@ def _load_options(fn: click.decorators.FC) -> click.decorators.FC:
                      help="Keep this many seconds from --start (recorded time, before --rate-scale)."),
         click.option("--on-bad-row", type=click.Choice(["skip", "fail"]), default="skip", show_default=True,
                      help="Skip rows that fail to parse (listed with their line numbers) or stop at the first."),
+        click.option("--bad-rows", "bad_rows_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                     help="Write every skipped or excluded row (line, kind, reason) to this CSV."),
     ]
     for option in reversed(options):
         fn = option(fn)
     return fn
 
 
+def _write_bad_rows(loaded: LoadedTrace, out: Path) -> None:
+    import csv
+
+    with open(out, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["line", "kind", "reason"])
+        writer.writerows([r.line, "bad", r.reason] for r in loaded.bad_rows)
+        writer.writerows([r.line, "excluded", r.reason] for r in loaded.excluded)
+
+
 def _load(path: Path, fmt: str | None, rate_scale: float, start_s: float | None, duration_s: float | None,
-          on_bad_row: str) -> LoadedTrace:
+          on_bad_row: str, bad_rows_out: Path | None) -> LoadedTrace:
     from replay.trace_loader import load_trace
     from replay.trace_schema import TraceFormatError
 
@@ -53,6 +66,8 @@ def _load(path: Path, fmt: str | None, rate_scale: float, start_s: float | None,
                 click.echo(f"  {path}:{row.line}: {row.reason}", err=True)
             if len(rows) > _SHOWN_BAD_ROWS:
                 click.echo(f"  ... and {len(rows) - _SHOWN_BAD_ROWS:,} more", err=True)
+    if bad_rows_out is not None:
+        _write_bad_rows(loaded, bad_rows_out)
     if loaded.outside_window:
         click.echo(f"{path}: {loaded.outside_window:,} requests outside --start/--duration", err=True)
     return loaded
@@ -73,11 +88,11 @@ def trace() -> None:
 @click.option("--window", "window_s", type=float, default=50.0, show_default=True,
               help="Window (s) for the peak/mean rate.")
 def info(path: Path, fmt: str | None, rate_scale: float, start_s: float | None, duration_s: float | None,
-         on_bad_row: str, window_s: float) -> None:
+         on_bad_row: str, bad_rows_out: Path | None, window_s: float) -> None:
     """Rows, span, rate, token mean/p50/p99 and peak/mean rate of a trace."""
     from replay.trace_transform import trace_stats
 
-    loaded = _load(path, fmt, rate_scale, start_s, duration_s, on_bad_row)
+    loaded = _load(path, fmt, rate_scale, start_s, duration_s, on_bad_row, bad_rows_out)
     if loaded.df.empty:
         raise click.ClickException(f"{path}: no requests")
     click.echo(f"format          {loaded.fmt}")
@@ -92,11 +107,11 @@ def info(path: Path, fmt: str | None, rate_scale: float, start_s: float | None, 
 @click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Output generic CSV (.csv or .csv.gz).")
 def convert(path: Path, fmt: str | None, rate_scale: float, start_s: float | None, duration_s: float | None,
-            on_bad_row: str, out: Path) -> None:
+            on_bad_row: str, bad_rows_out: Path | None, out: Path) -> None:
     """Convert any supported trace to the generic CSV (window and rate scale applied)."""
     from replay.trace_writer import write_trace
 
-    loaded = _load(path, fmt, rate_scale, start_s, duration_s, on_bad_row)
+    loaded = _load(path, fmt, rate_scale, start_s, duration_s, on_bad_row, bad_rows_out)
     write_trace(loaded.df, out)
     click.echo(f"wrote {len(loaded.df):,} requests to {out}")
 
@@ -114,7 +129,7 @@ def convert(path: Path, fmt: str | None, rate_scale: float, start_s: float | Non
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Output generic CSV with prompt, response_tokens_corpus and model columns.")
 def attach_prompts_cmd(path: Path, fmt: str | None, rate_scale: float, start_s: float | None,
-                       duration_s: float | None, on_bad_row: str, prompt_files: tuple[Path, ...], lengths: str,
+                       duration_s: float | None, on_bad_row: str, bad_rows_out: Path | None, prompt_files: tuple[Path, ...], lengths: str,
                        match: str, seed: int, out: Path) -> None:
     """Give every request of a trace a real prompt/response pair matched on input length."""
     from replay.length_pool import load_prompt_corpus
@@ -126,7 +141,7 @@ def attach_prompts_cmd(path: Path, fmt: str | None, rate_scale: float, start_s: 
     files = list(prompt_files) or sorted(data_path("prompts").glob("*.jsonl.gz"))
     if not files:
         raise click.ClickException(f"no prompt corpus: pass --prompts FILE (none under {data_path('prompts')})")
-    loaded = _load(path, fmt, rate_scale, start_s, duration_s, on_bad_row)
+    loaded = _load(path, fmt, rate_scale, start_s, duration_s, on_bad_row, bad_rows_out)
     try:
         corpus = load_prompt_corpus(files)
     except TraceFormatError as exc:
@@ -138,9 +153,9 @@ def attach_prompts_cmd(path: Path, fmt: str | None, rate_scale: float, start_s: 
 
 
 @click.command("synth")
-@click.option("--servegen", "servegen_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              required=True, help="ServeGen model folder with chunk-N-trace.csv[.gz] files "
-                                  "(e.g. $PRESERVE_DATA/traces/servegen/m-mid).")
+@click.option("--servegen", "servegen", required=True,
+              help="ServeGen model folder with chunk-N-trace.csv[.gz] files, or a model name under "
+                   "$PRESERVE_DATA/traces/servegen (m-small, m-mid).")
 @click.option("--start-hour", type=float, default=0.0, show_default=True,
               help="First recorded hour to synthesise (hour 0 = the recording's first window).")
 @click.option("--hours", type=float, default=24.0, show_default=True, help="Recorded hours to synthesise.")
@@ -154,37 +169,59 @@ def attach_prompts_cmd(path: Path, fmt: str | None, rate_scale: float, start_s: 
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Output generic CSV (.csv or .csv.gz).")
-def synth(servegen_dir: Path, start_hour: float, hours: float, rate_scale: float, time_scale: float,
+def synth(servegen: str, start_hour: float, hours: float, rate_scale: float, time_scale: float,
           lengths_file: Path | None, service: str | None, seed: int, out: Path) -> None:
-    """Synthesise a long per-request trace from ServeGen per-client rates, burstiness and arrival laws."""
+    """Synthesise a long per-request trace from ServeGen per-client rates, burstiness and arrival laws.
+
+    Writes the generic CSV of replay/README.md; the same seed gives the same trace.
+    """
+    from replay.servegen_synth import SynthConfig
+    from replay.trace_schema import TraceFormatError
+    from streams.settings import data_path
+
+    servegen_dir = Path(servegen)
+    if not servegen_dir.is_dir():
+        servegen_dir = data_path("traces", "servegen", servegen)
+    if not servegen_dir.is_dir():
+        raise click.BadParameter(f"{servegen!r} is neither a folder nor a model under {servegen_dir.parent}",
+                                 param_hint="--servegen")
+    try:
+        cfg = SynthConfig(start_hour=start_hour, hours=hours, rate_scale=rate_scale, time_scale=time_scale,
+                          service=service or servegen_dir.name)
+        n, span, took, recorded_h = _run_synth(servegen_dir, cfg, lengths_file, seed, out)
+    except (TraceFormatError, ValueError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    if start_hour + hours > recorded_h:
+        click.echo(f"warning: the recording covers {recorded_h:g} h; hours after that have no arrivals", err=True)
+    click.echo(f"wrote {n:,} requests over {span:,.0f} s ({n / max(span, 1e-9):.2f} req/s, "
+               f"synthesised in {took:.1f} s) to {out}")
+
+
+def _run_synth(servegen_dir: Path, cfg: SynthConfig, lengths_file: Path | None, seed: int,
+               out: Path) -> tuple[int, float, float, float]:
+    """Read, synthesise, write; returns (requests, span s, synthesis s, recorded hours)."""
     from tqdm import tqdm
 
     from replay.length_pool import load_length_pool
     from replay.servegen_io import load_servegen
-    from replay.servegen_synth import SynthConfig, synthesize_trace, window_rates
-    from replay.trace_schema import TraceFormatError
+    from replay.servegen_synth import synthesize_trace, window_rates
     from replay.trace_writer import write_trace
 
-    try:
-        cfg = SynthConfig(start_hour=start_hour, hours=hours, rate_scale=rate_scale, time_scale=time_scale,
-                          service=service or servegen_dir.name)
-        with tqdm(total=4, desc="synth", unit="step") as bar:
-            bar.set_postfix_str("reading clients")
-            clients = load_servegen(servegen_dir)
-            bar.update()
-            bar.set_postfix_str("reading lengths")
-            lengths = load_length_pool(lengths_file)
-            bar.update()
-            bar.set_postfix_str(f"~{window_rates(clients, cfg)['expected'].sum():,.0f} arrivals")
-            started = time.perf_counter()
-            df = synthesize_trace(clients, cfg, lengths, seed)
-            took = time.perf_counter() - started
-            bar.update()
-            bar.set_postfix_str("writing")
-            write_trace(df, out)
-            bar.update()
-    except (TraceFormatError, ValueError, FileNotFoundError) as exc:
-        raise click.ClickException(str(exc)) from exc
+    with tqdm(total=4, desc="synth", unit="step") as bar:
+        bar.set_postfix_str("reading clients")
+        clients = load_servegen(servegen_dir)
+        bar.update()
+        bar.set_postfix_str("reading lengths")
+        lengths = load_length_pool(lengths_file)
+        bar.update()
+        bar.set_postfix_str(f"~{window_rates(clients, cfg)['expected'].sum():,.0f} arrivals")
+        started = time.perf_counter()
+        df = synthesize_trace(clients, cfg, lengths, seed)
+        took = time.perf_counter() - started
+        bar.update()
+        bar.set_postfix_str("writing")
+        write_trace(df, out)
+        bar.update()
+    recorded_h = float(clients["window_start_s"].max() + cfg.window_s) / 3600.0
     span = float(df["arrival_s"].iloc[-1]) if len(df) else 0.0
-    click.echo(f"wrote {len(df):,} requests over {span:,.0f} s ({len(df) / max(span, 1e-9):.2f} req/s, "
-               f"synthesised in {took:.1f} s) to {out}")
+    return len(df), span, took, recorded_h

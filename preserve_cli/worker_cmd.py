@@ -13,7 +13,8 @@ from streams.pipeline_config import AGENTS, ENV_VAR, PipelineConfig
 def pipeline_options(f):  # type: ignore[no-untyped-def]
     """The PipelineConfig fields as click options (shared by ``worker`` and ``demo``)."""
     for fld in reversed(dataclasses.fields(PipelineConfig)):
-        f = click.option(f"--{fld.name.replace('_', '-')}", fld.name, type=type(fld.default), default=fld.default,
+        kind = float if fld.default is None else type(fld.default)
+        f = click.option(f"--{fld.name.replace('_', '-')}", fld.name, type=kind, default=fld.default,
                          show_default=True, help=fld.metadata.get("help", ""))(f)
     return f
 

@@ -8,17 +8,13 @@ replay/README.md: parse + validate -> window (``start_s``/``duration_s``, second
 from __future__ import annotations
 
 import csv
-import gzip
-import io
 import json
-import re
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
+from replay.raw_readers import open_text, read_csv_rows, read_jsonl_rows
 from replay.trace_normalize import (
     Normalized,
     normalize_azure,
@@ -44,24 +40,15 @@ _NORMALIZERS: dict[str, Callable[[pd.DataFrame, str], Normalized]] = {
     "generic": normalize_generic,
     "mooncake": normalize_mooncake,
 }
-_SKIPPED = re.compile(r"Skipping line (\d+): (.*)")
-
-
-def open_text(path: str | Path) -> io.TextIOBase:
-    """Open a text file, gunzipping it when it starts with the gzip magic bytes (whatever its name)."""
-    with open(path, "rb") as fh:
-        magic = fh.read(2)
-    if magic == b"\x1f\x8b":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")  # noqa: SIM115 - returned to the caller
 
 
 def _first_line(path: str | Path) -> str:
+    """Line 1 (a CSV's header, a JSONL's first object): it identifies the format, so it must not be blank."""
     with open_text(path) as fh:
-        for line in fh:
-            if line.strip():
-                return line.strip().lstrip("\ufeff")
-    raise TraceFormatError(f"{path}: empty file")
+        first = fh.readline().strip().lstrip("\ufeff").strip()
+    if not first:
+        raise TraceFormatError(f"{path}: line 1 is empty (a trace starts with its header or first record)")
+    return first
 
 
 def _header_columns(path: str | Path, fmt: str) -> set[str]:
@@ -88,63 +75,6 @@ def detect_format(path: str | Path) -> str:
     raise TraceFormatError(
         f"{path}: cannot detect the trace format from its first line {first[:120]!r}; expected one of "
         + "; ".join(f"{f}: {', '.join(c)}" for f, c in FORMAT_COLUMNS.items()) + " (or pass --format)")
-
-
-def _physical_lines(raw: pd.DataFrame, skipped: list[int]) -> np.ndarray:
-    """1-based file line of each parsed row: header is line 1; skipped lines and quoted newlines shift rows."""
-    text_cols = [c for c in raw.columns if raw[c].dtype == object or pd.api.types.is_string_dtype(raw[c])]
-    newlines = np.zeros(len(raw), dtype=np.int64)
-    if "prompt" in raw:  # only free text can hold quoted newlines
-        for col in text_cols:
-            newlines += raw[col].astype(str).str.count("\n").to_numpy(dtype=np.int64)
-    if not skipped:
-        return 2 + np.concatenate([[0], np.cumsum(1 + newlines)[:-1]]) if len(raw) else np.zeros(0, np.int64)
-    lines = np.empty(len(raw), dtype=np.int64)
-    skip, nxt = set(skipped), 2
-    for i in range(len(raw)):
-        while nxt in skip:
-            nxt += 1
-        lines[i] = nxt
-        nxt += 1 + int(newlines[i])
-    return lines
-
-
-# Columns read as text whatever they look like (ids like "007" must stay strings); others are parsed as
-# numbers by the C reader when every value is one (fast path), else left as text for the normaliser to flag.
-_TEXT_COLUMNS = ("TIMESTAMP", "Model", "Log Type", "request_id", "service", "prompt", "model")
-
-
-def _read_csv(path: str | Path, header: set[str]) -> tuple[pd.DataFrame, list[tuple[int, str]]]:
-    dtypes = {c: str for c in _TEXT_COLUMNS if c in header}
-    with warnings.catch_warnings(record=True) as caught, open_text(path) as fh:
-        warnings.simplefilter("always")
-        raw = pd.read_csv(fh, dtype=dtypes, keep_default_na=False, na_filter=False, skip_blank_lines=False,
-                          on_bad_lines="warn", engine="c")
-    skipped = [(int(m.group(1)), m.group(2).strip()) for w in caught
-               for m in _SKIPPED.finditer(str(w.message))]
-    raw.columns = [str(c).strip().lstrip("\ufeff") for c in raw.columns]
-    raw["_line"] = _physical_lines(raw, [n for n, _ in skipped])
-    return raw, skipped
-
-
-def _read_jsonl(path: str | Path) -> tuple[pd.DataFrame, list[tuple[int, str]]]:
-    records: list[dict[str, object]] = []
-    bad: list[tuple[int, str]] = []
-    with open_text(path) as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                bad.append((lineno, f"invalid JSON: {exc.msg}"))
-                continue
-            if not isinstance(obj, dict):
-                bad.append((lineno, "not a JSON object"))
-                continue
-            records.append({k: obj.get(k) for k in FORMAT_COLUMNS["mooncake"]} | {"_line": lineno})
-    columns = [*FORMAT_COLUMNS["mooncake"], "_line"]
-    return pd.DataFrame.from_records(records, columns=columns), bad
 
 
 def _default_service(path: str | Path, fmt: str) -> str:
@@ -175,7 +105,10 @@ def load_trace(path: str | Path, fmt: str | None = None, rate_scale: float = 1.0
     missing = set(FORMAT_COLUMNS[fmt]) - header
     if missing:
         raise TraceFormatError(f"{path}: not a {fmt} trace, line 1 lacks {', '.join(sorted(missing))}")
-    raw, unparsed = _read_jsonl(path) if fmt == "mooncake" else _read_csv(path, header)
+    if fmt == "mooncake":
+        raw, unparsed = read_jsonl_rows(path, FORMAT_COLUMNS["mooncake"])
+    else:
+        raw, unparsed = read_csv_rows(path, header)
     norm = _NORMALIZERS[fmt](raw, service or _default_service(path, fmt))
     bad_rows = sorted([BadRow(n, r) for n, r in unparsed] + norm.bad_rows, key=lambda b: b.line)
     if bad_rows and on_bad_row == "fail":

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pa_compute
 
 from replay.trace_schema import BadRow, empty_trace
 
@@ -75,13 +77,13 @@ def _tokens(raw: pd.DataFrame, name: str, reasons: _Reasons) -> pd.Series:
     return values
 
 
-def _seconds(values: pd.Series, name: str, reasons: _Reasons, raw: pd.DataFrame, unit_s: float) -> pd.Series:
+def _seconds(values: pd.Series, name: str, reasons: _Reasons, unit_s: float) -> pd.Series:
     secs = pd.to_numeric(values, errors="coerce").astype("float64") * unit_s
     reasons.flag(~np.isfinite(secs), name, "not a finite number")
     return secs
 
 
-def _finish(raw: pd.DataFrame, arrival: pd.Series, service: pd.Series, prompt_tokens: pd.Series,
+def _finish(raw: pd.DataFrame, arrival: pd.Series, service: pd.Series | str, prompt_tokens: pd.Series,
             output_tokens: pd.Series, reasons: _Reasons, id_prefix: str,
             request_id: pd.Series | None = None, extra: dict[str, pd.Series] | None = None,
             excluded: pd.Series | None = None, excluded_reason: str = "") -> Normalized:
@@ -99,10 +101,11 @@ def _finish(raw: pd.DataFrame, arrival: pd.Series, service: pd.Series, prompt_to
     order = np.argsort(arrival[ok].to_numpy(), kind="stable")
     arr = arrival[ok].to_numpy()[order]
     df = pd.DataFrame({
-        "request_id": (request_id[ok].astype(str).to_numpy()[order] if request_id is not None
-                       else np.char.add(f"{id_prefix}-", np.arange(len(arr)).astype(str)).astype(object)),
+        "request_id": (request_id[ok].to_numpy(dtype=object)[order] if request_id is not None
+                       else _ids(id_prefix, len(arr))),
         "arrival_s": arr - arr[0],
-        "service": service[ok].astype(str).to_numpy()[order],
+        "service": (np.full(len(arr), service, dtype=object) if isinstance(service, str)
+                    else service[ok].to_numpy(dtype=object)[order]),
         "prompt_tokens": prompt_tokens[ok].to_numpy()[order].astype("int64"),
         "output_tokens": output_tokens[ok].to_numpy()[order].astype("int64"),
     })
@@ -111,30 +114,48 @@ def _finish(raw: pd.DataFrame, arrival: pd.Series, service: pd.Series, prompt_to
     return Normalized(df, bad_rows, excluded_rows)
 
 
-def _const(raw: pd.DataFrame, value: str) -> pd.Series:
-    return pd.Series(np.full(len(raw), value, dtype=object), index=raw.index)
+def _iso_stamps(values: pd.Series) -> pd.Series:
+    """UTC timestamps; naive ones are taken as UTC. Arrow's vectorised parser first (10x faster), pandas'
+    per-value parser when arrow refuses the column (a malformed or mixed value: it becomes NaT)."""
+    for unit_type in (pa.timestamp("ns", tz="UTC"), pa.timestamp("ns")):
+        try:
+            parsed = pa_compute.cast(pa.array(values, type=pa.string()), unit_type)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            continue
+        stamps = parsed.to_pandas()
+        stamps.index = values.index
+        return stamps if stamps.dt.tz is not None else stamps.dt.tz_localize("UTC")
+    return pd.to_datetime(values, format="ISO8601", utc=True, errors="coerce")
+
+
+def _ids(prefix: str, n: int) -> np.ndarray:
+    """``<prefix>-0 .. <prefix>-(n-1)``, built by arrow (a Python loop takes ~1 s per 2M ids)."""
+    numbers = pa_compute.cast(pa.array(np.arange(n, dtype=np.int64)), pa.string())
+    return np.asarray(pa_compute.binary_join_element_wise(f"{prefix}-", numbers, "").to_pandas())
 
 
 def normalize_azure(raw: pd.DataFrame, service: str) -> Normalized:
     """Azure LLM inference trace 2023/2024: ``TIMESTAMP`` (ISO date-time), ``ContextTokens``, ``GeneratedTokens``."""
     reasons = _Reasons(raw)
-    stamps = pd.to_datetime(_column(raw, "TIMESTAMP"), format="ISO8601", utc=True, errors="coerce")
+    stamps = _iso_stamps(_column(raw, "TIMESTAMP"))
     reasons.flag(stamps.isna(), "TIMESTAMP", "not an ISO date-time")
-    # Epoch seconds as float64 keep ~0.1 us resolution at 2024 dates: finer than any trace records.
-    ns = stamps.dt.tz_convert(None).astype("datetime64[ns]").astype("int64")
-    arrival = pd.Series(np.where(stamps.notna(), ns / 1e9, np.nan), index=raw.index)
+    # Offsets in integer ns from the earliest stamp, then seconds: exact to the ns (epoch floats are not).
+    valid = stamps.notna().to_numpy()
+    ns = stamps.dt.tz_convert(None).astype("datetime64[ns]").to_numpy().astype("int64")
+    base = ns[valid].min() if valid.any() else 0
+    arrival = pd.Series(np.where(valid, (ns - base) / 1e9, np.nan), index=raw.index)
     prompt = _tokens(raw, "ContextTokens", reasons)
     output = _tokens(raw, "GeneratedTokens", reasons)
-    return _finish(raw, arrival, _const(raw, service), prompt, output, reasons, service)
+    return _finish(raw, arrival, service, prompt, output, reasons, service)
 
 
 def normalize_mooncake(raw: pd.DataFrame, service: str) -> Normalized:
     """Mooncake JSONL: ``timestamp`` (ms since the trace start), ``input_length``, ``output_length``."""
     reasons = _Reasons(raw)
-    arrival = _seconds(_column(raw, "timestamp"), "timestamp", reasons, raw, 1e-3)
+    arrival = _seconds(_column(raw, "timestamp"), "timestamp", reasons, 1e-3)
     prompt = _tokens(raw, "input_length", reasons)
     output = _tokens(raw, "output_length", reasons)
-    return _finish(raw, arrival, _const(raw, service), prompt, output, reasons, service)
+    return _finish(raw, arrival, service, prompt, output, reasons, service)
 
 
 def normalize_burstgpt(raw: pd.DataFrame, service: str) -> Normalized:
@@ -145,7 +166,7 @@ def normalize_burstgpt(raw: pd.DataFrame, service: str) -> Normalized:
     simulator cannot serve them faithfully, and BurstGPT's own analysis treats them apart; they are not bad rows.
     """
     reasons = _Reasons(raw)
-    arrival = _seconds(_column(raw, "Timestamp"), "Timestamp", reasons, raw, 1.0)
+    arrival = _seconds(_column(raw, "Timestamp"), "Timestamp", reasons, 1.0)
     model = _column(raw, "Model").astype(str).str.strip()
     reasons.flag(_column(raw, "Model").isna() | (model == ""), "Model", "missing value")
     prompt = _tokens(raw, "Request tokens", reasons)
@@ -163,11 +184,13 @@ def normalize_generic(raw: pd.DataFrame, service: str) -> Normalized:
     ``model``.
     """
     reasons = _Reasons(raw)
-    arrival = _seconds(_column(raw, "arrival_s"), "arrival_s", reasons, raw, 1.0)
+    arrival = _seconds(_column(raw, "arrival_s"), "arrival_s", reasons, 1.0)
     prompt_tokens = _tokens(raw, "prompt_tokens", reasons)
     output_tokens = _tokens(raw, "output_tokens", reasons)
-    svc = _column(raw, "service").fillna("").astype(str).str.strip() if "service" in raw else _const(raw, service)
-    svc = svc.where(svc != "", service)
+    svc: pd.Series | str = service
+    if "service" in raw:
+        named = raw["service"].fillna("").astype(str).str.strip()
+        svc = named.where(named != "", service)
     request_id = None
     if "request_id" in raw:
         request_id = raw["request_id"].fillna("").astype(str).str.strip()

@@ -16,7 +16,7 @@ from streams.messages import RawMessage, parse_messages
 from streams.pipeline_config import PipelineConfig
 from streams.policies.base_router import BaseRouter
 from streams.policies.base_scaler import BaseScaler
-from streams.policies.policy_registry import ROUTERS, SCALERS, PolicySpec, PolicySpecError, parse_policy
+from streams.policies.policy_registry import parse_policy
 from streams.records import (
     Completion,
     DeadLetter,
@@ -28,29 +28,29 @@ from streams.records import (
 from streams.route_state import ServiceRouter
 from streams.scale_state import ServiceScaler
 
-__all__ = ["build_router", "build_scaler", "RouteAgentState", "ScaleAgentState"]
+__all__ = ["build_policies", "initial_instances", "RouteAgentState", "ScaleAgentState"]
 
 T = TypeVar("T")
 
 
-def _load_policies() -> None:
-    import streams.policies.routers  # noqa: F401  (registration side effect)
-    import streams.policies.scalers  # noqa: F401
+def build_policies(cfg: PipelineConfig) -> tuple[BaseRouter, BaseScaler]:
+    """Fresh router and scaler for ``cfg.policy``, built exactly as the offline harness builds them."""
+    from fleet.harness.policies import build_policy, predictor_for
+
+    spec = parse_policy(cfg.policy)
+    return build_policy(spec, **cfg.shared_kwargs(), predictor=predictor_for(spec, cfg.predictor))
 
 
-def build_router(spec: PolicySpec) -> BaseRouter:
-    _load_policies()
-    if spec.router not in ROUTERS:
-        raise PolicySpecError(f"unknown router {spec.router!r}; known: {sorted(ROUTERS)}")
-    return ROUTERS[spec.router](**spec.router_params)
+def initial_instances(scaler: BaseScaler, cfg: PipelineConfig) -> int:
+    """Warm instances at the start, as the harness decides them (the scaler's own wish first)."""
+    initial = getattr(scaler, "initial_instances", None)
+    return cfg.instances if initial is None else int(initial)
 
 
-def build_scaler(spec: PolicySpec, cfg: PipelineConfig) -> BaseScaler:
-    _load_policies()
-    if spec.scaler not in SCALERS:
-        raise PolicySpecError(f"unknown scaler {spec.scaler!r}; known: {sorted(SCALERS)}")
-    params = {"min_instances": cfg.min_instances, "max_instances": cfg.max_instances, **spec.scaler_params}
-    return SCALERS[spec.scaler](**params)
+def _cold_start(cfg: PipelineConfig) -> float:
+    from fleet.engine_presets import get_preset
+
+    return get_preset(cfg.engine).cold_start_s if cfg.cold_start_s is None else cfg.cold_start_s
 
 
 class _PerService(Generic[T]):
@@ -72,12 +72,12 @@ class RouteAgentState:
     def __init__(self, cfg: PipelineConfig) -> None:
         self.cfg = cfg
         self.spec = parse_policy(cfg.policy)
-        build_router(self.spec)  # fail at start-up, not on the first request, if the spec is wrong
+        build_policies(cfg)  # fail at start-up, not on the first request, if the spec is wrong
         self.services: _PerService[ServiceRouter] = _PerService(self._new)
 
     def _new(self, service: str) -> ServiceRouter:
-        fleet = FleetState(service, self.cfg.min_instances, self.cfg.max_instances, self.cfg.cold_start_s)
-        return ServiceRouter(service, build_router(self.spec), self.spec.label, fleet, self.cfg.snapshot_every_s)
+        fleet = FleetState(service, self.cfg.min_instances, self.cfg.max_instances, _cold_start(self.cfg))
+        return ServiceRouter(service, build_policies(self.cfg)[0], self.spec.label, fleet, self.cfg.snapshot_every_s)
 
     def handle(self, msgs: list[RawMessage], now: float) -> list[EventRecord]:
         good, bad = parse_messages(msgs, now, self.REPORTS)
@@ -106,13 +106,13 @@ class ScaleAgentState:
     def __init__(self, cfg: PipelineConfig) -> None:
         self.cfg = cfg
         self.spec = parse_policy(cfg.policy)
-        build_scaler(self.spec, cfg)
+        build_policies(cfg)
         self.services: _PerService[ServiceScaler] = _PerService(self._new)
 
     def _new(self, service: str) -> ServiceScaler:
-        fleet = FleetState(service, self.cfg.min_instances, self.cfg.max_instances, self.cfg.cold_start_s)
-        return ServiceScaler(service, build_scaler(self.spec, self.cfg), self.spec.label, fleet,
-                             self.cfg.initial_instances)
+        fleet = FleetState(service, self.cfg.min_instances, self.cfg.max_instances, _cold_start(self.cfg))
+        scaler = build_policies(self.cfg)[1]
+        return ServiceScaler(service, scaler, self.spec.label, fleet, initial_instances(scaler, self.cfg))
 
     def handle(self, msgs: list[RawMessage], now: float) -> list[EventRecord | DeadLetter]:
         good, bad = parse_messages(msgs, now, self.REPORTS)

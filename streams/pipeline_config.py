@@ -30,10 +30,18 @@ class PipelineConfig:
     density_grace_s: float = field(default=30.0, metadata={"help": "late completions still counted (event s)"})
     forecast_horizon: int = field(default=3, metadata={"help": "windows forecast ahead"})
     forecast_model: str = field(default="mlstm", metadata={"help": "forecaster (mlstm, lstm, ewma, last_value, ...)"})
-    initial_instances: int = field(default=1, metadata={"help": "warm instances a service starts with"})
-    min_instances: int = field(default=1, metadata={"help": "fleet lower bound given to router and scaler"})
-    max_instances: int = field(default=8, metadata={"help": "fleet upper bound"})
-    cold_start_s: float = field(default=30.0, metadata={"help": "instance start-up delay the scaler assumes"})
+    # Fleet and policy settings: the same names and defaults as the offline harness (fleet.harness.EvalConfig),
+    # so a live run and `preserve eval` of the same trace use the same fleet.
+    instances: int = field(default=4, metadata={"help": "warm instances a service starts with (unless the "
+                                                        "scaler sets initial_instances)"})
+    min_instances: int = field(default=1, metadata={"help": "fewest provisioned instances"})
+    max_instances: int = field(default=8, metadata={"help": "most provisioned instances"})
+    freeze_s: float = field(default=60.0, metadata={"help": "no scaling action for this long after one"})
+    engine: str = field(default="llama2-7b-h100", metadata={"help": "engine preset of every instance"})
+    cold_start_s: float | None = field(default=None, metadata={"help": "override the preset's cold start"})
+    slo_ttft_s: float = field(default=1.0, metadata={"help": "TTFT SLO in seconds"})
+    slo_tpot_s: float = field(default=0.1, metadata={"help": "TPOT SLO in seconds"})
+    seed: int = field(default=0, metadata={"help": "seed of randomised routers"})
     archive_batch: int = field(default=2000, metadata={"help": "most rows per ClickHouse insert"})
     archive_within_s: float = field(default=0.5, metadata={"help": "wall seconds an archive batch may wait"})
 
@@ -44,6 +52,15 @@ class PipelineConfig:
             raise ValueError("cadences and windows must be positive, grace non-negative")
         if not 0 <= self.min_instances <= self.max_instances:
             raise ValueError("need 0 <= min_instances <= max_instances")
+
+    def shared_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments the policy constructors accept (``fleet.harness.SharedSettings``)."""
+        kw: dict[str, Any] = {"min_instances": self.min_instances, "max_instances": self.max_instances,
+                              "freeze_s": self.freeze_s, "engine": self.engine, "tpot_slo_s": self.slo_tpot_s,
+                              "ttft_slo_s": self.slo_ttft_s, "seed": self.seed}
+        if self.cold_start_s is not None:
+            kw["cold_start_s"] = self.cold_start_s
+        return kw
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

@@ -202,14 +202,15 @@ EAGER = {"norm": _norm, "add_norm": _add_norm, "rope_qk": _rope_qk, "silu_mul": 
 FUSED = dict(EAGER)
 
 
-def enable_fusion() -> bool:
+def enable_fusion(device: str = "cuda") -> bool:
     """Compile the element-wise stages; False (eager kept) if this torch cannot."""
     try:
         compiled = {k: torch.compile(f, dynamic=True, fullgraph=True) for k, f in EAGER.items()}
-        x = torch.randn(3, 256, device="cuda", dtype=torch.float16)
-        w = torch.ones(256, device="cuda", dtype=torch.float16)
-        cs = torch.randn(3, 1, 64, device="cuda", dtype=torch.float16)
-        qkv = torch.randn(3, 3 * 256, device="cuda", dtype=torch.float16)
+        dt = torch.float16 if device == "cuda" else torch.float32
+        x = torch.randn(3, 256, device=device, dtype=dt)
+        w = torch.ones(256, device=device, dtype=dt)
+        cs = torch.randn(3, 1, 128, device=device, dtype=dt)  # 2 heads of 128
+        qkv = torch.randn(3, 3 * 256, device=device, dtype=dt)
         for name, args in (("norm", (x, w, 1e-5)), ("add_norm", (x, x, w, 1e-5)), ("silu_mul", (x,)),
                            ("rope_qk", (qkv, cs, cs, 2))):
             got, want = compiled[name](*args), EAGER[name](*args)  # type: ignore[operator]

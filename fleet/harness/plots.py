@@ -35,9 +35,9 @@ def latency_cdfs(runs: list[EvalRun], out: Path) -> Path:
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
     for run in runs:
         lat = request_latencies(run.result)
-        for ax, key in zip(axes, ("ttft", "tpot", "e2e")):
+        for ax, key in zip(axes, ("ttft", "tpot", "e2e"), strict=True):
             _cdf(ax, lat[key], run.spec.label)
-    for ax, title in zip(axes, ("TTFT (s)", "TPOT (s)", "end-to-end latency (s)")):
+    for ax, title in zip(axes, ("TTFT (s)", "TPOT (s)", "end-to-end latency (s)"), strict=True):
         ax.set_xscale("log")
         ax.set_xlabel(title)
         ax.set_ylabel("CDF")
@@ -90,10 +90,10 @@ def frontier(runs: list[EvalRun], out: Path) -> Path:
     for fam, members in sorted(families.items()):
         members = sorted(members, key=lambda r: r.row["instance_hours"])
         x = [r.row["instance_hours"] for r in members]
-        for ax, key in zip(axes, ("p99_ttft_s", "p99_e2e_s")):
+        for ax, key in zip(axes, ("p99_ttft_s", "p99_e2e_s"), strict=True):
             y = [r.row[key] if r.row[key] is not None else np.nan for r in members]
             ax.plot(x, y, marker="o", ms=4, lw=1, label=fam)
-    for ax, title in zip(axes, ("P99 TTFT (s)", "P99 end-to-end (s)")):
+    for ax, title in zip(axes, ("P99 TTFT (s)", "P99 end-to-end (s)"), strict=True):
         ax.set_yscale("log")
         ax.set_xlabel("instance-hours")
         ax.set_ylabel(title)

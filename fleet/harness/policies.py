@@ -42,7 +42,7 @@ class SharedSettings:
 
 
 def _accepted(cls: type, shared: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
-    params = inspect.signature(cls.__init__).parameters
+    params = inspect.signature(cls).parameters
     return {k: v for k, v in shared.items() if k in params and k not in given}
 
 
@@ -61,7 +61,7 @@ def build_policy(spec: PolicySpec, **shared: Any) -> tuple[BaseRouter, BaseScale
         raise PolicySpecError(f"unknown scaler {spec.scaler!r}; known: {', '.join(sorted(SCALERS))}")
     rcls, scls = ROUTERS[spec.router], SCALERS[spec.scaler]
     rparams = dict(spec.router_params)
-    if "predictor" in rparams and "predictor" not in inspect.signature(rcls.__init__).parameters:
+    if "predictor" in rparams and "predictor" not in inspect.signature(rcls).parameters:
         del rparams["predictor"]  # consumed by the harness (which predictions the router sees)
     router = _construct(rcls, {**_accepted(rcls, shared, rparams), **rparams}, f"router {spec.router!r}")
     sparams = dict(spec.scaler_params)

@@ -113,12 +113,13 @@ def run_eval(trace: pd.DataFrame, policies: Sequence[PolicySpec | str], config: 
     preds = PredictionCache(trace, cfg.seed)
     arrivals = list(zip(trace["arrival_s"].tolist(), trace["prompt_tokens"].tolist(),
                         trace["output_tokens"].tolist(), strict=True))
+    # Build every policy first, so that a bad spec fails before any simulation time is spent.
+    built = [build_policy(s, **shared, predictor=predictor_for(s, cfg.predictor)) for s in specs]
     runs: list[EvalRun] = []
-    for spec in specs:
+    for spec, (router, scaler) in zip(specs, built, strict=True):
         pspec = predictor_for(spec, cfg.predictor)
         mean, p90, source, pred_cpu = preds.get(pspec)
         workload = Workload.from_trace(trace, mean, p90)
-        router, scaler = build_policy(spec, **shared, predictor=pspec)
         scaler.attach_oracle(arrivals)
         initial = getattr(scaler, "initial_instances", None)
         sim_cfg = SimConfig(engine=engine, initial_instances=cfg.instances if initial is None else int(initial),

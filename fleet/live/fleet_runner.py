@@ -67,7 +67,7 @@ class FleetRunner:
         bad: list[EventRecord] = []
         for m in msgs:
             if m.error():
-                if m.error().code() != KafkaError._PARTITION_EOF:
+                if m.error().code() != KafkaError._PARTITION_EOF:  # noqa: SLF001  (librdkafka constant)
                     log.warning("consumer error: %s", m.error())
                 continue
             name = self._by_topic.get(m.topic() or "", "")

@@ -28,7 +28,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from fleet.live.base_engine_adapter import EngineAdapter, EngineFactory, EngineStatus, FinishedRequest, LiveRequest
+from fleet.live.base_engine_adapter import (
+    EngineAdapter,
+    EngineFactory,
+    EngineStatus,
+    FinishedRequest,
+    LiveRequest,
+)
 
 __all__ = ["OpenAIEngineConfig", "OpenAIEngine", "OpenAIEngineFactory", "parse_sse_line", "parse_vllm_metrics"]
 

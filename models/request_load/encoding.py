@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from itertools import chain
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,12 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["resolve_encoder", "load_backbone", "load_tokenizer", "RowEncoder", "collate", "Batch"]
+__all__ = ["resolve_encoder", "load_backbone", "load_tokenizer", "RowEncoder", "Row", "pack", "masks", "collate",
+           "Batch"]
 
-CHARS_PER_TOKEN_CAP = 12  # prompts are cut to this many chars per kept token before tokenizing (bounds cost)
+# Prompts longer than this many chars per kept token are cut (head + tail) before tokenizing: bounds the
+# tokenizer's work. English averages ~4.5 chars per WordPiece token, so 6 rarely cuts what would be kept.
+CHARS_PER_TOKEN_CAP = 6
 
 
 def resolve_encoder(name: str) -> str:
@@ -58,11 +62,14 @@ def load_tokenizer(name: str) -> Any:
     return AutoTokenizer.from_pretrained(resolve_encoder(name), local_files_only=True)
 
 
+Row = tuple[list[int], int]  # (ids of [CLS] name [SEP] prompt [SEP], length of the "[CLS] name [SEP]" head)
+
+
 @dataclass(frozen=True)
 class Batch:
-    input_ids: torch.Tensor  # (B, T) long
+    input_ids: torch.Tensor  # (B, T) int32 or long
     attention_mask: torch.Tensor  # (B, T) long
-    token_type_ids: torch.Tensor  # (B, T) long
+    token_type_ids: torch.Tensor  # (B, T) long: 0 for the head (model name), 1 for the prompt
     model_ids: torch.Tensor  # (B,) long
 
     def to(self, device: torch.device | str) -> Batch:
@@ -71,7 +78,7 @@ class Batch:
 
 
 class RowEncoder:
-    """Prompt + model name -> ``(ids, type_ids)`` of ``[CLS] name [SEP] prompt [SEP]`` within the budget."""
+    """Prompt + model name -> ``Row`` of ``[CLS] name [SEP] prompt [SEP]`` within the budget."""
 
     def __init__(self, tokenizer: Any, max_length: int, n_soft: int, max_model_tokens: int) -> None:
         """:param max_length: encoder sequence length incl. the ``n_soft`` soft-prompt vectors."""
@@ -80,44 +87,62 @@ class RowEncoder:
         self.max_model_tokens = max_model_tokens
         self.cls, self.sep = int(tokenizer.cls_token_id), int(tokenizer.sep_token_id)
         self._names: dict[str, list[int]] = {}
+        backend = getattr(tokenizer, "backend_tokenizer", None)  # Rust tokenizer: ids only, parallel batches
+        self._fast = getattr(backend, "encode_batch_fast", None) or getattr(backend, "encode_batch", None)
 
     def _name_ids(self, name: str) -> list[int]:
         if name not in self._names:
             ids = self.tok(name.replace("-", " ").replace("_", " "), add_special_tokens=False)["input_ids"]
-            self._names[name] = list(ids[: self.max_model_tokens])
+            self._names[name] = [self.cls, *ids[: self.max_model_tokens], self.sep]
         return self._names[name]
 
-    def encode(self, prompts: Sequence[str], models: Sequence[str],
-               budget: int | None = None) -> list[tuple[list[int], list[int]]]:
-        """One ``(ids, type_ids)`` per row; ``budget`` (ids per row) defaults to ``max_length - n_soft``."""
+    def _tokenize(self, texts: list[str]) -> list[list[int]]:
+        if self._fast is not None:
+            return [e.ids for e in self._fast(texts, add_special_tokens=False)]
+        return list(self.tok(texts, add_special_tokens=False)["input_ids"])
+
+    def encode(self, prompts: Sequence[str], models: Sequence[str], budget: int | None = None) -> list[Row]:
+        """One ``Row`` per prompt; ``budget`` (ids per row) defaults to ``max_length - n_soft``."""
         budget = min(budget or self.budget, self.budget)
         cap = budget * CHARS_PER_TOKEN_CAP
         texts = [p if len(p) <= cap else p[: cap // 2] + " " + p[-cap // 2:] for p in prompts]
-        prompt_ids = self.tok(texts, add_special_tokens=False)["input_ids"]
         rows = []
-        for ids, name in zip(prompt_ids, models, strict=True):
-            head = [self.cls, *self._name_ids(name), self.sep]
+        for ids, name in zip(self._tokenize(texts), models, strict=True):
+            head = self._name_ids(name)
             room = budget - len(head) - 1
             assert room > 0, "budget too small for the model name"
             if len(ids) > room:  # keep head and tail of the prompt
                 ids = ids[: room - room // 4] + ids[len(ids) - room // 4:]
-            rows.append((head + list(ids) + [self.sep], [0] * len(head) + [1] * (len(ids) + 1)))
+            rows.append((head + ids + [self.sep], len(head)))
         return rows
 
 
-def collate(rows: Sequence[tuple[list[int], list[int]]], model_ids: torch.Tensor,
-            pad_multiple: int = 8, pad_to: int | None = None, cap: int | None = None) -> Batch:
-    """Dynamic padding to the longest row (rounded up to ``pad_multiple`` for tensor-core friendly shapes)."""
-    longest = max(len(ids) for ids, _ in rows)
+def pack(rows: Sequence[Row], pad_multiple: int = 8, pad_to: int | None = None,
+         cap: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ids (B, T) int32, lengths (B,), head lengths (B,)); T = longest row rounded up to ``pad_multiple``
+    (tensor-core friendly shapes) but never past ``cap``. One vectorised scatter, no per-row copies."""
+    lengths = np.fromiter((len(r) for r, _ in rows), dtype=np.int64, count=len(rows))
+    longest = int(lengths.max())
     T = pad_to or -(-longest // pad_multiple) * pad_multiple
-    T = min(T, max(cap or T, longest))  # never pad past the encoder budget
+    T = min(T, max(cap or T, longest))
     assert T >= longest
-    B = len(rows)
-    ids = np.zeros((B, T), dtype=np.int64)
-    types = np.zeros((B, T), dtype=np.int64)
-    lengths = np.fromiter((len(r) for r, _ in rows), dtype=np.int64, count=B)
-    for i, (r, t) in enumerate(rows):
-        ids[i, : len(r)] = r
-        types[i, : len(t)] = t
-    mask = (np.arange(T)[None, :] < lengths[:, None]).astype(np.int64)
-    return Batch(torch.from_numpy(ids), torch.from_numpy(mask), torch.from_numpy(types), model_ids)
+    flat = np.fromiter(chain.from_iterable(r for r, _ in rows), dtype=np.int32, count=int(lengths.sum()))
+    ids = np.zeros((len(rows), T), dtype=np.int32)
+    ids[np.arange(T)[None, :] < lengths[:, None]] = flat  # row-major order = concatenation order
+    heads = np.fromiter((h for _, h in rows), dtype=np.int64, count=len(rows))
+    return ids, lengths, heads
+
+
+def masks(T: int, lengths: torch.Tensor, heads: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(attention_mask, token_type_ids), each (B, T) long, from row and head lengths (on their device)."""
+    pos = torch.arange(T, device=lengths.device).unsqueeze(0)  # (1, T)
+    mask = pos < lengths.unsqueeze(1)
+    return mask.long(), ((pos >= heads.unsqueeze(1)) & mask).long()
+
+
+def collate(rows: Sequence[Row], model_ids: torch.Tensor, pad_multiple: int = 8, pad_to: int | None = None,
+            cap: int | None = None) -> Batch:
+    """Padded CPU tensors of ``rows`` (training, tests); the engine packs and builds masks on the device."""
+    ids, lengths, heads = pack(rows, pad_multiple, pad_to, cap)
+    mask, types = masks(ids.shape[1], torch.from_numpy(lengths), torch.from_numpy(heads))
+    return Batch(torch.from_numpy(ids).long(), mask, types, model_ids)

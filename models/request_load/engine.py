@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from models.request_load.encoding import RowEncoder, collate
+from models.request_load.encoding import Row, RowEncoder, masks, pack
 from models.request_load.model import LengthModel, quantile_tokens
 
 __all__ = ["EngineConfig", "LengthEngine", "RawOutputs"]
@@ -59,33 +59,48 @@ class LengthEngine:
         self.budget = (cfg.max_length or model.config.max_length) - model.config.n_soft
         self.mean_scale = model.config.mean_scale
 
-    def encode(self, prompts: Sequence[str], services: Sequence[str]) -> list[tuple[list[int], list[int]]]:
+    def encode(self, prompts: Sequence[str], services: Sequence[str]) -> list[Row]:
         return self.rows.encode(prompts, services, budget=self.budget)
 
-    @torch.inference_mode()
-    def run_rows(self, rows: Sequence[tuple[list[int], list[int]]], services: Sequence[str]) -> RawOutputs:
-        """Forward of already-encoded rows, in their given order."""
-        n = len(rows)
-        assert n == len(services) and n > 0
-        order = np.argsort([len(r[0]) for r in rows], kind="stable")
-        model_ids = self.model.model_ids(list(services))
-        outs: list[tuple[torch.Tensor, torch.Tensor]] = []
-        pin = self.device.type == "cuda"
-        for start in range(0, n, self.cfg.max_batch_size):
-            idx = order[start:start + self.cfg.max_batch_size]
-            batch = collate([rows[i] for i in idx], model_ids[torch.from_numpy(idx)], self.cfg.pad_multiple,
-                            cap=self.budget)
-            if pin:
-                batch = type(batch)(*(t.pin_memory() for t in (batch.input_ids, batch.attention_mask,
-                                                                batch.token_type_ids, batch.model_ids)))
-            b = batch.to(self.device)
-            outs.append(self.forward(b.input_ids, b.attention_mask, b.token_type_ids, b.model_ids))
+    def _launch(self, rows: Sequence[Row], model_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pack on the host, one host->device copy of the ids, masks built on the device, async forward."""
+        ids, lengths, heads = pack(rows, self.cfg.pad_multiple, cap=self.budget)
+        d = self.device
+        ids_d = torch.from_numpy(ids).to(d, non_blocking=True)
+        lh = torch.from_numpy(np.stack([lengths, heads])).to(d, non_blocking=True)  # (2, B)
+        mask, types = masks(ids.shape[1], lh[0], lh[1])
+        return self.forward(ids_d, mask, types, model_ids.to(d, non_blocking=True))
+
+    def _finish(self, outs: list[tuple[torch.Tensor, torch.Tensor]], order: np.ndarray) -> RawOutputs:
         q = torch.cat([o[0] for o in outs]).float()
         mean = torch.cat([o[1] for o in outs]).float()
         packed = torch.cat([quantile_tokens(q), (mean * self.mean_scale).unsqueeze(1)], dim=1).cpu().numpy()
         result = np.empty_like(packed)
-        result[order] = packed  # undo the length sort
+        result[order] = packed  # back to the callers' order
         return RawOutputs(quantiles=result[:, :-1], mean=result[:, -1])
 
+    @torch.inference_mode()
+    def run_rows(self, rows: Sequence[Row], services: Sequence[str]) -> RawOutputs:
+        """Forward of already-encoded rows (bucketed by token length), in their given order."""
+        assert len(rows) == len(services) and rows
+        order = np.argsort(np.fromiter((len(r[0]) for r in rows), np.int64, len(rows)), kind="stable")
+        model_ids = self.model.model_ids(list(services))
+        step = self.cfg.max_batch_size
+        outs = [self._launch([rows[i] for i in order[s:s + step]], model_ids[torch.from_numpy(order[s:s + step])])
+                for s in range(0, len(rows), step)]
+        return self._finish(outs, order)
+
+    @torch.inference_mode()
     def run(self, prompts: Sequence[str], services: Sequence[str]) -> RawOutputs:
-        return self.run_rows(self.encode(prompts, services), services)
+        """Tokenize + forward. Buckets by character length (a proxy for token length known before tokenizing),
+        so the host tokenizes batch k+1 while the device runs batch k."""
+        assert len(prompts) == len(services) and prompts
+        order = np.argsort(np.fromiter((len(p) for p in prompts), np.int64, len(prompts)), kind="stable")
+        model_ids = self.model.model_ids(list(services))
+        step = self.cfg.max_batch_size
+        outs = []
+        for s in range(0, len(prompts), step):
+            idx = order[s:s + step]
+            rows = self.encode([prompts[i] for i in idx], [services[i] for i in idx])
+            outs.append(self._launch(rows, model_ids[torch.from_numpy(idx)]))
+        return self._finish(outs, order)

@@ -74,7 +74,9 @@ class LengthModel(nn.Module):
         word = backbone.get_input_embeddings()
         # soft prompt initialised from random vocabulary embeddings (prompt-tuning practice: starts in-distribution)
         g = torch.Generator().manual_seed(0)
-        init = word.weight.detach()[torch.randint(1000, word.weight.shape[0], (config.n_soft,), generator=g)]
+        vocab = word.weight.shape[0]  # skip the first ids (special/unused tokens in BERT vocabularies)
+        pick = torch.randint(min(1000, vocab // 2), vocab, (config.n_soft,), generator=g)
+        init = word.weight.detach()[pick]
         self.soft_prompt = nn.Parameter(init.clone().float())  # (n_soft, H)
         self.model_emb = nn.Embedding(len(config.models) + 1, config.model_dim)  # 0 = unknown model
         self.model_index = {name: i + 1 for i, name in enumerate(config.models)}

@@ -45,7 +45,7 @@ def _score(pred: np.ndarray, actual: np.ndarray, mask: np.ndarray) -> dict[str, 
 
 def rolling_origin_eval(series: WorkloadSeries, horizon: int, target: str, models: Sequence[str] = ALL_MODELS,
                         fcfg: ForecasterConfig | None = None, tcfg: TrainConfig = TrainConfig(), test_frac: float = 0.3,
-                        log: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+                        on_done: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
     if target not in series.available:
         raise ValueError(f"target {target!r} not available in {series.source} (has {list(series.available)})")
     ch = TARGETS.index(target)
@@ -68,10 +68,10 @@ def rolling_origin_eval(series: WorkloadSeries, horizon: int, target: str, model
         if name in BASELINES:
             pred = baseline_forecast(name, series.values, origins, horizon, series.window_s)[:, :, ch]
             result["models"][name] = _score(pred, actual, mask)
+            on_done(name)
             continue
         cfg = ForecasterConfig(**{**base.to_dict(), "backbone": name, "horizon": horizon,  # type: ignore[arg-type]
                                   "targets": targets})
-        log(f"training {name} on {split} windows")
         ff = fit_forecaster(series.values[:split], series.window_start[:split], series.window_s, cfg, tcfg,
                             valid=series.valid[:split])
         point, upper = ff.predict(series.values, series.window_start, origins)
@@ -80,4 +80,5 @@ def rolling_origin_eval(series: WorkloadSeries, horizon: int, target: str, model
         scored["upper_coverage"] = float(np.mean(actual[mask] <= upper[:, :, j][mask]))
         scored["train"] = {k: ff.info[k] for k in ("epochs", "train_s", "params", "samples", "val_loss")}
         result["models"][name] = scored
+        on_done(name)
     return result

@@ -21,6 +21,9 @@ def test_info_reports_stats_and_bad_rows(tmp_path: Path) -> None:
     result = CliRunner().invoke(trace, ["info", str(path)])
     assert result.exit_code == 0, result.output
     assert "rows            2" in result.output and f"{path}:3: ContextTokens" in result.output
+    listing = tmp_path / "bad.csv"
+    assert CliRunner().invoke(trace, ["info", str(path), "--bad-rows", str(listing)]).exit_code == 0
+    assert listing.read_text().splitlines()[1].startswith('3,bad,"ContextTokens')
     failed = CliRunner().invoke(trace, ["info", str(path), "--on-bad-row", "fail"])
     assert failed.exit_code != 0 and "line 3: ContextTokens" in failed.output
 

@@ -120,3 +120,24 @@ def test_written_generic_round_trips(tmp_path: Path) -> None:
     back = load_trace(write_trace(df, tmp_path / "out.csv.gz"))
     assert back.fmt == "generic"
     assert back.df.to_dict("list") == df.to_dict("list")
+
+
+def test_fast_and_fallback_readers_agree(tmp_path: Path) -> None:
+    clean = load_trace(_write(tmp_path, "clean.csv", AZURE + "\n2023-11-16 18:15:59.0,5,5\n", False))
+    ragged = load_trace(_write(tmp_path, "ragged.csv", AZURE + "\n2023-11-16 18:15:59.0,5,5\n1,2,3,4\n", False))
+    assert [b.line for b in clean.bad_rows] == [6]  # the blank line, found by the fast reader
+    assert [b.line for b in ragged.bad_rows] == [6, 8]  # ... and by the fallback, plus the ragged row
+    assert clean.df.to_dict("list") == ragged.df.to_dict("list")
+
+
+def test_offset_and_naive_timestamps_mixed(tmp_path: Path) -> None:
+    text = AZURE.replace("2023-11-16 18:15:46.0000000", "2023-11-16 19:15:45.0+01:00")  # = 18:15:45 UTC
+    plain = load_trace(_write(tmp_path, "a.csv", text, False))
+    packed = load_trace(_write(tmp_path, "b.csv", text, True))
+    assert plain.bad_rows == [] and plain.df["arrival_s"].tolist() == [0.0, 2.0, 4.0, 11.0]
+    assert plain.df.to_dict("list") == packed.df.to_dict("list")
+
+
+def test_empty_first_line_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(TraceFormatError, match="line 1 is empty"):
+        load_trace(_write(tmp_path, "e.csv", "\n" + GENERIC, False))

@@ -20,6 +20,8 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from streams.policies.base_scaler import BaseScaler
 from streams.policies.fleet_view import CompletionInfo, FleetView, InstanceState, RequestInfo, ScaleDecision
 from streams.policies.load_anticipator import AnticipatorConfig, LoadAnticipator
@@ -50,14 +52,28 @@ class PreServeScaler(BaseScaler):
     :param recent_s: span of the short-term density estimate.
     :param cold_start_s: look-ahead; default: the fleet view's cold start, else the preset's.
     :param forecaster_model: model of the ``OnlineForecaster`` (``mlstm``, ``lstm`` or a baseline name).
+    :param ttft_slo_s: TTFT SLO; with ``tpot_slo_s`` it defines an SLO miss among recent completions.
+    :param slo_miss_up: share of recent completions missing the SLO that adds an instance (bursts that the
+        mean density hides: the capacity model sizes for throughput, this loop for the latency tail).
+    :param slo_miss_down: scale down only while the recent miss share is at most this.
+    :param down_stabilization_s: scale down only if no loop asked for the current size within this span
+        (Kubernetes HPA's scale-down stabilisation window), so capacity that a burst needed is not handed
+        back before the next burst.
+    :param burst_quantile: quantile, over recent arrivals, of the prompt tokens that arrived within one TTFT
+        SLO before each arrival (the prefill work queued ahead of it in a burst); the fleet must prefill that
+        within ``burst_share`` of the TTFT SLO. Bursty traffic (the Azure code trace) needs instances for
+        this, not for its mean density.
+    :param burst_memory_s: span of arrivals the burst quantile is taken over.
     """
 
     def __init__(self, min_instances: int = 1, max_instances: int = 8, freeze_s: float = 60.0,
                  interval_s: float = 5.0, engine: str = "llama2-7b-h100", forecast: str = "online",
                  window_s: float = 60.0, target_util: float = 0.8, down_util: float = 0.65,
                  high_water: float = 0.85, emergency_waiting: float = 4.0, tpot_slo_s: float = 0.1,
-                 tpot_share: float = 0.5, recent_s: float = 20.0, cold_start_s: float | None = None,
-                 forecaster_model: str = "mlstm", **unknown: Any) -> None:
+                 tpot_share: float = 0.5, recent_s: float = 60.0, cold_start_s: float | None = None,
+                 forecaster_model: str = "mlstm", ttft_slo_s: float = 1.0, slo_miss_up: float = 0.01,
+                 slo_miss_down: float = 0.002, down_stabilization_s: float = 180.0, burst_quantile: float = 0.99,
+                 burst_share: float = 0.8, burst_memory_s: float = 300.0, **unknown: Any) -> None:
         if unknown:
             raise TypeError(f"unknown parameters for scaler 'preserve': {sorted(unknown)}")
         super().__init__(min_instances, max_instances, freeze_s, interval_s)
@@ -73,6 +89,17 @@ class PreServeScaler(BaseScaler):
         self.target_util = target_util
         self.down_util = down_util
         self.high_water = high_water
+        self.ttft_slo_s, self.tpot_slo_s = ttft_slo_s, tpot_slo_s
+        self.slo_miss_up, self.slo_miss_down = slo_miss_up, slo_miss_down
+        self._slo: deque[tuple[float, int]] = deque()  # (t, 1 if the completion missed the SLO)
+        self._slo_misses = 0
+        self._slo_from = -math.inf  # completions of requests that arrived before this are ignored
+        self.down_stabilization_s = down_stabilization_s
+        self.burst_quantile, self.burst_share, self.burst_memory_s = burst_quantile, burst_share, burst_memory_s
+        self._burst_window: deque[tuple[float, int]] = deque()  # arrivals of the last ttft_slo_s
+        self._burst_sum = 0
+        self._bursts: deque[tuple[float, int]] = deque()  # (t, prompt tokens within ttft_slo_s before t)
+        self._needs: deque[tuple[float, int]] = deque()  # (t, instances needed) over the stabilisation span
         self.emergency_waiting = emergency_waiting
         self.tpot_target_s = tpot_slo_s * tpot_share
         self.recent_s = recent_s
@@ -80,7 +107,8 @@ class PreServeScaler(BaseScaler):
         self.density: DensityForecast = (OnlineDensity(window_s, online_forecaster(forecaster_model))
                                          if forecast == "online" else OracleDensity(window_s))
         self.fleet_load = LoadAnticipator(AnticipatorConfig(horizon_s=120.0, bucket_s=2.0))
-        self._recent: deque[tuple[float, float, float]] = deque()  # (t, prompt tokens, predicted tokens)
+        # last recent_s seconds: (t, prompt tokens) of arrivals and (t, output tokens) of completions
+        self._recent = (deque[tuple[float, float]](), deque[tuple[float, float]]())
         self._recent_sums = [0.0, 0.0]
         self._mean_prompt = 1000.0
         self._mean_output = 200.0
@@ -96,20 +124,43 @@ class PreServeScaler(BaseScaler):
         if self._first_seen is None:
             self._first_seen = now
         self.density.observe_arrival(now, request.prompt_tokens)
-        predicted = request.predicted_tokens or request.predicted_p90_tokens
         self.fleet_load.add(request.request_id, request.prompt_tokens,
-                            request.predicted_p90_tokens or predicted, now)
-        self._recent.append((now, float(request.prompt_tokens), float(predicted)))
+                            request.predicted_p90_tokens or request.predicted_tokens, now)
+        self._observe_burst(request.prompt_tokens, now)
+        self._recent[0].append((now, float(request.prompt_tokens)))
         self._recent_sums[0] += request.prompt_tokens
-        self._recent_sums[1] += predicted
 
     def observe_completion(self, completion: CompletionInfo, now: float) -> None:
         self.density.observe_completion(now, completion.output_tokens)
+        self._recent[1].append((now, float(completion.output_tokens)))
+        self._recent_sums[1] += completion.output_tokens
         self.fleet_load.complete(completion.request_id, completion.output_tokens,
                                  completion.finish - completion.arrival, completion.ttft_s, now)
+        if completion.arrival >= self._slo_from:
+            decode = completion.finish - completion.arrival - completion.ttft_s
+            tpot = decode / (completion.output_tokens - 1) if completion.output_tokens > 1 else 0.0
+            miss = int(completion.ttft_s > self.ttft_slo_s or tpot > self.tpot_slo_s)
+            self._slo.append((now, miss))
+            self._slo_misses += miss
         a = 0.02
         self._mean_prompt = (1 - a) * self._mean_prompt + a * completion.prompt_tokens
         self._mean_output = (1 - a) * self._mean_output + a * completion.output_tokens
+
+    def _observe_burst(self, prompt_tokens: int, now: float) -> None:
+        self._burst_window.append((now, prompt_tokens))
+        self._burst_sum += prompt_tokens
+        while self._burst_window[0][0] < now - self.ttft_slo_s:
+            self._burst_sum -= self._burst_window.popleft()[1]
+        self._bursts.append((now, self._burst_sum))
+
+    def _burst_tokens(self, now: float) -> float:
+        """The ``burst_quantile`` of prefill tokens queued ahead of an arrival within one TTFT SLO."""
+        while self._bursts and self._bursts[0][0] < now - self.burst_memory_s:
+            self._bursts.popleft()
+        if not self._bursts:
+            return 0.0
+        return float(np.quantile(np.fromiter((b for _, b in self._bursts), float, len(self._bursts)),
+                                 self.burst_quantile))
 
     # ---------------------------------------------------------------- policy
     def capacity(self) -> InstanceCapacity:
@@ -123,10 +174,11 @@ class PreServeScaler(BaseScaler):
         return fleet.cold_start_s or self.engine.cold_start_s
 
     def _recent_rates(self, now: float) -> tuple[float, float]:
-        while self._recent and self._recent[0][0] < now - self.recent_s:
-            _, p, g = self._recent.popleft()
-            self._recent_sums[0] -= p
-            self._recent_sums[1] -= g
+        for k, q in enumerate(self._recent):
+            while q and q[0][0] < now - self.recent_s:
+                self._recent_sums[k] -= q.popleft()[1]
+        while self._slo and self._slo[0][0] < now - self.recent_s:
+            self._slo_misses -= self._slo.popleft()[1]
         return self._recent_sums[0] / self.recent_s, self._recent_sums[1] / self.recent_s
 
     def _queue(self, fleet: FleetView) -> tuple[int, int, int]:
@@ -159,27 +211,41 @@ class PreServeScaler(BaseScaler):
         # Once a queue has formed, the fleet anticipator (which cannot tell queued from running requests)
         # overstates the KV peak: the backlog term above sizes the fleet then, the measured KV use here.
         kv_peak = measured if waiting else max(self.fleet_load.max_load(now, cold), measured)
+        # feedback: the latency tail that a throughput model cannot see (bursts), measured on completions
+        miss = self._slo_misses / len(self._slo) if len(self._slo) >= 20 else 0.0
+        burst = self._burst_tokens(now)
+        burst_s = burst * cap.s_per_prompt_token / (self.burst_share * self.ttft_slo_s)
         needs = {"forecast": math.ceil(u_long / self.target_util - 1e-9),
                  "recent load": math.ceil(u_short / self.target_util - 1e-9),
-                 "anticipated KV peak": math.ceil(kv_peak / (self.high_water * kv_cap))}
+                 "anticipated KV peak": math.ceil(kv_peak / (self.high_water * kv_cap)),
+                 "prefill bursts": math.ceil(burst_s - 1e-9),
+                 "SLO misses": fleet.provisioned + 1 if miss > self.slo_miss_up else 0}
         why = max(needs, key=lambda k: needs[k])
         details = {"u_forecast": u_long, "u_recent": u_short, "kv_peak": kv_peak, "waiting": float(waiting),
-                   "cold_start_s": cold, "batch": float(cap.batch), "need": float(needs[why])}
+                   "slo_miss": miss, "burst_tokens": burst, "cold_start_s": cold, "batch": float(cap.batch), "need": float(needs[why])}
         self.last_details = details
         return max(needs[why], self.min_instances), why, details
 
     def _decide(self, fleet: FleetView, now: float) -> ScaleDecision | None:
         need, why, d = self._need(fleet, now)
         current = fleet.provisioned
+        self._needs.append((now, need))
+        while self._needs[0][0] < now - self.down_stabilization_s:
+            self._needs.popleft()
         u = max(d["u_forecast"], d["u_recent"])
         if need > current:
             urgent = d["waiting"] > self.emergency_waiting * max(1, len(fleet.ready()))
             label = "emergency scale up" if urgent else "scale up"
+            # judge the SLO again only on requests that arrive once the new capacity is ready
+            self._slo.clear()
+            self._slo_misses = 0
+            self._slo_from = now + d["cold_start_s"]
             return ScaleDecision(need, f"{label} on {why}: util {u:.2f}, kv peak {d['kv_peak']:.0f}", d)
         if self._first_seen is None or now - self._first_seen < self.window_s:
             return None  # too little seen to release capacity
         kv_room = self.high_water * self.engine.kv_capacity_tokens * (current - 1)
         if current > self.min_instances and d["waiting"] == 0 and u / (current - 1) < self.down_util \
-                and d["kv_peak"] < kv_room:
+                and d["kv_peak"] < kv_room and d["slo_miss"] <= self.slo_miss_down \
+                and max(n for _, n in self._needs) < current:
             return ScaleDecision(current - 1, f"scale down: util {u:.2f} < {self.down_util} x {current - 1}", d)
         return None

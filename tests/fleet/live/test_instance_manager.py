@@ -6,7 +6,14 @@ import pytest
 
 from fleet.live.instance_manager import FleetManager
 from fleet.live.simulated_engine import SimulatedEngineFactory
-from streams.records import Completion, InstanceEvent, InstanceEventKind, InstanceState, RouteDecision, ScaleCommand
+from streams.records import (
+    Completion,
+    InstanceEvent,
+    InstanceEventKind,
+    InstanceState,
+    RouteDecision,
+    ScaleCommand,
+)
 from streams.scale_state import BOOTSTRAP_REASON
 
 SVC = "svc"

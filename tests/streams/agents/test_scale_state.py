@@ -28,14 +28,14 @@ def commands(out: list) -> list[ScaleCommand]:
 
 
 def test_first_event_bootstraps_then_waits_for_the_fleet() -> None:
-    st = ScaleAgentState(PipelineConfig(policy="round-robin:fixed", initial_instances=2))
+    st = ScaleAgentState(PipelineConfig(policy="round-robin:fixed(n=2)"))
     [boot] = commands(st.handle([req(100.0, "a")], now=0.0))
     assert boot.reason == BOOTSTRAP_REASON and boot.target_instances == 2 and boot.ts == 100.0
     assert commands(st.handle([req(101.0 + i, f"r{i}") for i in range(20)], now=0.0)) == []
 
 
 def test_reactive_scaler_polled_in_event_time() -> None:
-    cfg = PipelineConfig(policy="round-robin:queue-depth", initial_instances=1, max_instances=4)
+    cfg = PipelineConfig(policy="round-robin:queue-depth", instances=1, max_instances=4)
     st = ScaleAgentState(cfg)
     st.handle([req(0.0, "a")], now=0.0)
     out = []

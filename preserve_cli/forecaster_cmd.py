@@ -1,0 +1,153 @@
+"""``preserve forecaster``: train and evaluate the service-workload forecaster (mLSTM, LSTM and baselines)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+SERIES_HELP = ("ServeGen aggregate CSV, ServeGen per-client folder, density CSV (window_start, requests, "
+               "prompt_tokens, output_tokens) or a per-request trace (aggregated by arrival time).")
+TARGET_CHOICES = ["generated_tokens", "output_tokens", "prompt_tokens", "requests"]
+
+
+def _load(series: Path, window: float, service: str | None) -> Any:
+    from models.workload.series_io import SeriesError, load_series
+
+    try:
+        return load_series(series, window, service)
+    except (SeriesError, ValueError) as e:
+        raise click.ClickException(str(e)) from e
+
+
+def _configs(history: int, horizon: int, dim: int, epochs: int, seed: int, backbone: str = "mlstm") -> Any:
+    from models.workload.model import ForecasterConfig
+    from models.workload.train import TrainConfig
+
+    try:
+        return (ForecasterConfig(backbone=backbone, history=history, horizon=horizon, dim=dim),
+                TrainConfig(epochs=epochs, seed=seed))
+    except ValueError as e:
+        raise click.ClickException(str(e)) from e
+
+
+def _set_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def forecaster() -> None:
+    """Train/evaluate the token-density forecaster.
+
+    The forecaster reads per-window requests, prompt tokens and generated tokens (plus time of day and day of
+    week) and forecasts the next H windows: a point forecast and an upper quantile for the scaler.
+    """
+
+
+@forecaster.command("train")
+@click.option("--series", type=click.Path(exists=True, path_type=Path), required=True, help=SERIES_HELP)
+@click.option("--window", type=float, default=600.0, show_default=True, help="window size in seconds")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="folder for the checkpoint (forecaster_<model>.pt) and its summary JSON")
+@click.option("--target", type=click.Choice(TARGET_CHOICES + ["all"]), default="all", show_default=True,
+              help="series the network is trained to forecast (all: every channel the source has)")
+@click.option("--model", "backbone", type=click.Choice(["mlstm", "lstm"]), default="mlstm", show_default=True)
+@click.option("--service", default=None, help="service to use from a multi-service density CSV or trace")
+@click.option("--history", type=int, default=25, show_default=True, help="input windows")
+@click.option("--horizon", type=int, default=6, show_default=True, help="windows forecast")
+@click.option("--dim", type=int, default=32, show_default=True, help="model width")
+@click.option("--epochs", type=int, default=80, show_default=True, help="maximum epochs (early stopping)")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--threads", type=int, default=1, show_default=True,
+              help="torch CPU threads (1 is fastest for these small models on a shared machine)")
+def train_cmd(series: Path, window: float, out_dir: Path, target: str, backbone: str, service: str | None,
+              history: int, horizon: int, dim: int, epochs: int, seed: int, threads: int) -> None:
+    """Train on the whole series and write a checkpoint that ``OnlineForecaster(checkpoint=...)`` loads."""
+    from dataclasses import replace
+
+    from models.workload.features import TARGETS, resolve_target
+    from models.workload.train import fit_forecaster, save_checkpoint
+
+    _set_threads(threads)
+    s = _load(series, window, service)
+    fcfg, tcfg = _configs(history, horizon, dim, epochs, seed, backbone)
+    names = list(s.available) if target == "all" else [resolve_target(target)]
+    missing = [t for t in names if t not in s.available]
+    if missing:
+        raise click.ClickException(f"{series}: no {missing[0]} in this source (has {list(s.available)})")
+    fcfg = replace(fcfg, targets=tuple(TARGETS.index(t) for t in names))
+    click.echo(f"training {backbone} on {len(s.values)} windows of {s.window_s:g} s ({', '.join(s.notes)})")
+    try:
+        ff = fit_forecaster(s.values, s.window_start, s.window_s, fcfg, tcfg, valid=s.valid)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from e
+    path = save_checkpoint(ff, out_dir / f"forecaster_{backbone}.pt")
+    summary = {"checkpoint": str(path), "series": str(series), "window_s": s.window_s, "targets": names,
+               "unit": s.unit, "notes": s.notes, "config": fcfg.to_dict(), "info": ff.info}
+    (out_dir / f"forecaster_{backbone}.json").write_text(json.dumps(summary, indent=2))
+    click.echo(f"wrote {path} ({ff.info['epochs']} epochs, {ff.info['train_s']:.1f} s, "
+               f"val loss {ff.info['val_loss']:.4f})")
+
+
+def _table(result: dict[str, Any]) -> str:
+    hs = ["1", str(result["horizon"])] if result["horizon"] > 1 else ["1"]
+    lines = [f"{'model':<22}{'smape':>8}{'mape':>8}" + "".join(f"{'smape@' + h:>10}" for h in hs)]
+    for name, m in result["models"].items():
+        lines.append(f"{name:<22}{m['smape']:>8.3f}{m['mape']:>8.3f}"
+                     + "".join(f"{m['by_horizon'][h]['smape']:>10.3f}" for h in hs))
+    return "\n".join(lines)
+
+
+@forecaster.command("eval")
+@click.option("--series", type=click.Path(exists=True, path_type=Path), required=True, help=SERIES_HELP)
+@click.option("--window", type=float, default=600.0, show_default=True, help="window size in seconds")
+@click.option("--horizon", type=int, default=6, show_default=True, help="forecast horizons 1..H")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="where to write the results JSON")
+@click.option("--target", type=click.Choice(TARGET_CHOICES), default="generated_tokens", show_default=True)
+@click.option("--models", default="mlstm,lstm,seasonal_naive_day,seasonal_naive_week,last_value,ewma",
+              show_default=True, help="comma-separated models to evaluate")
+@click.option("--service", default=None, help="service to use from a multi-service density CSV or trace")
+@click.option("--history", type=int, default=25, show_default=True, help="input windows")
+@click.option("--dim", type=int, default=32, show_default=True, help="model width")
+@click.option("--epochs", type=int, default=80, show_default=True, help="maximum epochs (early stopping)")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--test-frac", type=float, default=0.3, show_default=True, help="share of the series used as origins")
+@click.option("--threads", type=int, default=1, show_default=True,
+              help="torch CPU threads (1 is fastest for these small models on a shared machine)")
+def eval_cmd(series: Path, window: float, horizon: int, json_out: Path, target: str, models: str,
+             service: str | None, history: int, dim: int, epochs: int, seed: int, test_frac: float,
+             threads: int) -> None:
+    """Rolling-origin evaluation on the last --test-frac of the series; writes the issue-6 JSON."""
+    from tqdm import tqdm
+
+    from models.workload.evaluate import ALL_MODELS, rolling_origin_eval
+    from models.workload.features import resolve_target
+
+    chosen = [m.strip() for m in models.split(",") if m.strip()]
+    unknown = [m for m in chosen if m not in ALL_MODELS]
+    if unknown:
+        raise click.ClickException(f"unknown model {unknown[0]!r}; choose from {', '.join(ALL_MODELS)}")
+    if not 0 < test_frac < 1:
+        raise click.ClickException("--test-frac must be between 0 and 1")
+    _set_threads(threads)
+    s = _load(series, window, service)
+    fcfg, tcfg = _configs(history, horizon, dim, epochs, seed)
+    with tqdm(total=len(chosen), desc="models", unit="model") as bar:
+        def done(name: str) -> None:
+            bar.set_postfix_str(name)
+            bar.update(1)
+
+        try:
+            result = rolling_origin_eval(s, horizon, resolve_target(target), chosen, fcfg, tcfg, test_frac,
+                                         on_done=done)
+        except ValueError as e:
+            raise click.ClickException(str(e)) from e
+    json_out.parent.mkdir(parents=True, exist_ok=True)
+    json_out.write_text(json.dumps(result, indent=2))
+    click.echo(_table(result))
+    click.echo(f"wrote {json_out}")

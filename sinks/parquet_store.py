@@ -1,0 +1,138 @@
+"""Embedded archive (``chdb:///path``): immutable Parquet files per topic partition and offset range.
+
+Why files and not a chdb data path: chdb lets one process own a data path, so a writer there would lock out
+``preserve sql`` and ``preserve report``. Here the writer needs no ClickHouse at all (pyarrow writes), and any
+number of readers query the files through an in-memory chdb session (:mod:`sinks.client`).
+
+Layout: ``<root>/parquet/<table>/p<partition>-<first offset>-<last offset>.parquet``. Files appear atomically
+(written as ``.part``, then renamed), so readers never see half a file. Idempotency: rows whose offset lies in a
+range an existing file already covers are dropped before writing, so a redelivered batch adds nothing; the
+reader views also keep one row per (partition, offset) in case two writers raced during a rebalance. Many small
+files are merged per partition once there are more than ``compact_files`` of them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from sinks.exceptions import BackpressureError, SinkError
+from sinks.schema import TableSchema, all_schemas
+
+__all__ = ["ParquetStore", "ParquetStoreConfig", "covered", "parse_file_name", "file_name"]
+
+_NAME = re.compile(r"^p(\d+)-(\d+)-(\d+)\.parquet$")
+
+
+def file_name(partition: int, first: int, last: int) -> str:
+    return f"p{partition:05d}-{first:020d}-{last:020d}.parquet"
+
+
+def parse_file_name(name: str) -> tuple[int, int, int] | None:
+    m = _NAME.match(name)
+    return (int(m.group(1)), int(m.group(2)), int(m.group(3))) if m else None
+
+
+def covered(offset: int, ranges: list[tuple[int, int]]) -> bool:
+    return any(lo <= offset <= hi for lo, hi in ranges)
+
+
+@dataclass(frozen=True)
+class ParquetStoreConfig:
+    root: Path = field(metadata={"help": "archive root; Parquet files live under <root>/parquet/<table>/"})
+    compact_files: int = field(default=64, metadata={"help": "merge a partition's small files beyond this count"})
+    compact_rows: int = field(default=200_000, metadata={"help": "files with fewer rows count as small"})
+
+
+class ParquetStore:
+    """Writer side of the embedded archive. ``setup()`` creates the directories; ``insert`` writes one file."""
+
+    def __init__(self, cfg: ParquetStoreConfig) -> None:
+        self.cfg = cfg
+        self.schemas = all_schemas()
+
+    @property
+    def base(self) -> Path:
+        return self.cfg.root / "parquet"
+
+    def table_dir(self, schema: TableSchema) -> Path:
+        return self.base / schema.table
+
+    def setup(self) -> None:
+        try:
+            for s in self.schemas.values():
+                self.table_dir(s).mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise SinkError(f"cannot create the archive under {self.cfg.root}: {e}") from e
+
+    def _files(self, schema: TableSchema, partition: int) -> list[tuple[Path, int, int]]:
+        out = []
+        for p in self.table_dir(schema).glob(f"p{partition:05d}-*.parquet"):
+            parsed = parse_file_name(p.name)
+            if parsed:
+                out.append((p, parsed[1], parsed[2]))
+        return sorted(out, key=lambda x: x[1])
+
+    def insert(self, schema: TableSchema, rows: list[dict[str, Any]], partition: int) -> int:
+        """Write the rows not yet archived (by offset) as one file; return how many were new."""
+        ranges = [(lo, hi) for _, lo, hi in self._files(schema, partition)]
+        fresh = [r for r in rows if not covered(r["kafka_offset"], ranges)]
+        if not fresh:
+            return 0
+        fresh.sort(key=lambda r: r["kafka_offset"])
+        table = pa.Table.from_pylist(fresh, schema=schema.arrow_schema())
+        name = file_name(partition, fresh[0]["kafka_offset"], fresh[-1]["kafka_offset"])
+        self._write_atomic(self.table_dir(schema) / name, table)
+        if len(ranges) + 1 > self.cfg.compact_files:
+            self.compact(schema, partition)
+        return len(fresh)
+
+    def _write_atomic(self, path: Path, table: pa.Table) -> None:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+        try:
+            pq.write_table(table, tmp, compression="zstd")
+            os.replace(tmp, path)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            # Disk full / I/O errors are transient from the pipeline's point of view: back off, retry.
+            raise BackpressureError(5.0, f"writing {path.name}: {e.strerror or e}") from e
+
+    def compact(self, schema: TableSchema, partition: int) -> int:
+        """Merge the partition's small files into one; returns how many files were merged.
+
+        Safe with concurrent readers: the merged file appears before the small ones disappear, and views
+        deduplicate by (partition, offset) meanwhile.
+        """
+        small = [(p, lo, hi) for p, lo, hi in self._files(schema, partition)
+                 if pq.ParquetFile(p).metadata.num_rows < self.cfg.compact_rows]
+        if len(small) < 2:
+            return 0
+        merged = pa.concat_tables([pq.read_table(p, schema=schema.arrow_schema()) for p, _, _ in small])
+        merged = merged.sort_by("kafka_offset")
+        name = file_name(partition, min(lo for _, lo, _ in small), max(hi for _, _, hi in small))
+        self._write_atomic(self.table_dir(schema) / name, merged)
+        for p, _, _ in small:
+            if p.name != name:
+                p.unlink(missing_ok=True)
+        self._clean_stale_parts(schema)
+        return len(small)
+
+    def _clean_stale_parts(self, schema: TableSchema, older_than_s: float = 600.0) -> None:
+        """Temp files of writers that crashed mid-write (live writers finish within seconds)."""
+        now = time.time()
+        for p in self.table_dir(schema).glob(".*.part"):
+            try:
+                if now - p.stat().st_mtime > older_than_s:
+                    p.unlink()
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        """Nothing to release: every insert is a complete file."""

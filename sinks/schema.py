@@ -1,0 +1,131 @@
+"""Archive table schemas derived from the event records, and record -> row conversion (pure, no I/O).
+
+One table per topic, named :func:`table_name` (``"predicted-requests"`` -> ``predicted_requests``), with one
+column per record field plus ``kafka_partition``/``kafka_offset`` (the idempotency key: a redelivered message has
+the same pair). Types map to ClickHouse and Arrow alike so the Parquet archive and a server table have the same
+columns. Prompt text is sensitive: RequestEvent/PredictedRequest rows carry ``prompt_hash`` (sha256, 16 hex) and
+``prompt_chars``, and ``prompt`` holds the text only when ``store_prompts`` is on.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from streams.records import RECORD_TYPES, EventRecord
+
+__all__ = ["Column", "TableSchema", "table_name", "table_schema", "all_schemas", "record_row", "prompt_hash"]
+
+META_COLUMNS = ("kafka_partition", "kafka_offset")
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    ch_type: str  # ClickHouse type, e.g. "Nullable(Int64)"
+    arrow_type: pa.DataType
+    nullable: bool
+
+
+@dataclass(frozen=True)
+class TableSchema:
+    topic: str
+    table: str
+    columns: tuple[Column, ...]
+    order_by: tuple[str, ...]  # server sort key: (service, ts, partition, offset) = the dedup key
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def ch_structure(self) -> str:
+        """``name Type, ...`` as ClickHouse's file()/CREATE TABLE want it."""
+        return ", ".join(f"{c.name} {c.ch_type}" for c in self.columns)
+
+    def arrow_schema(self) -> pa.Schema:
+        return pa.schema([pa.field(c.name, c.arrow_type, nullable=c.nullable) for c in self.columns])
+
+
+def table_name(topic: str) -> str:
+    """Logical topic -> SQL identifier (same on chdb and on a server)."""
+    if topic not in RECORD_TYPES:
+        raise KeyError(f"unknown topic {topic!r}; known: {', '.join(RECORD_TYPES)}")
+    return topic.replace("-", "_")
+
+
+def prompt_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+_SCALARS: dict[type, tuple[str, pa.DataType]] = {
+    str: ("String", pa.string()), int: ("Int64", pa.int64()), float: ("Float64", pa.float64()),
+    bool: ("Bool", pa.bool_()),
+}
+
+
+def _column(name: str, annotation: Any) -> Column:
+    """Map a pydantic field annotation to a column; containers are stored as JSON text."""
+    args = typing.get_args(annotation)
+    nullable = typing.get_origin(annotation) in (typing.Union, types.UnionType) and type(None) in args
+    base = next((a for a in args if a is not type(None)), annotation) if nullable else annotation
+    if typing.get_origin(base) is typing.Annotated:
+        base = typing.get_args(base)[0]
+    if typing.get_origin(base) is typing.Literal:
+        base = type(typing.get_args(base)[0])
+    if isinstance(base, type) and issubclass(base, enum.Enum):
+        ch, ar = "LowCardinality(String)", pa.string()
+    elif base in _SCALARS:
+        ch, ar = _SCALARS[base]
+    else:  # list[...] / dict[...]: JSON text, queryable with JSONExtract*
+        ch, ar = "String", pa.string()
+    if nullable:
+        ch = f"Nullable({ch})" if not ch.startswith("LowCardinality") else "LowCardinality(Nullable(String))"
+    return Column(name, ch, ar, nullable)
+
+
+def table_schema(topic: str) -> TableSchema:
+    cls = RECORD_TYPES[topic]
+    cols: list[Column] = []
+    for name, f in cls.model_fields.items():
+        if name == "prompt":
+            cols += [Column("prompt_hash", "Nullable(String)", pa.string(), True),
+                     Column("prompt_chars", "Nullable(Int64)", pa.int64(), True)]
+        cols.append(_column(name, f.annotation))
+    cols += [Column("kafka_partition", "Int32", pa.int32(), False), Column("kafka_offset", "Int64", pa.int64(), False)]
+    names = {c.name for c in cols}
+    first = "service" if "service" in names else "source_topic"
+    return TableSchema(topic, table_name(topic), tuple(cols), (first, "ts", *META_COLUMNS))
+
+
+def all_schemas() -> dict[str, TableSchema]:
+    return {t: table_schema(t) for t in RECORD_TYPES}
+
+
+def _value(v: Any) -> Any:
+    if isinstance(v, enum.Enum):
+        return v.value
+    if isinstance(v, (list, dict)):
+        return json.dumps(v, separators=(",", ":"), default=str)
+    return v
+
+
+def record_row(schema: TableSchema, record: EventRecord, partition: int, offset: int,
+               store_prompts: bool = False) -> dict[str, Any]:
+    """One archive row; prompt text only with ``store_prompts`` (its hash and length always)."""
+    row = {k: _value(getattr(record, k)) for k in type(record).model_fields}
+    if "prompt" in row:
+        text = row["prompt"]
+        row["prompt_hash"] = prompt_hash(text) if text is not None else None
+        row["prompt_chars"] = len(text) if text is not None else None
+        if not store_prompts:
+            row["prompt"] = None
+    row["kafka_partition"] = partition
+    row["kafka_offset"] = offset
+    return {c.name: row.get(c.name) for c in schema.columns}

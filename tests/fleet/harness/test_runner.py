@@ -1,0 +1,85 @@
+"""The evaluation harness: every policy on the same trace, the JSON keys of issue 4, the CLI end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from fleet.harness import EvalConfig, format_table, frontier_specs, run_eval
+from preserve_cli.eval_cmd import eval_cmd
+
+KEYS = ("policy", "params", "label", "requests", "completed", "dropped", "p50_ttft_s", "p99_ttft_s", "p50_e2e_s",
+        "p99_e2e_s", "p99_norm_latency_s_per_token", "slo_attainment", "instance_hours", "scale_actions",
+        "overhead_fraction", "wall_s")
+
+
+def _trace(n: int = 600, rate: float = 8.0, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({
+        "request_id": [f"q{i}" for i in range(n)],
+        "arrival_s": np.cumsum(rng.exponential(1.0 / rate, n)),
+        "service": "svc",
+        "prompt_tokens": rng.integers(10, 2000, n),
+        "output_tokens": rng.integers(1, 400, n),
+    })
+
+
+def test_run_eval_compares_policies_on_the_same_trace() -> None:
+    df = _trace()
+    cfg = EvalConfig(instances=2, max_instances=4, predictor="oracle", cold_start_s=10.0)
+    report = run_eval(df, ["least-requests:fixed(n=2)", "round-robin:fixed(n=1)", "token-load:reactive",
+                           "least-kv(predictor=noisy-oracle(sigma=0.3)):queue-depth(threshold=2)"], cfg)
+    rows = report.doc["results"]
+    assert [r["label"] for r in rows][:2] == ["least-requests:fixed(n=2)", "round-robin:fixed(n=1)"]
+    for row in rows:
+        assert all(k in row for k in KEYS)
+        assert row["requests"] == row["completed"] + row["dropped"] == len(df)
+        assert 0.0 <= row["slo_attainment"] <= 1.0 and row["overhead_fraction"] > 0
+    assert rows[0]["params"] == {"router": {}, "scaler": {"n": 2}}
+    assert rows[3]["predictor"] == "noisy-oracle(sigma=0.3)" and rows[0]["predictor"] == "oracle"
+    # one instance for the whole trace costs less and queues more than two
+    assert rows[1]["instance_hours"] < rows[0]["instance_hours"]
+    assert rows[1]["p99_ttft_s"] > rows[0]["p99_ttft_s"]
+    assert "least-requests:fixed(n=2)" in format_table(rows)
+
+
+def test_frontier_grid_covers_every_family() -> None:
+    specs = frontier_specs(4)
+    assert [s.scaler_params["n"] for s in specs if s.scaler == "fixed"] == [1, 2, 3, 4]
+    assert sum(s.scaler == "reactive" for s in specs) >= 3 and sum(s.scaler == "queue-depth" for s in specs) >= 3
+    assert len({s.label for s in specs}) == len(specs)
+
+
+def test_cli_writes_json_table_and_plots(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from replay.trace_writer import write_trace
+
+    trace = write_trace(_trace(300), tmp_path / "t.csv")
+    out = tmp_path / "r.json"
+    result = CliRunner().invoke(eval_cmd, [
+        "--trace", str(trace), "--policies", "least-requests:fixed,random:reactive(up=0.8,down=0.3)",
+        "--instances", "2", "--max-instances", "3", "--predictor", "oracle", "--json", str(out),
+        "--plots", str(tmp_path / "plots"), "--rate-scale", "2", "--frontier"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    labels = [r["label"] for r in doc["results"]]
+    assert labels[:2] == ["least-requests:fixed(n=2)", "random:reactive(up=0.8,down=0.3)"]
+    assert "least-requests:fixed(n=3)" in labels and "least-requests:queue-depth(threshold=5)" in labels
+    assert doc["trace"]["requests"] == 300 and doc["trace"]["rate_scale"] == 2.0
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
+        "frontier.png", "instances_and_load.png", "latency_cdf.png"]
+    assert "p99 TTFT" in result.output
+
+
+def test_cli_rejects_a_bad_policy(tmp_path: Path) -> None:
+    from replay.trace_writer import write_trace
+
+    trace = write_trace(_trace(10), tmp_path / "t.csv")
+    result = CliRunner().invoke(eval_cmd, ["--trace", str(trace), "--policies", "least-kv:reactive(up=2)",
+                                           "--predictor", "oracle", "--json", str(tmp_path / "r.json")])
+    assert result.exit_code != 0 and "reactive" in result.output
