@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -69,7 +70,7 @@ def fit(csv_path: Path, out_json: Path, mode: str, cpu_overhead_s: float | None,
              f"measured {meta.get('measured_at', '?')})"
     result = fit_cost_model(rows, cpu_overhead_s=cpu0, cpu_per_seq_s=cpu1, source=source)
     extra = {"status": "calibrated", "measurements": csv_path.name, "measured_on": meta,
-             "fitted_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+             "fitted_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
              "fit": {"rows": result.rows, "mode": mode, "mape_pct": round(result.mape, 3),
                      "max_abs_pct": round(result.max_abs_pct, 3), "worst_row": vars(result.worst)},
              "derivation": note or previous.get("derivation", "")}
@@ -82,7 +83,7 @@ def fit(csv_path: Path, out_json: Path, mode: str, cpu_overhead_s: float | None,
     click.echo(f"wrote {out_json}")
 
 
-def _read_json(path: Path) -> dict[str, object]:
+def _read_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
     try:

@@ -22,8 +22,10 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TextIO
 
 import torch
 import torch.nn.functional as F
@@ -198,14 +200,15 @@ def _silu_mul(gu: torch.Tensor) -> torch.Tensor:
     return F.silu(gate) * up
 
 
-EAGER = {"norm": _norm, "add_norm": _add_norm, "rope_qk": _rope_qk, "silu_mul": _silu_mul}
+EAGER: dict[str, Callable[..., Any]] = {"norm": _norm, "add_norm": _add_norm, "rope_qk": _rope_qk, "silu_mul": _silu_mul}
 FUSED = dict(EAGER)
 
 
 def enable_fusion(device: str = "cuda") -> bool:
     """Compile the element-wise stages; False (eager kept) if this torch cannot."""
     try:
-        compiled = {k: torch.compile(f, dynamic=True, fullgraph=True) for k, f in EAGER.items()}
+        compiled: dict[str, Callable[..., Any]] = {
+            k: torch.compile(f, dynamic=True, fullgraph=True) for k, f in EAGER.items()}
         dt = torch.float16 if device == "cuda" else torch.float32
         x = torch.randn(3, 256, device=device, dtype=dt)
         w = torch.ones(256, device=device, dtype=dt)
@@ -213,8 +216,9 @@ def enable_fusion(device: str = "cuda") -> bool:
         qkv = torch.randn(3, 3 * 256, device=device, dtype=dt)
         for name, args in (("norm", (x, w, 1e-5)), ("add_norm", (x, x, w, 1e-5)), ("silu_mul", (x,)),
                            ("rope_qk", (qkv, cs, cs, 2))):
-            got, want = compiled[name](*args), EAGER[name](*args)  # type: ignore[operator]
-            for g, e in zip(got if isinstance(got, tuple) else (got,), want if isinstance(want, tuple) else (want,)):
+            got, want = compiled[name](*args), EAGER[name](*args)
+            for g, e in zip(got if isinstance(got, tuple) else (got,), want if isinstance(want, tuple) else (want,),
+                            strict=True):
                 torch.testing.assert_close(g, e, rtol=2e-2, atol=2e-2)
     except Exception as exc:  # noqa: BLE001 - any compiler failure means: measure unfused
         print(f"torch.compile unavailable, element-wise stages stay unfused: {exc}", flush=True)
@@ -288,6 +292,39 @@ def row(s: Step, mode: str, times: list[float], gpu: str, dtype: str, stamp: str
                 gpu=gpu, torch=torch.__version__, dtype=dtype, measured_at=stamp)
 
 
+def measure_grid(model: Llama, grid: list[Step], fh: TextIO, cuda: bool, budget_s: float, eager_points: int,
+                 gpu: str, stamp: str) -> None:
+    """Time every grid point (CUDA graph; plus unfused / eager reference rows for a few) and write CSV rows."""
+    backends = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION] if cuda else [SDPBackend.MATH]
+    pool = None  # a private pool per graph: sharing one across deleted graphs trips an allocator assert (torch 2.11)
+    eager_left, fused = eager_points, model.fused
+    dtype = str(model.dtype).removeprefix("torch.")
+    writer = csv.DictWriter(fh, fieldnames=FIELDS)
+    writer.writeheader()
+    with sdpa_kernel(backends), torch.inference_mode():
+        for i, s in enumerate(grid):
+            inp = model.inputs(s)
+            fn = lambda s=s, inp=inp: model.forward(s, inp)  # noqa: E731
+            modes = ["graph"] if cuda else ["cpu"]
+            if cuda and s.kind == "decode" and s.ctx == 1024 and eager_left > 0:
+                modes += ["graph_unfused", "eager"] if fused else ["eager"]
+                eager_left -= 1
+            elif fused and s.kind == "prefill" and s.n_pf == 1:
+                modes.append("graph_unfused")
+            for mode in modes:
+                model.fused = fused and mode != "graph_unfused"  # "eager": no graph, compiled stages if fused
+                try:
+                    times = time_cuda(fn, mode == "graph", budget_s, pool) if cuda else time_cpu(fn)
+                except (RuntimeError, torch.cuda.OutOfMemoryError) as exc:  # keep the other points
+                    print(f"[{i + 1}/{len(grid)}] {s} {mode} FAILED: {exc}", flush=True)
+                    torch.cuda.empty_cache() if cuda else None
+                    continue
+                writer.writerow(row(s, mode, times, gpu, dtype, stamp))
+                print(f"[{i + 1}/{len(grid)}] {s} {mode} {statistics.median(times) * 1e3:.3f} ms", flush=True)
+            fh.flush()
+    model.fused = fused
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, required=True, help="measurements CSV to write")
@@ -306,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device("cuda" if cuda else "cpu")
     dtype = torch.float16 if cuda else torch.float32
     arch = LLAMA2_7B if cuda else TINY
-    stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    stamp = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     gpu = torch.cuda.get_device_name() if cuda else "cpu"
     meta: dict[str, object] = {"gpu": gpu, "torch": torch.__version__, "measured_at": stamp, "dtype": str(dtype)}
     if cuda:
@@ -324,33 +361,9 @@ def main(argv: list[str] | None = None) -> int:
     model.fused = cuda and not args.no_fuse and enable_fusion()
     meta.update(kv_tokens=kv_tokens, points=len(grid), fused_elementwise=model.fused)
     print(json.dumps(meta), flush=True)
-    backends = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION] if cuda else [SDPBackend.MATH]
-    pool = None  # a private pool per graph: sharing one across deleted graphs trips an allocator assert (torch 2.11)
-    eager_left, fused = args.eager_points, model.fused
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    with args.out.open("w", newline="") as fh, sdpa_kernel(backends), torch.inference_mode():
-        writer = csv.DictWriter(fh, fieldnames=FIELDS)
-        writer.writeheader()
-        for i, s in enumerate(grid):
-            inp = model.inputs(s)
-            fn = lambda s=s, inp=inp: model.forward(s, inp)  # noqa: E731
-            modes = ["graph"] if cuda else ["cpu"]
-            if cuda and s.kind == "decode" and s.ctx == 1024 and eager_left > 0:
-                modes += ["graph_unfused", "eager"] if model.fused else ["eager"]
-                eager_left -= 1
-            elif model.fused and s.kind == "prefill" and s.n_pf == 1:
-                modes.append("graph_unfused")
-            for mode in modes:
-                model.fused = fused and mode != "graph_unfused"
-                try:
-                    times = time_cuda(fn, mode == "graph", args.budget_s, pool) if cuda else time_cpu(fn)
-                except (RuntimeError, torch.cuda.OutOfMemoryError) as exc:  # keep the other points
-                    print(f"[{i + 1}/{len(grid)}] {s} {mode} FAILED: {exc}", flush=True)
-                    torch.cuda.empty_cache() if cuda else None
-                    continue
-                writer.writerow(row(s, mode, times, gpu, str(dtype).removeprefix("torch."), stamp))
-                print(f"[{i + 1}/{len(grid)}] {s} {mode} {statistics.median(times) * 1e3:.3f} ms", flush=True)
-            fh.flush()
+    with args.out.open("w", newline="") as fh:
+        measure_grid(model, grid, fh, cuda, args.budget_s, args.eager_points, gpu, stamp)
     args.out.with_suffix(".meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     return 0
 

@@ -1,0 +1,1 @@
+"""Calibration of the simulator's step-time cost model: measuring script, fit, Vidur cross-check, results."""
