@@ -99,7 +99,7 @@ def bench(args: argparse.Namespace) -> list[dict[str, Any]]:
     for seq in args.seq:
         engine = LengthEngine(base.model, base.rows, EngineConfig(
             device=args.device, dtype=dtype, max_batch_size=max(args.batches), max_length=seq,
-            compile=args.compile, threads=args.threads))
+            compile=args.compile, threads=args.threads, tokenizer_threads=args.tokenizer_threads))
         predictor.engine = engine
         for batch in args.batches:
             ids = torch.randint(1000, 30000, (batch, seq), device=device)
@@ -150,6 +150,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="CPU intra-op threads")
     ap.add_argument("--int8", action="store_true", help="CPU: dynamic int8 quantisation")
     ap.add_argument("--compile", action="store_true", help="torch.compile the length model")
+    ap.add_argument("--tokenizer-threads", type=int, default=1, help="batches tokenized concurrently")
     ap.add_argument("--stream", type=int, default=8, help="batches per predict call in the stream mode")
     ap.add_argument("--json", default=None, help="write all rows here")
     args = ap.parse_args()

@@ -25,19 +25,16 @@ import math
 from collections import deque
 
 from fleet.decode_math import DecodeRun, blocks_needed, max_decode_steps, phase_of
+from fleet.engine_checks import KVAccountingError, check_invariants
 from fleet.engine_presets import EngineConfig
 from fleet.sim_types import EngineEvent, EngineEventKind, SimRequest
 from streams.policies.fleet_view import InstanceState, InstanceView
 
-__all__ = ["EngineInstance", "KVAccountingError"]
+__all__ = ["EngineInstance", "KVAccountingError", "check_invariants"]
 
 _INF = math.inf
 _FIRST = EngineEventKind.FIRST_TOKEN
 _DONE = EngineEventKind.FINISHED
-
-
-class KVAccountingError(AssertionError):
-    """The instance's KV bookkeeping disagrees with a recount (a simulator bug, never a workload property)."""
 
 
 class EngineInstance:
@@ -99,7 +96,7 @@ class EngineInstance:
             t = self.busy_until
             self._finish_work(t, events)
             if self.check:
-                self.check_invariants()
+                check_invariants(self)
             self._plan(t)
         return events
 
@@ -112,16 +109,13 @@ class EngineInstance:
 
     def kv_used_tokens(self, now: float) -> int:
         """Tokens of KV held at ``now``, counting the decode steps of a run in flight that finished by ``now``."""
-        n = len(self.decoding)
-        tokens = self.base_sum + n * self.steps
-        if self.prefilling:
-            tokens += self._prefill_tokens()
-        if self.run_pure and now > self.t0:
-            tokens += n * self.run.steps_by(now - self.t0)  # type: ignore[union-attr]
-        return tokens
+        return self.refresh_view(now).kv_used_tokens
 
     def refresh_view(self, now: float) -> InstanceView:
-        """Fill :attr:`view` (the policies' read-only snapshot) for ``now`` and return it."""
+        """Fill :attr:`view` (the policies' read-only snapshot) for ``now`` and return it.
+
+        KV in use counts the decode steps of the run in flight finished by ``now`` (a policy polled mid-run
+        sees the cache grow step by step, as vLLM's metrics would show it)."""
         v = self.view
         n = len(self.decoding)
         tokens = self.base_sum + n * self.steps
@@ -325,23 +319,3 @@ class EngineInstance:
     def _prefill_tokens(self) -> int:
         """KV tokens reserved by admitted sequences whose prefill is not done (their footprint after it)."""
         return sum(r.prompt + r.generated + 1 for r in self.prefilling) if self.prefilling else 0
-
-    # ---- checks ------------------------------------------------------------------------------------------
-    def check_invariants(self) -> None:
-        """Recount KV blocks and decode-phase bookkeeping from the sequences; raise on any disagreement."""
-        dec = sum(-(-(r.kv_base + self.steps) // self.bs) for r in self.decoding.values())
-        pre = sum(r.blocks for r in self.prefilling)
-        if dec + pre != self.used_blocks:
-            raise KVAccountingError(f"{self.instance_id}: used_blocks {self.used_blocks} != recount {dec + pre}")
-        if not 0 <= self.used_blocks <= self.total_blocks:
-            raise KVAccountingError(f"{self.instance_id}: used_blocks {self.used_blocks} outside "
-                                    f"[0, {self.total_blocks}]")
-        phase = [0] * self.bs
-        for r in self.decoding.values():
-            phase[phase_of(r.kv_base, self.bs)] += 1
-            if not r.prompt < r.kv_base + self.steps <= r.prompt + r.output:
-                raise KVAccountingError(f"{r}: footprint {r.kv_base + self.steps} out of range")
-        if phase != self.phase or sum(r.kv_base for r in self.decoding.values()) != self.base_sum:
-            raise KVAccountingError(f"{self.instance_id}: decode-phase bookkeeping drifted")
-        if len(self.decoding) + len(self.prefilling) > self.cfg.max_num_seqs:
-            raise KVAccountingError(f"{self.instance_id}: more running sequences than max_num_seqs")

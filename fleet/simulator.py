@@ -107,6 +107,8 @@ class Simulator:
                 self._arrival(i)
                 i += 1
                 continue
+            if not heap:
+                break
             t, kind, _, payload = heapq.heappop(heap)
             if t > horizon:
                 break
@@ -132,7 +134,8 @@ class Simulator:
     # ---- handlers ----------------------------------------------------------------------------------------
     def _arrival(self, i: int) -> None:
         now = self.now
-        prompt, output = int(self.prompt[i]), max(1, int(self.output[i]))
+        # an engine reads at least one token and always generates one
+        prompt, output = max(1, int(self.prompt[i])), max(1, int(self.output[i]))
         max_len = self.cfg.engine.max_model_len
         if prompt + output > max_len:
             if self.cfg.overlength == "drop":

@@ -16,6 +16,7 @@ import time
 import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from infra.java_runtime import find_java, java_major_version
 from infra.kafka_artifacts import resolve_kafka_jars
@@ -81,7 +82,8 @@ class KafkaBroker:
         if state.is_file():
             saved = json.loads(state.read_text())
             cfg = replace(cfg, port=saved["port"], controller_port=saved["controller_port"],
-                          host=saved.get("host", cfg.host), version=saved.get("version", cfg.version))
+                          host=saved.get("host", cfg.host), version=saved.get("version", cfg.version),
+                          heap_mb=saved.get("heap_mb", cfg.heap_mb), quick_jit=saved.get("quick_jit", cfg.quick_jit))
         given = {k: v for k, v in overrides.items() if v is not None}
         return cls(replace(cfg, **given) if given else cfg)  # type: ignore[arg-type]
 
@@ -104,8 +106,9 @@ class KafkaBroker:
         """(cluster id, topic count) from a metadata request, or None if nobody answers in time."""
         from confluent_kafka.admin import AdminClient
 
-        admin = AdminClient({"bootstrap.servers": self.bootstrap, "logger": _quiet,
-                             "socket.connection.setup.timeout.ms": max(1000, int(timeout_s * 1000))})
+        conf: dict[str, Any] = {"bootstrap.servers": self.bootstrap, "logger": _quiet,
+                                "socket.connection.setup.timeout.ms": max(1000, int(timeout_s * 1000))}
+        admin = AdminClient(conf)
         try:
             md = admin.list_topics(timeout=timeout_s)
         except Exception:  # KafkaException on timeout/transport errors: "not answering" is the answer
@@ -132,7 +135,7 @@ class KafkaBroker:
         self.cfg.log4j_file.write_text(render_log4j2_properties(self.cfg))
         self.cfg.state_file.write_text(json.dumps({
             "port": self.cfg.port, "controller_port": self.cfg.controller_port, "host": self.cfg.host,
-            "version": self.cfg.version}, indent=1))
+            "version": self.cfg.version, "heap_mb": self.cfg.heap_mb, "quick_jit": self.cfg.quick_jit}, indent=1))
 
     def _format_storage(self, java: str, libs: Path) -> None:
         """``StorageTool format`` once per data dir; KRaft refuses to start on unformatted log dirs."""

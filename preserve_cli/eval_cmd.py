@@ -15,29 +15,17 @@ DEFAULT_POLICIES = ("round-robin:fixed,least-requests:fixed,least-kv:fixed,power
 
 def _load(path: Path, fmt: str | None, rate_scale: float, start_s: float | None, duration_s: float | None,
           on_bad_row: str) -> tuple[Any, dict[str, Any]]:
-    from replay.trace_loader import load_trace
-    from replay.trace_schema import TraceFormatError
-    from replay.trace_transform import trace_stats
+    from fleet.harness.trace_input import load_eval_trace
 
     try:
-        loaded = load_trace(path, fmt=fmt, rate_scale=rate_scale, start_s=start_s, duration_s=duration_s,
-                            on_bad_row=on_bad_row)  # type: ignore[arg-type]
-    except (TraceFormatError, ValueError, OSError) as exc:
+        df, info, warnings = load_eval_trace(path, fmt, rate_scale, start_s, duration_s, on_bad_row)
+    except (ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
-    for row in loaded.bad_rows[:10]:
-        click.echo(f"{path}:{row.line}: skipped: {row.reason}", err=True)
-    if len(loaded.bad_rows) > 10:
-        click.echo(f"{path}: ... and {len(loaded.bad_rows) - 10:,} more bad rows", err=True)
-    if loaded.df.empty:
-        raise click.ClickException(f"{path}: no requests to simulate")
-    stats = trace_stats(loaded.df)
-    info = {"path": str(path), "format": loaded.fmt, "rate_scale": rate_scale, "start_s": start_s,
-            "duration_s": duration_s, "bad_rows": len(loaded.bad_rows), "excluded": len(loaded.excluded),
-            "requests": stats.rows, "span_s": stats.span_s, "mean_rate_req_s": stats.mean_rate,
-            "peak_rate_req_s": stats.peak_rate, "peak_to_mean": stats.peak_to_mean, "window_s": stats.window_s,
-            "services": stats.services, "prompt_tokens_mean_p50_p99": list(stats.prompt_tokens),
-            "output_tokens_mean_p50_p99": list(stats.output_tokens)}
-    return loaded.df, info
+    for line in warnings[:10]:
+        click.echo(line, err=True)
+    if len(warnings) > 10:
+        click.echo(f"{path}: ... and {len(warnings) - 10:,} more bad rows", err=True)
+    return df, info
 
 
 @click.command("eval", context_settings={"help_option_names": ["-h", "--help"]})
@@ -74,22 +62,28 @@ def _load(path: Path, fmt: str | None, rate_scale: float, start_s: float | None,
               help="Skip unparsable trace rows (reported with line numbers) or stop at the first.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Write the results JSON here.")
+@click.option("--per-request", "requests_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also write one CSV per policy with every request's TTFT, TPOT, e2e, preemptions, instance "
+                   "and drop reason into this folder.")
 @click.option("--plots", "plots_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write latency CDFs, instances/load over time and the frontier (PNG) into this folder.")
 def eval_cmd(trace_path: Path, fmt: str | None, policies: str, frontier: bool, instances: int, min_instances: int,
              max_instances: int, slo_ttft: float, slo_tpot: float, seed: int, rate_scale: float,
              start_s: float | None, duration_s: float | None, engine: str, cold_start: float | None,
              freeze: float, predictor: str, overlength: str, on_bad_row: str, json_out: Path,
-             plots_dir: Path | None) -> None:
+             requests_dir: Path | None, plots_dir: Path | None) -> None:
     """Replay a trace through the simulated fleet once per policy, in one process, on the same trace, fleet
     bounds, SLOs and cold start; print a table (cheapest first) and write the results JSON.
 
-    Example: preserve eval --trace AzureLLMInferenceTrace_conv.csv --rate-scale 6 --frontier
-    --policies 'preserve:preserve,least-kv:reactive' --json results.json --plots plots/
+    \b
+    Example:
+      preserve eval --trace AzureLLMInferenceTrace_conv.csv --rate-scale 6 --frontier \\
+        --policies 'preserve:preserve,least-kv:reactive' --json results.json --plots plots/
     """
     from tqdm import tqdm
 
     from fleet.harness import EvalConfig, format_table, frontier_specs, run_eval, write_json
+    from fleet.harness.policies import canonical
     from streams.policies.policy_registry import PolicySpecError, parse_policies
 
     try:
@@ -98,7 +92,8 @@ def eval_cmd(trace_path: Path, fmt: str | None, policies: str, frontier: bool, i
         raise click.BadParameter(str(exc), param_hint="--policies") from exc
     specs = [_default_fixed(s, instances) for s in specs]
     if frontier:
-        specs += [s for s in frontier_specs(max_instances) if s.label not in {x.label for x in specs}]
+        listed = {canonical(x) for x in specs}
+        specs += [s for s in frontier_specs(max_instances) if canonical(s) not in listed]
     if not specs:
         raise click.BadParameter("no policy given", param_hint="--policies")
     try:
@@ -111,7 +106,8 @@ def eval_cmd(trace_path: Path, fmt: str | None, policies: str, frontier: bool, i
         raise click.ClickException(str(exc)) from exc
     df, info = _load(trace_path, fmt, rate_scale, start_s, duration_s, on_bad_row)
     click.echo(f"{trace_path}: {len(df):,} requests over {info['span_s']:.0f} s; {len(specs)} policies", err=True)
-    bar = tqdm(total=len(df) * len(specs), unit="req", desc="simulating", dynamic_ncols=True)
+    bar = tqdm(total=len(df) * len(specs), unit="req", desc="simulating", dynamic_ncols=True, mininterval=0.5,
+               disable=None)  # None: no bar when stderr is not a terminal
     current = {"label": ""}
     finished = {"done": 0}
 
@@ -131,6 +127,14 @@ def eval_cmd(trace_path: Path, fmt: str | None, policies: str, frontier: bool, i
     click.echo(format_table(report.doc["results"]))
     write_json(report.doc, json_out)
     click.echo(f"wrote {json_out}", err=True)
+    if requests_dir is not None:
+        from fleet.harness.report import write_requests_csv
+
+        ids = df["request_id"].astype(str).tolist()
+        for n, run in enumerate(report.runs):
+            name = f"{n:02d}_" + "".join(c if c.isalnum() or c in "-_." else "_" for c in run.spec.label) + ".csv"
+            write_requests_csv(run.result, ids, requests_dir / name)
+        click.echo(f"wrote {len(report.runs)} per-request CSVs into {requests_dir}", err=True)
     if plots_dir is not None:
         from fleet.harness.plots import write_plots
 

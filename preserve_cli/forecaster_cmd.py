@@ -117,11 +117,13 @@ def _table(result: dict[str, Any]) -> str:
 @click.option("--epochs", type=int, default=80, show_default=True, help="maximum epochs (early stopping)")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--test-frac", type=float, default=0.3, show_default=True, help="share of the series used as origins")
+@click.option("--refit-every", type=int, default=0, show_default=True,
+              help="fine-tune the networks every N origins on the windows seen so far (0: train once)")
 @click.option("--threads", type=int, default=1, show_default=True,
               help="torch CPU threads (1 is fastest for these small models on a shared machine)")
 def eval_cmd(series: Path, window: float, horizon: int, json_out: Path, target: str, models: str,
              service: str | None, history: int, dim: int, epochs: int, seed: int, test_frac: float,
-             threads: int) -> None:
+             refit_every: int, threads: int) -> None:
     """Rolling-origin evaluation on the last --test-frac of the series; writes the issue-6 JSON."""
     from tqdm import tqdm
 
@@ -144,7 +146,7 @@ def eval_cmd(series: Path, window: float, horizon: int, json_out: Path, target: 
 
         try:
             result = rolling_origin_eval(s, horizon, resolve_target(target), chosen, fcfg, tcfg, test_frac,
-                                         on_done=done)
+                                         on_done=done, refit_every=refit_every)
         except ValueError as e:
             raise click.ClickException(str(e)) from e
     json_out.parent.mkdir(parents=True, exist_ok=True)

@@ -94,9 +94,11 @@ def train_cmd(data: tuple[str, ...], out: str, epochs: int, device: str, encoder
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--encoder", default=None, help="Override the checkpoint's encoder path.")
 @click.option("--batch-size", default=128, show_default=True)
+@click.option("--dtype", type=click.Choice(["fp32", "bf16", "fp16", "auto"]), default="fp32", show_default=True,
+              help="Inference precision (auto = bf16 on CUDA, fp32 on CPU).")
 @click.option("--limit", type=int, default=None, help="Evaluate only the first N selected examples.")
 def eval_cmd(data: tuple[str, ...], model_dir: str | None, json_out: str | None, split: str, device: str,
-             encoder: str | None, batch_size: int, limit: int | None) -> None:
+             encoder: str | None, batch_size: int, dtype: str, limit: int | None) -> None:
     """Evaluate a checkpoint and its baselines (fitted on its training data) on FILE(s), with breakdowns."""
     from models.request_load.checkpoint import InvalidCheckpoint, load_checkpoint
     from models.request_load.engine import EngineConfig
@@ -111,8 +113,8 @@ def eval_cmd(data: tuple[str, ...], model_dir: str | None, json_out: str | None,
     chosen = chosen[:limit]
     if not chosen:
         raise click.ClickException(f"no examples in split {used!r}")
-    result = {"split": used, **evaluate_checkpoint(loaded, chosen, EngineConfig(device=device,
-                                                                                 max_batch_size=batch_size))}
+    engine_cfg = EngineConfig(device=device, dtype=dtype, max_batch_size=batch_size)
+    result = {"split": used, "dtype": dtype, **evaluate_checkpoint(loaded, chosen, engine_cfg)}
     text = json.dumps(result, indent=1)
     if json_out:
         Path(json_out).write_text(text)

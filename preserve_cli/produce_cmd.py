@@ -12,11 +12,11 @@ import click
 def _kafka_producer(kafka=None):  # type: ignore[no-untyped-def]
     from confluent_kafka import Producer
 
+    from streams.producer_helper import PRODUCER_DEFAULTS
     from streams.settings import load_settings
 
     k = kafka or load_settings().kafka
-    return Producer({**k.confluent_config(), "linger.ms": 5, "enable.idempotence": True,
-                     "queue.buffering.max.messages": 1_000_000}), k
+    return Producer({**k.confluent_config(), **PRODUCER_DEFAULTS, "queue.buffering.max.messages": 1_000_000}), k
 
 
 @click.command(context_settings={"show_default": True})

@@ -20,6 +20,7 @@ from typing import Any
 
 from sinks.exceptions import SinkError
 from sinks.parquet_store import ParquetStore, ParquetStoreConfig
+from sinks.saved_queries import SAVED_QUERIES
 from sinks.schema import all_schemas
 from sinks.server_store import ServerStore, create_schema
 
@@ -59,13 +60,17 @@ def _embedded_reader(root: Path) -> Any:
     """In-memory chdb client whose current database holds the views over ``root``'s Parquet files."""
     import clickhouse_connect
 
-    db = "archive_" + hashlib.sha1(str(root).encode()).hexdigest()[:12]
+    db = "archive_" + hashlib.sha256(str(root).encode()).hexdigest()[:12]
     setup = clickhouse_connect.get_client(dsn="chdb://:memory:")
     setup.command(f"CREATE DATABASE IF NOT EXISTS {db}")
     for s in all_schemas().values():
         glob = str(root / "parquet" / s.table / "*.parquet").replace("'", "\\'")
-        setup.command(f"CREATE OR REPLACE VIEW {db}.{s.table} AS SELECT * FROM file('{glob}', Parquet, "
+        # Identifiers come from the record schemas, not from users: no injection surface.
+        setup.command(f"CREATE OR REPLACE VIEW {db}.{s.table} AS SELECT * FROM file('{glob}', Parquet, "  # noqa: S608
                       f"'{s.ch_structure()}') LIMIT 1 BY kafka_partition, kafka_offset")
+    views = clickhouse_connect.get_client(dsn="chdb://:memory:", database=db)
+    for name, sql in SAVED_QUERIES.items():
+        views.command(f"CREATE OR REPLACE VIEW {name} AS {sql}")
     return clickhouse_connect.get_client(dsn="chdb://:memory:", database=db)
 
 

@@ -13,6 +13,8 @@ files are merged per partition once there are more than ``compact_files`` of the
 
 from __future__ import annotations
 
+import bisect
+import contextlib
 import os
 import re
 import time
@@ -26,8 +28,9 @@ import pyarrow.parquet as pq
 from sinks.exceptions import BackpressureError, SinkError
 from sinks.schema import TableSchema, all_schemas
 
-__all__ = ["ParquetStore", "ParquetStoreConfig", "covered", "parse_file_name", "file_name"]
+__all__ = ["ParquetStore", "ParquetStoreConfig", "covered", "merge_ranges", "parse_file_name", "file_name"]
 
+_MAX = 1 << 62
 _NAME = re.compile(r"^p(\d+)-(\d+)-(\d+)\.parquet$")
 
 
@@ -40,8 +43,21 @@ def parse_file_name(name: str) -> tuple[int, int, int] | None:
     return (int(m.group(1)), int(m.group(2)), int(m.group(3))) if m else None
 
 
-def covered(offset: int, ranges: list[tuple[int, int]]) -> bool:
-    return any(lo <= offset <= hi for lo, hi in ranges)
+def merge_ranges(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Union of inclusive ranges as sorted, disjoint ranges (files may overlap after a race or a merge)."""
+    out: list[tuple[int, int]] = []
+    for lo, hi in sorted(ranges):
+        if out and lo <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out
+
+
+def covered(offset: int, union: list[tuple[int, int]]) -> bool:
+    """Is ``offset`` inside the disjoint sorted ranges ``union`` (from :func:`merge_ranges`)?"""
+    i = bisect.bisect_right(union, (offset, _MAX)) - 1
+    return i >= 0 and union[i][0] <= offset <= union[i][1]
 
 
 @dataclass(frozen=True)
@@ -82,15 +98,20 @@ class ParquetStore:
 
     def insert(self, schema: TableSchema, rows: list[dict[str, Any]], partition: int) -> int:
         """Write the rows not yet archived (by offset) as one file; return how many were new."""
-        ranges = [(lo, hi) for _, lo, hi in self._files(schema, partition)]
-        fresh = [r for r in rows if not covered(r["kafka_offset"], ranges)]
+        try:
+            files = self._files(schema, partition)
+            ranges = merge_ranges([(lo, hi) for _, lo, hi in files])
+        except OSError as e:
+            raise BackpressureError(5.0, f"listing {self.table_dir(schema)}: {e.strerror or e}") from e
+        top = ranges[-1][1] if ranges else -1
+        fresh = [r for r in rows if r["kafka_offset"] > top or not covered(r["kafka_offset"], ranges)]
         if not fresh:
             return 0
         fresh.sort(key=lambda r: r["kafka_offset"])
         table = pa.Table.from_pylist(fresh, schema=schema.arrow_schema())
         name = file_name(partition, fresh[0]["kafka_offset"], fresh[-1]["kafka_offset"])
         self._write_atomic(self.table_dir(schema) / name, table)
-        if len(ranges) + 1 > self.cfg.compact_files:
+        if len(files) + 1 > self.cfg.compact_files:
             self.compact(schema, partition)
         return len(fresh)
 
@@ -100,7 +121,8 @@ class ParquetStore:
             pq.write_table(table, tmp, compression="zstd")
             os.replace(tmp, path)
         except OSError as e:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
             # Disk full / I/O errors are transient from the pipeline's point of view: back off, retry.
             raise BackpressureError(5.0, f"writing {path.name}: {e.strerror or e}") from e
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from sinks.exceptions import BackpressureError, SinkError
+from sinks.saved_queries import SAVED_QUERIES
 from sinks.schema import TableSchema, all_schemas
 
 __all__ = ["ServerStore", "create_schema", "TRANSIENT_CODES"]
@@ -21,11 +22,13 @@ TRANSIENT_CODES = (252, 241, 159, 202, 210, 209, 279)
 
 
 def create_schema(client: Any) -> None:
-    """Create every ``<table>_raw`` and its ``FINAL`` view if missing (idempotent, run on start)."""
+    """Create every ``<table>_raw``, its ``FINAL`` view and the saved-query views (idempotent, run on start)."""
     for s in all_schemas().values():
         client.command(f"CREATE TABLE IF NOT EXISTS {s.table}_raw ({s.ch_structure()}) "
                        f"ENGINE = ReplacingMergeTree ORDER BY ({', '.join(s.order_by)})")
-        client.command(f"CREATE VIEW IF NOT EXISTS {s.table} AS SELECT * FROM {s.table}_raw FINAL")
+        client.command(f"CREATE VIEW IF NOT EXISTS {s.table} AS SELECT * FROM {s.table}_raw FINAL")  # noqa: S608
+    for name, sql in SAVED_QUERIES.items():
+        client.command(f"CREATE OR REPLACE VIEW {name} AS {sql}")
 
 
 def _is_transient(err: Exception) -> bool:

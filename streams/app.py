@@ -63,7 +63,6 @@ def _make_app() -> faust.App:
         broker=[f"kafka://{hp.strip()}" for hp in s.kafka.bootstrap_servers.split(",")],
         broker_credentials=_credentials(),
         autodiscover=lambda: [f"streams.agents.{a}" for a in selected_agents()],
-        origin="streams",
         store="memory://",
         datadir=Path(tempfile.gettempdir()) / f"preserve-faust-{os.getpid()}",
         topic_partitions=s.kafka.partitions,

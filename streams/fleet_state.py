@@ -13,6 +13,8 @@ from streams.records import Completion, InstanceEvent, InstanceEventKind, Instan
 
 __all__ = ["FleetState"]
 
+_PENDING = "pending:"  # id prefix of placeholders for instances requested but not yet reported
+
 
 class FleetState:
     """Instances of one service keyed by id; stopped instances are dropped.
@@ -46,6 +48,9 @@ class FleetState:
             return False
         became_ready = ev.state is InstanceState.READY and (inst is None or inst.state is not InstanceState.READY)
         if inst is None:
+            placeholder = next((k for k in self.instances if k.startswith(_PENDING)), None)
+            if placeholder is not None:
+                del self.instances[placeholder]
             inst = InstanceView(ev.instance_id, ev.state, ev.kv_capacity_tokens, start_requested_at=ev.ts)
             self.instances[ev.instance_id] = inst
             self._sync()
@@ -59,6 +64,27 @@ class FleetState:
             if ev.waiting == 0:
                 inst.waiting_prompt_tokens = 0
         return became_ready
+
+    def expect(self, target: int, now: float) -> None:
+        """The scale agent just asked for ``target`` provisioned instances: show that in the view at once, as the
+        offline simulator does, instead of deciding again on a stale view until the managers' events arrive.
+        Scale-up adds STARTING placeholders (each real start_requested event replaces one); scale-down marks
+        STARTING, then least-loaded READY instances DRAINING (the managers' events correct the choice)."""
+        provisioned = [i for i in self.instances.values() if i.state in (InstanceState.READY, InstanceState.STARTING)]
+        for k in range(target - len(provisioned)):
+            pid = f"{_PENDING}{now:.3f}-{k}"
+            self.instances[pid] = InstanceView(pid, InstanceState.STARTING, 0, start_requested_at=now)
+        surplus = len(provisioned) - target
+        if surplus > 0:
+            starting = sorted((i for i in provisioned if i.state is InstanceState.STARTING),
+                              key=lambda i: -i.start_requested_at)
+            ready = sorted((i for i in provisioned if i.state is InstanceState.READY), key=lambda i: i.running + i.waiting)
+            for inst in (starting + ready)[:surplus]:
+                if inst.instance_id.startswith(_PENDING):
+                    del self.instances[inst.instance_id]
+                else:
+                    inst.state = InstanceState.DRAINING
+        self._sync()
 
     def note_dispatch(self, instance_id: str, prompt_tokens: int) -> None:
         """A request was routed to ``instance_id``: it waits there until the next status says otherwise."""

@@ -23,7 +23,13 @@ from confluent_kafka import Producer
 from streams.records import RequestEvent, parse_event
 from streams.settings import KafkaSettings, load_settings
 
-__all__ = ["RequestProducer"]
+__all__ = ["RequestProducer", "PRODUCER_DEFAULTS"]
+
+# librdkafka's default partitioner (CRC32) puts a key on another partition than the Java client and aiokafka
+# (murmur2) do. Faust agents produce with aiokafka; every confluent-kafka producer of the pipeline must use
+# murmur2 too, or a service's requests, routes and instance events land on different partition numbers and a
+# worker that owns one service's requests never sees its fleet.
+PRODUCER_DEFAULTS: dict[str, Any] = {"partitioner": "murmur2_random", "linger.ms": 5, "enable.idempotence": True}
 
 
 class RequestProducer:
@@ -40,8 +46,7 @@ class RequestProducer:
         if bootstrap is not None and kafka is None:
             k = k.model_copy(update={"bootstrap_servers": bootstrap})
         self.topic = k.topic(RequestEvent.topic)
-        self._producer = Producer({**k.confluent_config(), "linger.ms": 5, "enable.idempotence": True,
-                                   **(producer_config or {})})
+        self._producer = Producer({**k.confluent_config(), **PRODUCER_DEFAULTS, **(producer_config or {})})
         self.sent = 0
         self.failed = 0
 

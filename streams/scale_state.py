@@ -90,7 +90,9 @@ class ServiceScaler:
         decision = self.scaler.decide(self.fleet.view, self.now)
         if decision is None:
             return []
-        return [self._command(decision.target_instances, decision.reason)]
+        cmd = self._command(decision.target_instances, decision.reason)
+        self.fleet.expect(decision.target_instances, self.now)
+        return [cmd]
 
     def _command(self, target: int, reason: str) -> ScaleCommand:
         return ScaleCommand(ts=self.now or 0.0, service=self.service, target_instances=target,

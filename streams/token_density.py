@@ -212,4 +212,4 @@ def density_series(completions: Iterable[CompletionLike], window_s: float, grace
                             window_start=float(r.window_start), window_s=float(window_s), requests=int(r.requests),
                             prompt_tokens=int(r.prompt_tokens), output_tokens=int(r.output_tokens))
                for r in windows.itertuples(index=False)]
-    return DensityResult(windows=records, late=[c for c, is_late in zip(items, late) if is_late])
+    return DensityResult(windows=records, late=[c for c, is_late in zip(items, late, strict=True) if is_late])

@@ -118,15 +118,32 @@ def ensure_topics(kafka: KafkaSettings, specs: Iterable[TopicSpec] | None = None
 
 
 def _wait_visible(admin, want: set[str], timeout_s: float) -> None:  # type: ignore[no-untyped-def]
-    """CreateTopics returns before every broker's metadata cache has the topic; consumers need it there."""
+    """CreateTopics returns before the topic is in the metadata cache with a leader per partition; producers
+    and consumers need both."""
     deadline = time.monotonic() + timeout_s
     while True:
         md = admin.list_topics(timeout=timeout_s).topics
-        if all(t in md and md[t].error is None and md[t].partitions for t in want):
+        if all(t in md and md[t].error is None and md[t].partitions
+               and all(pm.leader >= 0 for pm in md[t].partitions.values()) for t in want):
             return
         if time.monotonic() > deadline:
             raise RuntimeError(f"topics not visible after {timeout_s:.0f} s: {sorted(want - set(md))}")
         time.sleep(0.1)
+
+
+def _watermark_span(consumer, tp, timeout_s: float, attempts: int = 20) -> int:  # type: ignore[no-untyped-def]
+    """high - low watermark; retried while a just-created partition has no leader yet."""
+    from confluent_kafka import KafkaException
+
+    for attempt in range(attempts):
+        try:
+            lo, hi = consumer.get_watermark_offsets(tp, timeout=timeout_s)
+            return int(hi - lo)
+        except KafkaException:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.25)
+    return 0
 
 
 def describe_topics(kafka: KafkaSettings, prefix_only: bool = True,
@@ -146,10 +163,7 @@ def describe_topics(kafka: KafkaSettings, prefix_only: bool = True,
     rows: list[dict[str, object]] = []
     try:
         for t in names:
-            msgs = 0
-            for p in md[t].partitions:
-                lo, hi = consumer.get_watermark_offsets(TopicPartition(t, p), timeout=timeout_s)
-                msgs += hi - lo
+            msgs = sum(_watermark_span(consumer, TopicPartition(t, p), timeout_s) for p in md[t].partitions)
             cfg = configs[t]
             rows.append({"topic": t, "partitions": len(md[t].partitions), "messages": msgs,
                          "retention_ms": int(cfg["retention.ms"].value), "cleanup": cfg["cleanup.policy"].value})

@@ -9,7 +9,7 @@ import pytest
 
 from streams.settings import data_path
 
-pytest_plugins: list[str] = ["tests.fixtures.kafka"]
+pytest_plugins: list[str] = ["tests.fixtures.kafka", "tests.fixtures.archive_data"]
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@
 from fleet.harness.policies import SharedSettings, build_policy, frontier_specs, predictor_for
 from fleet.harness.report import format_table, write_json
 from fleet.harness.runner import EvalConfig, EvalReport, EvalRun, run_eval
+from fleet.harness.trace_input import load_eval_trace
 
 __all__ = ["EvalConfig", "EvalReport", "EvalRun", "SharedSettings", "build_policy", "format_table",
-           "frontier_specs", "predictor_for", "run_eval", "write_json"]
+           "frontier_specs", "load_eval_trace", "predictor_for", "run_eval", "write_json"]

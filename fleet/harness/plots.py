@@ -50,15 +50,29 @@ def latency_cdfs(runs: list[EvalRun], out: Path) -> Path:
     return path
 
 
+def _mean_ready_kv(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per sample time, the mean KV utilisation of READY instances (columns as in ``SimResult``)."""
+    ready = samples[samples[:, 2] == 1] if samples.size else samples
+    if not ready.size:
+        return np.empty(0), np.empty(0)
+    times, inverse = np.unique(ready[:, 0], return_inverse=True)
+    sums = np.bincount(inverse, weights=ready[:, 5])
+    return times, sums / np.bincount(inverse)
+
+
 def timeline(runs: list[EvalRun], out: Path) -> Path:
-    """Provisioned (ready + starting) instances of each policy, and the load (requests in the system)."""
+    """Provisioned (ready + starting) instances of each policy, the load (requests in the system, arrival rate)
+    and the mean KV utilisation of the ready instances."""
     plt = _plt()
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(12, 7), sharex=True)
+    fig, (ax1, ax2, ax3) = plt.subplots(3, 1, figsize=(12, 10), sharex=True)
     for run in runs:
         fs = run.result.fleet_samples
         if fs.size:
             ax1.step(fs[:, 0], fs[:, 1] + fs[:, 2], where="post", label=run.spec.label, lw=1)
             ax2.plot(fs[:, 0], fs[:, 5], lw=0.8, label=run.spec.label)
+        t, kv = _mean_ready_kv(run.result.instance_samples)
+        if t.size:
+            ax3.plot(t, kv, lw=0.8, label=run.spec.label)
     if runs:
         arrival = runs[0].result.arrival
         if arrival.size:
@@ -69,9 +83,10 @@ def timeline(runs: list[EvalRun], out: Path) -> Path:
             ax2b.set_ylabel("arrivals / s (black, 60 s bins)")
     ax1.set_ylabel("instances (ready + starting)")
     ax2.set_ylabel("requests in system")
-    ax2.set_xlabel("time (s)")
+    ax3.set_ylabel("mean KV utilisation (ready)")
+    ax3.set_xlabel("time (s)")
     ax1.legend(fontsize=6, ncol=2)
-    for ax in (ax1, ax2):
+    for ax in (ax1, ax2, ax3):
         ax.grid(alpha=0.3)
     path = out / "instances_and_load.png"
     fig.tight_layout()

@@ -18,7 +18,7 @@ from streams.policies.base_router import BaseRouter
 from streams.policies.base_scaler import BaseScaler
 from streams.policies.policy_registry import ROUTERS, SCALERS, PolicySpec, PolicySpecError
 
-__all__ = ["SharedSettings", "build_policy", "predictor_for", "frontier_specs"]
+__all__ = ["SharedSettings", "build_policy", "predictor_for", "frontier_specs", "canonical"]
 
 
 @dataclass(frozen=True)
@@ -79,11 +79,27 @@ def frontier_specs(max_instances: int, router: str = "least-requests") -> list[P
     """Each baseline scaler family over a small grid, so that every baseline is a cost-latency curve.
 
     fixed n = 1..max; reactive over (up, down) pairs around the 0.9/0.2 default; queue-depth over waiting
-    thresholds around KEDA's 5.
+    thresholds around KEDA's 5 and two scale-down windows (1 min, HPA's default 5 min).
     """
     specs = [PolicySpec(router, "fixed", {}, {"n": n}) for n in range(1, max_instances + 1)]
     for up, down in ((0.95, 0.3), (0.9, 0.2), (0.8, 0.3), (0.7, 0.2), (0.6, 0.1), (0.5, 0.1)):
         specs.append(PolicySpec(router, "reactive", {}, {"up": up, "down": down}))
-    for threshold in (1, 2, 5, 10, 20):
-        specs.append(PolicySpec(router, "queue-depth", {}, {"threshold": threshold}))
+    for threshold in (1, 5, 20):
+        for cooldown in (60, 300):
+            specs.append(PolicySpec(router, "queue-depth", {}, {"threshold": threshold, "cooldown": cooldown}))
     return specs
+
+
+def canonical(spec: PolicySpec) -> tuple[str, str, tuple[tuple[str, Any], ...], tuple[tuple[str, Any], ...]]:
+    """``spec`` with every constructor default filled in, so that ``reactive`` and ``reactive(up=0.9,down=0.2)``
+    compare equal (the frontier skips runs the user already listed)."""
+    def full(cls: type | None, params: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+        merged = dict(params)
+        if cls is not None:
+            for name, p in inspect.signature(cls).parameters.items():
+                if p.default is not inspect.Parameter.empty and name not in merged:
+                    merged[name] = p.default
+        return tuple(sorted((k, float(v) if isinstance(v, int | float) and not isinstance(v, bool) else v)
+                            for k, v in merged.items()))
+    return (spec.router, spec.scaler, full(ROUTERS.get(spec.router), spec.router_params),
+            full(SCALERS.get(spec.scaler), spec.scaler_params))

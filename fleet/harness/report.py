@@ -7,7 +7,12 @@ import math
 from pathlib import Path
 from typing import Any
 
-__all__ = ["format_table", "write_json", "COLUMNS"]
+import pandas as pd
+
+from fleet.metrics import request_latencies
+from fleet.sim_inputs import SimResult
+
+__all__ = ["format_table", "write_json", "write_requests_csv", "COLUMNS"]
 
 # (header, result key, format)
 COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -62,3 +67,17 @@ def write_json(doc: dict[str, Any], path: str | Path) -> None:
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(_clean(doc), indent=2, default=str) + "\n")
+
+
+def write_requests_csv(result: SimResult, request_ids: list[str], path: str | Path) -> Path:
+    """Per-request outcomes of one run: latencies, preemptions, instance, drop reason (one row per request)."""
+    lat = request_latencies(result)
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({
+        "request_id": request_ids, "arrival_s": result.arrival, "prompt_tokens": result.prompt_tokens,
+        "output_tokens": result.output_tokens, "ttft_s": lat["ttft"], "tpot_s": lat["tpot"], "e2e_s": lat["e2e"],
+        "norm_latency_s_per_token": lat["norm"], "preemptions": result.preemptions, "instance": result.instance,
+        "drop_reason": result.drop_reason,
+    }).to_csv(out, index=False, float_format="%.6f")
+    return out

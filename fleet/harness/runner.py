@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fleet.engine_presets import get_preset
+from fleet.engine_presets import EngineConfig, get_preset
 from fleet.harness.policies import SharedSettings, build_policy, predictor_for
 from fleet.metrics import summarize
 from fleet.sim_inputs import Overlength, SimConfig, SimResult, Workload
@@ -47,7 +47,8 @@ class EvalConfig:
         return SharedSettings(self.min_instances, self.max_instances, self.freeze_s, self.engine,
                               self.slo_tpot_s, self.slo_ttft_s, self.cold_start_s, self.seed)
 
-    def engine_config(self):  # type: ignore[no-untyped-def]
+    def engine_config(self) -> EngineConfig:
+        """The preset, with the cold-start override applied (every policy of the comparison gets this one)."""
         eng = get_preset(self.engine)
         return eng if self.cold_start_s is None else replace(eng, cold_start_s=self.cold_start_s)
 
@@ -134,13 +135,22 @@ def run_eval(trace: pd.DataFrame, policies: Sequence[PolicySpec | str], config: 
                "predictor": pspec, "predictor_source": source, "prediction_cpu_s": pred_cpu,
                **summarize(result, cfg.slo_ttft_s, cfg.slo_tpot_s, extra_cpu_s=pred_cpu)}
         runs.append(EvalRun(spec, pspec, result, row))
-    doc = {"trace": trace_info or {"requests": len(trace)},
+    doc = {"trace": trace_info if trace_info is not None else _describe(trace),
            "settings": {**asdict(cfg), "engine_config": _engine_summary(engine)},
            "results": [r.row for r in runs]}
     return EvalReport(doc, runs)
 
 
-def _engine_summary(engine: Any) -> dict[str, Any]:
+def _describe(trace: pd.DataFrame) -> dict[str, Any]:
+    """Trace statistics for the JSON when the caller gave none (a DataFrame built in a script)."""
+    from replay.trace_transform import trace_stats
+
+    stats = trace_stats(trace)
+    return {"requests": stats.rows, "span_s": stats.span_s, "mean_rate_req_s": stats.mean_rate,
+            "peak_rate_req_s": stats.peak_rate, "peak_to_mean": stats.peak_to_mean, "services": stats.services}
+
+
+def _engine_summary(engine: EngineConfig) -> dict[str, Any]:
     keys = ("name", "gpu", "model", "kv_capacity_tokens", "block_size", "max_num_seqs", "max_batched_tokens",
             "chunked_prefill", "max_model_len", "cold_start_s")
     return {k: getattr(engine, k) for k in keys}

@@ -23,11 +23,11 @@ def archive_frames(dsn: str) -> tuple[dict[str, int], pd.DataFrame, pd.DataFrame
     from sinks.analytics import query_df, table_name  # the archive owns table names and SQL access
 
     counts = {}
-    for topic in ARCHIVE_TABLES:  # table names come from the archive, never from input
+    for topic in ARCHIVE_TABLES:  # table names come from the archive's schema, never from input
         counts[topic] = int(query_df(dsn, f"SELECT count() AS n FROM {table_name(topic)}")["n"].iloc[0])  # noqa: S608
-    comp = query_df(dsn, f"SELECT request_id, ts, arrival_ts, ttft_s, e2e_s, output_tokens "
-                         f"FROM {table_name('completions')}")
-    inst = query_df(dsn, f"SELECT ts, instance_id, kind FROM {table_name('instance-events')}")
+    comp = query_df(dsn, "SELECT request_id, ts, arrival_ts, ttft_s, e2e_s, output_tokens FROM "  # noqa: S608
+                    + table_name("completions"))
+    inst = query_df(dsn, "SELECT ts, instance_id, kind FROM " + table_name("instance-events"))  # noqa: S608
     return counts, comp, inst
 
 

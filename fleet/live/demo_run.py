@@ -16,10 +16,11 @@ from typing import Any
 
 import pandas as pd
 
-from fleet.live.pipeline_procs import PipelineProcesses, ensure_topics, group_lag, read_topic, topic_counts
+from fleet.live.pipeline_procs import PipelineProcesses, group_lag, read_topic, topic_counts
 from streams.pipeline_config import PipelineConfig
 from streams.records import RECORD_TYPES
 from streams.settings import KafkaSettings
+from streams.topics import ensure_topics
 
 __all__ = ["DemoSettings", "DemoOutcome", "pipeline_args", "run_pipeline", "read_records"]
 

@@ -18,6 +18,7 @@ from confluent_kafka import Consumer, KafkaError, Producer
 from fleet.live.event_clock import ReplayClock
 from fleet.live.instance_manager import FleetManager
 from streams.dead_letters import parse_or_dead_letter
+from streams.producer_helper import PRODUCER_DEFAULTS
 from streams.records import DeadLetter, EventRecord, RouteDecision, ScaleCommand
 from streams.settings import KafkaSettings
 
@@ -48,7 +49,7 @@ class FleetRunner:
         base = kafka.confluent_config()
         self.consumer = Consumer({**base, "group.id": group_id, "auto.offset.reset": "earliest",
                                   "partition.assignment.strategy": "range", "enable.auto.commit": True})
-        self.producer = Producer({**base, "linger.ms": 5, "enable.idempotence": True})
+        self.producer = Producer({**base, **PRODUCER_DEFAULTS})
         self._by_topic = {kafka.topic(name): name for name in _INPUTS}
         self.consumer.subscribe(list(self._by_topic))
 

@@ -17,12 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
 
-from streams.records import RECORD_TYPES
 from streams.settings import KafkaSettings, project_root
 
-__all__ = ["ensure_topics", "topic_counts", "group_lag", "PipelineProcesses", "ProcessFailed", "kafka_reachable",
+__all__ = ["topic_counts", "group_lag", "PipelineProcesses", "ProcessFailed", "kafka_reachable",
            "read_topic"]
 
 
@@ -37,27 +36,6 @@ def kafka_reachable(kafka: KafkaSettings, timeout_s: float = 3.0) -> bool:
         return True
     except Exception:  # any connection problem means: not reachable
         return False
-
-
-def ensure_topics(kafka: KafkaSettings, names: Iterable[str] = tuple(RECORD_TYPES), timeout_s: float = 30.0) -> None:
-    """Create the pipeline's topics (idempotent). Workers must find them at start: Faust ignores topics that
-    do not exist yet when partitions are assigned."""
-    admin = AdminClient(kafka.confluent_config())
-    existing = set(admin.list_topics(timeout=timeout_s).topics)
-    new = [NewTopic(kafka.topic(n), kafka.partitions, kafka.replication_factor) for n in names
-           if kafka.topic(n) not in existing]
-    for topic, fut in (admin.create_topics(new, request_timeout=timeout_s).items() if new else []):
-        try:
-            fut.result(timeout_s)
-        except Exception as e:
-            if "TOPIC_ALREADY_EXISTS" not in str(e):
-                raise RuntimeError(f"could not create topic {topic}: {e}") from e
-    deadline = time.time() + timeout_s
-    want = {kafka.topic(n) for n in names}
-    while not want <= set(admin.list_topics(timeout=timeout_s).topics):
-        if time.time() > deadline:
-            raise RuntimeError(f"topics not visible after {timeout_s} s: {sorted(want)}")
-        time.sleep(0.2)
 
 
 def _consumer(kafka: KafkaSettings, group: str = "preserve-watch") -> Consumer:

@@ -9,6 +9,7 @@ back: the host collates batch k+1 while the device runs batch k, and there is on
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +31,7 @@ class EngineConfig:
     int8: bool = False  # CPU only: torch dynamic int8 quantisation of the Linear layers
     threads: int | None = None  # CPU only: torch intra-op threads
     compile: bool = False  # torch.compile(dynamic=True) of the model
+    tokenizer_threads: int = 1  # batches tokenized concurrently by LengthEngine.run
 
     def torch_dtype(self) -> torch.dtype:
         name = self.dtype if self.dtype != "auto" else ("bf16" if self.device.startswith("cuda") else "fp32")
@@ -58,6 +60,8 @@ class LengthEngine:
         self.forward = torch.compile(model, dynamic=True) if cfg.compile else model
         self.budget = (cfg.max_length or model.config.max_length) - model.config.n_soft
         self.mean_scale = model.config.mean_scale
+        self._pool = ThreadPoolExecutor(cfg.tokenizer_threads, thread_name_prefix="tokenize") \
+            if cfg.tokenizer_threads > 1 else None
 
     def encode(self, prompts: Sequence[str], services: Sequence[str]) -> list[Row]:
         return self.rows.encode(prompts, services, budget=self.budget)
@@ -93,14 +97,20 @@ class LengthEngine:
     @torch.inference_mode()
     def run(self, prompts: Sequence[str], services: Sequence[str]) -> RawOutputs:
         """Tokenize + forward. Buckets by character length (a proxy for token length known before tokenizing),
-        so the host tokenizes batch k+1 while the device runs batch k."""
+        so the host tokenizes batch k+1 while the device runs batch k; with ``tokenizer_threads`` > 1 several
+        batches are tokenized at once (the Rust tokenizer releases the GIL)."""
         assert len(prompts) == len(services) and prompts
         order = np.argsort(np.fromiter((len(p) for p in prompts), np.int64, len(prompts)), kind="stable")
         model_ids = self.model.model_ids(list(services))
         step = self.cfg.max_batch_size
-        outs = []
-        for s in range(0, len(prompts), step):
-            idx = order[s:s + step]
-            rows = self.encode([prompts[i] for i in idx], [services[i] for i in idx])
-            outs.append(self._launch(rows, model_ids[torch.from_numpy(idx)]))
+        chunks = [order[s:s + step] for s in range(0, len(prompts), step)]
+
+        def encode(idx: np.ndarray) -> list[Row]:
+            return self.encode([prompts[i] for i in idx], [services[i] for i in idx])
+
+        if self._pool is not None and len(chunks) > 1:
+            encoded = self._pool.map(encode, chunks)  # in order, computed ahead
+        else:
+            encoded = map(encode, chunks)
+        outs = [self._launch(rows, model_ids[torch.from_numpy(idx)]) for idx, rows in zip(chunks, encoded, strict=True)]
         return self._finish(outs, order)

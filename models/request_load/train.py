@@ -115,7 +115,7 @@ def _run_epoch(model: LengthModel, opt: torch.optim.Optimizer, rows: list[Any], 
         torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
         opt.step()
         step += 1
-        losses.append(float(loss))
+        losses.append(loss.item())
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
     return float(np.mean(losses)), step
 

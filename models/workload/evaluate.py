@@ -10,6 +10,7 @@ models are scored on exactly the same pairs. MAPE skips zero actuals; SMAPE is `
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -43,15 +44,40 @@ def _score(pred: np.ndarray, actual: np.ndarray, mask: np.ndarray) -> dict[str, 
     return out
 
 
+def _neural_forecasts(series: WorkloadSeries, split: int, origins: np.ndarray, cfg: ForecasterConfig,
+                      tcfg: TrainConfig, refit_every: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Train on the first ``split`` windows, forecast every origin; optionally fine-tune as origins advance."""
+    v, ws, ok = series.values, series.window_start, series.valid
+    ff = fit_forecaster(v[:split], ws[:split], series.window_s, cfg, tcfg, valid=ok[:split])
+    info = {k: ff.info[k] for k in ("epochs", "train_s", "params", "samples", "val_loss")}
+    step = refit_every if refit_every > 0 else len(origins)
+    fine = replace(tcfg, epochs=max(1, tcfg.epochs // 4))
+    points, uppers = [], []
+    for c0 in range(0, len(origins), step):
+        chunk = origins[c0:c0 + step]
+        if c0 > 0:  # only windows up to the chunk's first origin: no peeking at what is forecast
+            end = int(chunk[0]) + 1
+            ff = fit_forecaster(v[:end], ws[:end], series.window_s, cfg, fine, init=ff, valid=ok[:end])
+            info["refits"] = info.get("refits", 0) + 1
+            info["train_s"] += ff.info["train_s"]
+        p, u = ff.predict(v, ws, chunk)
+        points.append(p)
+        uppers.append(u)
+    return np.concatenate(points), np.concatenate(uppers), info
+
+
 def rolling_origin_eval(series: WorkloadSeries, horizon: int, target: str, models: Sequence[str] = ALL_MODELS,
-                        fcfg: ForecasterConfig | None = None, tcfg: TrainConfig = TrainConfig(), test_frac: float = 0.3,
-                        on_done: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+                        fcfg: ForecasterConfig | None = None, tcfg: TrainConfig | None = None, test_frac: float = 0.3,
+                        on_done: Callable[[str], None] = lambda _: None, refit_every: int = 0) -> dict[str, Any]:
+    """Score ``models`` on ``target`` (see the module docstring). ``refit_every`` > 0 fine-tunes the networks
+    every that many origins on all windows up to the origin, as :class:`OnlineForecaster` does live."""
     if target not in series.available:
         raise ValueError(f"target {target!r} not available in {series.source} (has {list(series.available)})")
     ch = TARGETS.index(target)
     n = len(series.values)
     split = int(round(n * (1 - test_frac)))
     base = fcfg or ForecasterConfig()
+    tcfg = tcfg or TrainConfig()
     first_origin = max(split - 1, base.history - 1)
     origins = np.arange(first_origin, n - horizon)
     if len(origins) < 1:
@@ -62,7 +88,7 @@ def rolling_origin_eval(series: WorkloadSeries, horizon: int, target: str, model
     result: dict[str, Any] = {"window_s": series.window_s, "horizon": horizon, "target": target,
                               "unit": series.unit, "series": series.source, "notes": series.notes,
                               "train_windows": split, "test_origins": int(len(origins)),
-                              "scored_pairs": int(mask.sum()), "models": {}}
+                              "scored_pairs": int(mask.sum()), "refit_every": refit_every, "models": {}}
     targets = tuple(TARGETS.index(t) for t in series.available)
     for name in models:
         if name in BASELINES:
@@ -72,13 +98,11 @@ def rolling_origin_eval(series: WorkloadSeries, horizon: int, target: str, model
             continue
         cfg = ForecasterConfig(**{**base.to_dict(), "backbone": name, "horizon": horizon,  # type: ignore[arg-type]
                                   "targets": targets})
-        ff = fit_forecaster(series.values[:split], series.window_start[:split], series.window_s, cfg, tcfg,
-                            valid=series.valid[:split])
-        point, upper = ff.predict(series.values, series.window_start, origins)
+        point, upper, info = _neural_forecasts(series, split, origins, cfg, tcfg, refit_every)
         j = targets.index(ch)
         scored = _score(point[:, :, j], actual, mask)
         scored["upper_coverage"] = float(np.mean(actual[mask] <= upper[:, :, j][mask]))
-        scored["train"] = {k: ff.info[k] for k in ("epochs", "train_s", "params", "samples", "val_loss")}
+        scored["train"] = info
         result["models"][name] = scored
         on_done(name)
     return result

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["MLSTMState", "mlstm_parallel", "mlstm_step", "mlstm_recurrent", "MLSTMLayer"]
+__all__ = ["MLSTMState", "mlstm_parallel", "mlstm_step", "mlstm_recurrent", "MLSTMLayer", "MLSTMBlock"]
 
 
 @dataclass
@@ -138,3 +138,53 @@ class MLSTMLayer(nn.Module):
         else:
             h = mlstm_parallel(q, k, v, i_pre, f_pre, self.exp_forget)
         return self._finish(x, xn, h)
+
+
+class MLSTMBlock(nn.Module):
+    """The xLSTM paper's mLSTM block (pre up-projection, its figure 10), at a small scale.
+
+    x -> LayerNorm -> up-projection (factor ``proj_factor``) into a cell branch and a gate branch; the cell
+    branch goes through a causal depthwise convolution (kernel ``conv_kernel``) + SiLU which feeds q and k
+    (v comes from the un-convolved branch); the mLSTM cell's output is head-normed, gets a learnable skip from
+    the convolution, is gated by SiLU(gate branch) and projected back down; residual connection around it all.
+    The causal convolution is a learnable local filter over the last few windows (useful on noisy series).
+    """
+
+    def __init__(self, dim: int, heads: int, exp_forget: bool = False, dropout: float = 0.0, proj_factor: int = 2,
+                 conv_kernel: int = 4) -> None:
+        super().__init__()
+        inner = proj_factor * dim
+        assert inner % heads == 0, "proj_factor * dim must be a multiple of heads"
+        self.heads, self.head_dim, self.exp_forget, self.kernel = heads, inner // heads, exp_forget, conv_kernel
+        self.norm = nn.LayerNorm(dim)
+        self.up = nn.Linear(dim, 2 * inner)
+        self.conv = nn.Conv1d(inner, inner, conv_kernel, groups=inner)
+        self.qk = nn.Linear(inner, 2 * inner)
+        self.v = nn.Linear(inner, inner)
+        self.gates = nn.Linear(3 * inner, 2 * heads)  # from q, k, v as in the paper
+        self.head_norm = nn.GroupNorm(heads, inner)
+        self.skip = nn.Parameter(torch.ones(inner))
+        self.down = nn.Linear(inner, dim)
+        self.drop = nn.Dropout(dropout)
+        with torch.no_grad():
+            self.gates.bias[heads:].fill_(3.0)
+            self.gates.bias[:heads].fill_(-1.0)
+
+    def forward(self, x: torch.Tensor, recurrent: bool = False) -> torch.Tensor:
+        """x: (B, T, D) -> (B, T, D)."""
+        b, t, _ = x.shape
+        cell_in, gate_in = self.up(self.norm(x)).chunk(2, dim=-1)  # (B, T, I) each
+        padded = F.pad(cell_in.transpose(1, 2), (self.kernel - 1, 0))  # causal: only past and present
+        conv = F.silu(self.conv(padded).transpose(1, 2))  # (B, T, I)
+        q, k = self.qk(conv).chunk(2, dim=-1)
+        v = self.v(cell_in)
+        i_pre, f_pre = self.gates(torch.cat([q, k, v], -1)).view(b, t, 2, self.heads).permute(2, 0, 3, 1)
+
+        def heads(z: torch.Tensor) -> torch.Tensor:
+            return z.view(b, t, self.heads, self.head_dim).transpose(1, 2)  # (B, NH, T, DH)
+
+        args = (heads(q), heads(k) / math.sqrt(self.head_dim), heads(v), i_pre, f_pre, self.exp_forget)
+        h = mlstm_recurrent(*args)[0] if recurrent else mlstm_parallel(*args)
+        h = h.transpose(1, 2).reshape(b, t, -1)  # (B, T, I)
+        h = self.head_norm(h.reshape(b * t, -1)).view(b, t, -1) + self.skip * conv
+        return x + self.drop(self.down(h * F.silu(gate_in)))

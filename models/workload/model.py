@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.workload.features import N_CALENDAR, TARGETS
-from models.workload.mlstm import MLSTMLayer
+from models.workload.mlstm import MLSTMBlock, MLSTMLayer
 
 __all__ = ["ForecasterConfig", "WorkloadForecaster", "forecast_loss", "pinball"]
 
@@ -29,6 +29,8 @@ class ForecasterConfig:
     dim: int = field(default=32, metadata={"help": "model width"})
     layers: int = field(default=1, metadata={"help": "stacked recurrent layers"})
     heads: int = field(default=4, metadata={"help": "mLSTM heads (ignored by the LSTM)"})
+    block: str = field(default="simple", metadata={"help": "mLSTM block: simple (pre-norm cell + output gate) or "
+                                                        "xlstm (the paper's up-projection block with causal conv)"})
     exp_forget: bool = field(default=False, metadata={"help": "exponential instead of sigmoid forget gate"})
     dropout: float = field(default=0.1, metadata={"help": "dropout between layers"})
     quantile: float = field(default=0.9, metadata={"help": "upper quantile the scaler provisions for"})
@@ -40,6 +42,8 @@ class ForecasterConfig:
             raise ValueError(f"backbone must be mlstm or lstm, got {self.backbone!r}")
         if self.history < 2 or self.horizon < 1 or not 0.5 < self.quantile < 1:
             raise ValueError("need history >= 2, horizon >= 1 and 0.5 < quantile < 1")
+        if self.block not in ("simple", "xlstm"):
+            raise ValueError(f"block must be simple or xlstm, got {self.block!r}")
         if self.dim % self.heads:
             raise ValueError(f"dim {self.dim} must be a multiple of heads {self.heads}")
 
@@ -61,7 +65,8 @@ class WorkloadForecaster(nn.Module):
         self.cfg = cfg
         self.embed = nn.Linear(cfg.n_channels + N_CALENDAR, cfg.dim)
         if cfg.backbone == "mlstm":
-            self.blocks = nn.ModuleList(MLSTMLayer(cfg.dim, cfg.heads, cfg.exp_forget, cfg.dropout)
+            layer = MLSTMBlock if cfg.block == "xlstm" else MLSTMLayer
+            self.blocks = nn.ModuleList(layer(cfg.dim, cfg.heads, cfg.exp_forget, cfg.dropout)
                                         for _ in range(cfg.layers))
             self.lstm = None
         else:

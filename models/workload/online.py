@@ -83,7 +83,7 @@ class OnlineForecaster:
             return
         if self._starts:
             missing = int(round((window_start - self._starts[-1]) / self.window_s)) - 1
-            for j in range(1, max(0, missing) + 1):
+            for _ in range(max(0, missing)):
                 self._append(self._starts[-1] + self.window_s, [0.0, 0.0, 0.0])
         self._append(window_start, [float(requests), float(prompt_tokens), float(output_tokens)])
         if self.needs_refit:

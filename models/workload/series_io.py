@@ -19,6 +19,8 @@ window (rates are averaged, totals summed).
 
 from __future__ import annotations
 
+import gzip
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +49,15 @@ class WorkloadSeries:
     unit: str  # "per_second" or "per_window"
     source: str
     notes: list[str] = field(default_factory=list)
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    """Plain or gzip text (detected from the magic bytes, whatever the file name)."""
+    with open(path, "rb") as fh:
+        gz = fh.read(2) == b"\x1f\x8b"
+    if gz:
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
+    return open(path, encoding="utf-8")  # noqa: SIM115 - returned to the caller
 
 
 def _numeric(df: pd.DataFrame, cols: tuple[str, ...], path: Path) -> pd.DataFrame:
@@ -138,7 +149,12 @@ def _density_csv(df: pd.DataFrame, path: Path, window_s: float, service: str | N
         elif len(services) > 1:
             notes.append(f"summed {len(services)} services")
     num = _numeric(df, DENSITY, path)
-    base_s = float(df["window_s"].iloc[0]) if "window_s" in df.columns else window_s
+    starts = num["window_start"].to_numpy()
+    if "window_s" in df.columns:
+        base_s = float(df["window_s"].iloc[0])
+    else:  # the smallest step between windows (a density CSV may skip empty windows)
+        steps = np.diff(np.unique(starts))
+        base_s = float(steps.min()) if len(steps) else window_s
     dense = _dense(num, "window_start", base_s).fillna(0.0)  # a window the density did not emit had no events
     raw = dense[list(DENSITY[1:])].to_numpy()
     return _finish(raw, dense.index.to_numpy() * base_s, np.ones(len(raw), bool), base_s, window_s, "sum",
@@ -171,14 +187,12 @@ def load_series(path: str | Path, window_s: float, service: str | None = None) -
         raise SeriesError(f"{p}: no such file or folder")
     if p.is_dir():
         return _servegen_folder(p, window_s)
-    from replay.trace_loader import open_text
-
-    with open_text(p) as fh:
+    with _open_text(p) as fh:
         header = fh.readline().strip().lstrip("\ufeff").split(",")
     cols = {c.strip() for c in header}
     if set(SERVEGEN_AGG) <= cols or set(DENSITY) <= cols:
-        with open_text(p) as fh:
-            df = pd.read_csv(fh)
+        with _open_text(p) as fh:
+            df = pd.read_csv(fh, dtype=str, keep_default_na=False)
         df.columns = [c.strip() for c in df.columns]
         return _servegen_aggregate(df, p, window_s) if set(SERVEGEN_AGG) <= cols else \
             _density_csv(df, p, window_s, service)

@@ -87,11 +87,12 @@ def _evaluate(net: WorkloadForecaster, x: torch.Tensor, y: torch.Tensor, q: floa
 
 
 def fit_forecaster(values: np.ndarray, window_start: np.ndarray, window_s: float, cfg: ForecasterConfig,
-                   tcfg: TrainConfig = TrainConfig(), init: FittedForecaster | None = None,
+                   tcfg: TrainConfig | None = None, init: FittedForecaster | None = None,
                    valid: np.ndarray | None = None) -> FittedForecaster:
     """Train on all full (history + horizon) windows of the series; ``init`` warm-starts (online fine-tuning)
     and keeps its scaler so that the model's input scale does not jump between refits. ``valid`` (N,) marks
     windows that are real data; samples touching an invalid (gap, imputed) window are not trained on."""
+    tcfg = tcfg or TrainConfig()
     _seed(tcfg.seed)
     t0 = time.perf_counter()
     ok = np.ones(len(values), dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
@@ -110,8 +111,9 @@ def fit_forecaster(values: np.ndarray, window_start: np.ndarray, window_s: float
     opt = torch.optim.AdamW(net.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, tcfg.epochs))
     gen = torch.Generator().manual_seed(tcfg.seed)
-    best, best_state, bad, epoch = float("inf"), copy.deepcopy(net.state_dict()), 0, 0
+    best, best_state, bad, epochs_run = float("inf"), copy.deepcopy(net.state_dict()), 0, 0
     for epoch in range(1, tcfg.epochs + 1):
+        epochs_run = epoch
         net.train()
         perm = torch.randperm(len(xt), generator=gen)
         for s in range(0, len(perm), tcfg.batch_size):
@@ -132,7 +134,7 @@ def fit_forecaster(values: np.ndarray, window_start: np.ndarray, window_s: float
                 break
     net.load_state_dict(best_state)
     net.eval()
-    info = {"epochs": epoch, "val_loss": best, "train_windows": int(len(values)), "samples": int(len(x)),
+    info = {"epochs": epochs_run, "val_loss": best, "train_windows": int(len(values)), "samples": int(len(x)),
             "train_s": time.perf_counter() - t0, "params": sum(p.numel() for p in net.parameters()),
             "train_config": asdict(tcfg)}
     return FittedForecaster(cfg=cfg, scaler=scaler, window_s=float(window_s), net=net, info=info)

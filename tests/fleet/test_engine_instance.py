@@ -115,3 +115,15 @@ def test_kv_never_negative_nor_above_capacity(chunked: bool) -> None:
     _drain(inst)
     assert all(r.finish_s >= r.first_token_s >= r.arrival for r in reqs)
     assert inst.used_blocks == 0
+
+
+def test_invariant_check_catches_drift() -> None:
+    from fleet.engine_checks import KVAccountingError, check_invariants
+
+    inst = EngineInstance(engine(), "i0")
+    inst.add_request(SimRequest(0, "a", 0.0, 40, 50), 0.0)
+    inst.advance(0.1)
+    check_invariants(inst)
+    inst.used_blocks += 1
+    with pytest.raises(KVAccountingError):
+        check_invariants(inst)

@@ -101,3 +101,42 @@ def test_horizon_drops_what_cannot_finish() -> None:
     res = simulate(w, config(engine(), initial=0, horizon_s=10.0), LeastRequestsRouter(), ScriptedScaler({}))
     assert res.drop_reason == [DropReason.NO_INSTANCE.value] * 2
     assert not res.completed.any()
+
+
+class CountingScaler(BaseScaler):
+    """Records how many arrivals it had observed at each decision."""
+
+    def __init__(self) -> None:
+        super().__init__(min_instances=1, max_instances=2, freeze_s=0.0, interval_s=1.0)
+        self.arrivals = 0
+        self.seen: dict[float, int] = {}
+
+    def observe_arrival(self, request: object, now: float) -> None:  # type: ignore[override]
+        self.arrivals += 1
+
+    def _decide(self, fleet: FleetView, now: float) -> ScaleDecision | None:
+        self.seen[now] = self.arrivals
+        return None
+
+
+def test_simulator_processes_arrivals_before_the_scaler_tick_at_the_same_instant() -> None:
+    w = workload([0.5, 1.0, 1.0, 2.5], [10] * 4, [2] * 4)
+    scaler = CountingScaler()
+    simulate(w, config(engine()), LeastRequestsRouter(), scaler)
+    assert scaler.seen[1.0] == 3 and scaler.seen[2.0] == 3
+
+
+def test_scale_down_cancels_starting_instances_first_then_scale_up_starts_new_ones() -> None:
+    """Two warm instances; at t=1 ask for 3 (one starts), at t=2 for 2 (the starting one is cancelled), at t=3
+    for 1 (a ready one drains), at t=4 for 2 (a new one starts, ready after the 5 s cold start)."""
+    w = workload([0.0, 0.0, 20.0], [10, 10, 10], [600, 600, 2])
+    res = simulate(w, config(engine(cold_start=5.0), initial=2), LeastRequestsRouter(),
+                   ScriptedScaler({1.0: 3, 2.0: 2, 3.0: 1, 4.0: 2}))
+    meta = {m["instance_id"]: m for m in res.instances}
+    assert meta["i2"]["start_requested_at"] == 1.0 and meta["i2"]["stopped_at"] == 2.0
+    assert meta["i2"]["ready_at"] is None
+    assert meta["i3"]["start_requested_at"] == 4.0 and meta["i3"]["ready_at"] == 9.0
+    drained = [m for m in (meta["i0"], meta["i1"]) if m["stopped_at"] is not None]
+    assert len(drained) == 1 and float(drained[0]["stopped_at"]) > 3.0  # type: ignore[arg-type]
+    assert [a["to"] for a in res.scale_actions] == [3, 2, 1, 2]
+    assert res.completed.all()

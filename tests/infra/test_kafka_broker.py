@@ -109,3 +109,29 @@ def test_port_taken_gives_clear_error(tmp_path: Path) -> None:
         with pytest.raises(PortInUse, match=f"127.0.0.1:{port} is already in use"):
             broker.start()
     assert broker.status().state == "stopped"
+
+
+def test_missing_java_or_maven_gives_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from infra.java_runtime import ToolMissing, find_java, find_maven
+    from preserve_cli.infra_cmd import infra
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty folder: neither java nor mvn on PATH
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    with pytest.raises(ToolMissing, match="Java 17"):
+        find_java()
+    with pytest.raises(ToolMissing, match="Maven"):
+        find_maven()
+    out = CliRunner().invoke(infra, ["up", "--port", "1", "--data-dir", str(tmp_path / "k")])
+    assert out.exit_code != 0 and "java not found" in out.output
+
+
+def test_old_java_is_rejected(tmp_path: Path) -> None:
+    from infra.java_runtime import ToolMissing, java_major_version
+
+    fake = tmp_path / "java"
+    fake.write_text('#!/bin/sh\necho \'java version "1.8.0_392"\' >&2\n')
+    fake.chmod(0o755)
+    with pytest.raises(ToolMissing, match="Java 8"):
+        java_major_version(str(fake))

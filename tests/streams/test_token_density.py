@@ -73,7 +73,7 @@ def _random_stream(seed: int, n: int = 3000) -> list[Ev]:
     jitter = rng.exponential(20.0, n) * (rng.random(n) < 0.3)  # 30% of events arrive out of order
     ts = np.maximum(base - jitter, 0.0)
     svc = rng.choice(["a", "b", "c"], n)
-    return [Ev(str(s), float(t), int(rng.integers(1, 500)), int(rng.integers(0, 300))) for s, t in zip(svc, ts)]
+    return [Ev(str(s), float(t), int(rng.integers(1, 500)), int(rng.integers(0, 300))) for s, t in zip(svc, ts, strict=True)]
 
 
 @pytest.mark.parametrize("seed, window_s, grace_s", [(0, 60.0, 0.0), (1, 60.0, 15.0), (2, 300.0, 30.0),

@@ -16,16 +16,26 @@ class RoundRobinRouter(BaseRouter):
 
     def __init__(self) -> None:
         self._last: str | None = None
+        self._ready: tuple[str, ...] = ()
+        self._cycle: list[str] = []
+        self._pos: dict[str, int] = {}
 
     def choose(self, request: RequestInfo, fleet: FleetView, now: float) -> RouteChoice:
-        ready = fleet.ready()
+        ready = tuple(v.instance_id for v in fleet.instances if v.is_ready)
         if not ready:
             raise NoReadyInstance(fleet.service)
-        ids = sorted((v.instance_id for v in ready), key=_order)
-        pick = ids[0]
-        if self._last is not None:
+        if ready != self._ready:  # the fleet changed: rebuild the cycle (rare)
+            self._ready = ready
+            self._cycle = sorted(ready, key=_order)
+            self._pos = {iid: n for n, iid in enumerate(self._cycle)}
+        cycle = self._cycle
+        if self._last is None:
+            pick = cycle[0]
+        elif self._last in self._pos:
+            pick = cycle[(self._pos[self._last] + 1) % len(cycle)]
+        else:
             last = _order(self._last)
-            pick = next((i for i in ids if _order(i) > last), ids[0])
+            pick = next((i for i in cycle if _order(i) > last), cycle[0])
         self._last = pick
         return RouteChoice(pick, reason="round-robin")
 

@@ -11,6 +11,7 @@ instance sustains (``1 / c_p`` and ``n / tau(n)`` are the per-instance token cap
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Protocol
@@ -18,7 +19,9 @@ from typing import Protocol
 __all__ = ["StepCost", "InstanceCapacity", "capacity_at"]
 
 
-class StepCost(Protocol):
+class StepCost(Hashable, Protocol):
+    """A step-time model (``fleet.cost_model.CostModel``); hashable so capacities can be cached."""
+
     def step_time(self, prefill_tokens: int, decode_seqs: int, context_tokens: int,
                   prefill_pairs: float | None = None) -> float: ...
 

@@ -68,12 +68,12 @@ class PreServeScaler(BaseScaler):
 
     def __init__(self, min_instances: int = 1, max_instances: int = 8, freeze_s: float = 60.0,
                  interval_s: float = 5.0, engine: str = "llama2-7b-h100", forecast: str = "online",
-                 window_s: float = 60.0, target_util: float = 0.8, down_util: float = 0.65,
-                 high_water: float = 0.85, emergency_waiting: float = 4.0, tpot_slo_s: float = 0.1,
+                 window_s: float = 60.0, target_util: float = 0.85, down_util: float = 0.7,
+                 high_water: float = 0.95, emergency_waiting: float = 4.0, tpot_slo_s: float = 0.1,
                  tpot_share: float = 0.5, recent_s: float = 60.0, cold_start_s: float | None = None,
                  forecaster_model: str = "mlstm", ttft_slo_s: float = 1.0, slo_miss_up: float = 0.01,
-                 slo_miss_down: float = 0.002, down_stabilization_s: float = 180.0, burst_quantile: float = 0.99,
-                 burst_share: float = 0.8, burst_memory_s: float = 300.0, **unknown: Any) -> None:
+                 slo_miss_down: float = 0.002, down_stabilization_s: float = 120.0, burst_quantile: float = 0.99,
+                 burst_share: float = 0.8, burst_memory_s: float = 600.0, **unknown: Any) -> None:
         if unknown:
             raise TypeError(f"unknown parameters for scaler 'preserve': {sorted(unknown)}")
         super().__init__(min_instances, max_instances, freeze_s, interval_s)
@@ -99,6 +99,7 @@ class PreServeScaler(BaseScaler):
         self._burst_window: deque[tuple[float, int]] = deque()  # arrivals of the last ttft_slo_s
         self._burst_sum = 0
         self._bursts: deque[tuple[float, int]] = deque()  # (t, prompt tokens within ttft_slo_s before t)
+        self._burst_cache = (-math.inf, 0.0)
         self._needs: deque[tuple[float, int]] = deque()  # (t, instances needed) over the stabilisation span
         self.emergency_waiting = emergency_waiting
         self.tpot_target_s = tpot_slo_s * tpot_share
@@ -124,8 +125,10 @@ class PreServeScaler(BaseScaler):
         if self._first_seen is None:
             self._first_seen = now
         self.density.observe_arrival(now, request.prompt_tokens)
+        # a sum over many requests: the expected length is the right estimate here (the router, placing one
+        # request, uses the conservative quantile)
         self.fleet_load.add(request.request_id, request.prompt_tokens,
-                            request.predicted_p90_tokens or request.predicted_tokens, now)
+                            request.predicted_tokens or request.predicted_p90_tokens, now)
         self._observe_burst(request.prompt_tokens, now)
         self._recent[0].append((now, float(request.prompt_tokens)))
         self._recent_sums[0] += request.prompt_tokens
@@ -154,13 +157,19 @@ class PreServeScaler(BaseScaler):
         self._bursts.append((now, self._burst_sum))
 
     def _burst_tokens(self, now: float) -> float:
-        """The ``burst_quantile`` of prefill tokens queued ahead of an arrival within one TTFT SLO."""
+        """The ``burst_quantile`` of prefill tokens queued ahead of an arrival within one TTFT SLO.
+
+        Recomputed at most once per ``window_s / 4`` (an O(n) quantile), cached in between."""
+        if now - self._burst_cache[0] < self.window_s / 4:
+            return self._burst_cache[1]
         while self._bursts and self._bursts[0][0] < now - self.burst_memory_s:
             self._bursts.popleft()
-        if not self._bursts:
-            return 0.0
-        return float(np.quantile(np.fromiter((b for _, b in self._bursts), float, len(self._bursts)),
-                                 self.burst_quantile))
+        value = 0.0
+        if self._bursts:
+            value = float(np.quantile(np.fromiter((b for _, b in self._bursts), float, len(self._bursts)),
+                                      self.burst_quantile))
+        self._burst_cache = (now, value)
+        return value
 
     # ---------------------------------------------------------------- policy
     def capacity(self) -> InstanceCapacity:
@@ -241,7 +250,9 @@ class PreServeScaler(BaseScaler):
             self._slo_misses = 0
             self._slo_from = now + d["cold_start_s"]
             return ScaleDecision(need, f"{label} on {why}: util {u:.2f}, kv peak {d['kv_peak']:.0f}", d)
-        if self._first_seen is None or now - self._first_seen < self.window_s:
+        if self._first_seen is None:
+            self._first_seen = now
+        if now - self._first_seen < 2 * self.window_s:
             return None  # too little seen to release capacity
         kv_room = self.high_water * self.engine.kv_capacity_tokens * (current - 1)
         if current > self.min_instances and d["waiting"] == 0 and u / (current - 1) < self.down_util \

@@ -11,7 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 from fleet.harness import EvalConfig, format_table, frontier_specs, run_eval
+from fleet.harness.policies import canonical
 from preserve_cli.eval_cmd import eval_cmd
+from streams.policies.policy_registry import PolicySpec
 
 KEYS = ("policy", "params", "label", "requests", "completed", "dropped", "p50_ttft_s", "p99_ttft_s", "p50_e2e_s",
         "p99_e2e_s", "p99_norm_latency_s_per_token", "slo_attainment", "instance_hours", "scale_actions",
@@ -53,6 +55,10 @@ def test_frontier_grid_covers_every_family() -> None:
     assert [s.scaler_params["n"] for s in specs if s.scaler == "fixed"] == [1, 2, 3, 4]
     assert sum(s.scaler == "reactive" for s in specs) >= 3 and sum(s.scaler == "queue-depth" for s in specs) >= 3
     assert len({s.label for s in specs}) == len(specs)
+    assert canonical(PolicySpec("least-kv", "reactive", {}, {})) == canonical(
+        PolicySpec("least-kv", "reactive", {}, {"up": 0.9, "down": 0.2}))
+    assert canonical(PolicySpec("least-kv", "fixed", {}, {"n": 2})) != canonical(
+        PolicySpec("least-kv", "fixed", {}, {"n": 3}))
 
 
 def test_cli_writes_json_table_and_plots(tmp_path: Path) -> None:
@@ -64,16 +70,19 @@ def test_cli_writes_json_table_and_plots(tmp_path: Path) -> None:
     result = CliRunner().invoke(eval_cmd, [
         "--trace", str(trace), "--policies", "least-requests:fixed,random:reactive(up=0.8,down=0.3)",
         "--instances", "2", "--max-instances", "3", "--predictor", "oracle", "--json", str(out),
-        "--plots", str(tmp_path / "plots"), "--rate-scale", "2", "--frontier"])
+        "--plots", str(tmp_path / "plots"), "--rate-scale", "2", "--frontier", "--per-request", str(tmp_path / "req")])
     assert result.exit_code == 0, result.output
     doc = json.loads(out.read_text())
     labels = [r["label"] for r in doc["results"]]
     assert labels[:2] == ["least-requests:fixed(n=2)", "random:reactive(up=0.8,down=0.3)"]
-    assert "least-requests:fixed(n=3)" in labels and "least-requests:queue-depth(threshold=5)" in labels
+    assert "least-requests:fixed(n=3)" in labels and "least-requests:fixed(n=2)" not in labels[2:]
+    assert "least-requests:queue-depth(threshold=5,cooldown=300)" in labels
     assert doc["trace"]["requests"] == 300 and doc["trace"]["rate_scale"] == 2.0
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
         "frontier.png", "instances_and_load.png", "latency_cdf.png"]
     assert "p99 TTFT" in result.output
+    per_request = pd.read_csv(sorted((tmp_path / "req").iterdir())[0])
+    assert len(per_request) == 300 and per_request["ttft_s"].notna().all()
 
 
 def test_cli_rejects_a_bad_policy(tmp_path: Path) -> None:
@@ -83,3 +92,40 @@ def test_cli_rejects_a_bad_policy(tmp_path: Path) -> None:
     result = CliRunner().invoke(eval_cmd, ["--trace", str(trace), "--policies", "least-kv:reactive(up=2)",
                                            "--predictor", "oracle", "--json", str(tmp_path / "r.json")])
     assert result.exit_code != 0 and "reactive" in result.output
+
+
+def test_cli_reports_a_bad_trace_row_with_its_line(tmp_path: Path) -> None:
+    from replay.trace_writer import write_trace
+
+    trace = write_trace(_trace(5), tmp_path / "t.csv")
+    lines = trace.read_text().splitlines()
+    lines[3] = lines[3].replace(lines[3].split(",")[3], "lots")  # prompt_tokens of the third request
+    trace.write_text("\n".join(lines) + "\n")
+    result = CliRunner().invoke(eval_cmd, ["--trace", str(trace), "--policies", "least-kv:fixed", "--predictor",
+                                           "oracle", "--on-bad-row", "fail", "--json", str(tmp_path / "r.json")])
+    assert result.exit_code != 0 and "line 4" in result.output
+
+
+def test_azure_conv_trace_every_request_accounted_for(shared_data: Path) -> None:
+    from fleet.harness import load_eval_trace
+
+    path = shared_data / "traces" / "azure2023" / "AzureLLMInferenceTrace_conv.csv"
+    if not path.exists():
+        pytest.skip(f"{path} not found")
+    df, info, _ = load_eval_trace(path, rate_scale=6.0)
+    report = run_eval(df, ["least-requests:fixed(n=4)"], EvalConfig(predictor="oracle"), trace_info=info)
+    row = report.doc["results"][0]
+    assert row["requests"] == len(df) == row["completed"] + row["dropped"]
+    # prompt + output above Llama-2's 4,096 tokens are truncated (vLLM's length limit), not lost
+    too_long = int(((df["prompt_tokens"] + df["output_tokens"]) > 4096).sum())
+    assert row["truncated"] == too_long and row["dropped"] == 0
+    assert report.doc["trace"]["rate_scale"] == 6.0
+
+
+def test_same_seed_same_results() -> None:
+    df = _trace(300)
+    cfg = EvalConfig(instances=2, max_instances=3, predictor="noisy-oracle(sigma=0.5)", seed=4)
+    timing = {"wall_s", "overhead_fraction", "control_cpu_s", "prediction_cpu_s"}
+    runs = [run_eval(df, ["random:reactive", "power-of-two:fixed(n=2)"], cfg).doc["results"] for _ in range(2)]
+    for a, b in zip(*runs, strict=True):
+        assert {k: v for k, v in a.items() if k not in timing} == {k: v for k, v in b.items() if k not in timing}

@@ -35,7 +35,7 @@ def test_seasonal_naive_horizon_longer_than_period_and_short_history() -> None:
 
 def test_seasonal_naive_week() -> None:
     v = np.zeros((2100, 3))
-    v[1008 + 5] = 7.0
+    v[2015 + 2 - 1008] = 7.0  # seen at horizon 2 from origin 2015
     out = baseline_forecast("seasonal_naive_week", v, np.array([2015]), 3, 600.0)
     assert out[0, 1, 0] == 7.0 and out[0, 0, 0] == 0.0
 

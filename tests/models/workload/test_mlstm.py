@@ -3,7 +3,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.workload.mlstm import MLSTMLayer, MLSTMState, mlstm_parallel, mlstm_recurrent, mlstm_step
+from models.workload.mlstm import (
+    MLSTMBlock,
+    MLSTMLayer,
+    MLSTMState,
+    mlstm_parallel,
+    mlstm_recurrent,
+    mlstm_step,
+)
 
 
 def _inputs(seed: int, b: int = 2, nh: int = 3, t: int = 19, dh: int = 5, gate_scale: float = 3.0,
@@ -50,9 +57,10 @@ def test_stabiliser_keeps_large_gates_finite(exp_forget: bool) -> None:
     torch.testing.assert_close(rec, par, rtol=1e-3, atol=1e-3)
 
 
-def test_layer_recurrent_equals_parallel_and_is_causal() -> None:
+@pytest.mark.parametrize("cls", [MLSTMLayer, MLSTMBlock])
+def test_layer_recurrent_equals_parallel_and_is_causal(cls: type) -> None:
     torch.manual_seed(0)
-    layer = MLSTMLayer(dim=12, heads=3).double().eval()
+    layer = cls(12, 3).double().eval()
     x = torch.randn(2, 10, 12, dtype=torch.float64)
     torch.testing.assert_close(layer(x, recurrent=True), layer(x), rtol=1e-9, atol=1e-10)
     x2 = x.clone()

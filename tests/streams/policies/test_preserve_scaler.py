@@ -67,22 +67,29 @@ def test_bounds_are_honoured() -> None:
 
 
 def test_freeze_blocks_then_releases() -> None:
-    s = oracle_scaler(steady(0.001, 0, 2000), freeze_s=60.0)
-    d = s.decide(view(4), now=0.0)
+    s = oracle_scaler(steady(0.001, 0, 2000), freeze_s=60.0, down_stabilization_s=0.0)
+    assert s.decide(view(4), now=0.0) is None  # warm-up: too little seen to release capacity
+    d = s.decide(view(4), now=121.0)
     assert d is not None and d.target_instances == 3  # one step down at a time
-    assert s.decide(view(3), now=30.0) is None  # frozen
-    d = s.decide(view(3), now=61.0)
+    assert s.decide(view(3), now=150.0) is None  # frozen
+    d = s.decide(view(3), now=182.0)
     assert d is not None and d.target_instances == 2
 
 
 def test_emergency_scale_up_passes_the_freeze() -> None:
     s = oracle_scaler(steady(0.001, 0, 2000), freeze_s=60.0)
-    assert s.decide(view(3), now=0.0) is not None  # an action starts the freeze
-    assert s.decide(view(2), now=10.0) is None
-    d = s.decide(view(2, waiting=40), now=20.0)  # a queue forms: urgent
+    s.decide(view(3), now=0.0)
+    assert s.decide(view(3), now=130.0) is not None  # a scale-down starts the freeze
+    assert s.decide(view(2), now=140.0) is None
+    cap = s.capacity()
+    rate = 3.0 / cap.utilisation(1000, 0)  # a load of three instances' worth arrives
+    for k in range(int(10 * rate)):
+        t = 140.0 + k / rate
+        s.observe_arrival(RequestInfo(f"x{k}", "svc", t, 1000, 10.0, 10.0), now=t)
+    d = s.decide(view(2, waiting=40), now=150.0)  # a queue forms: urgent
     assert d is not None and d.target_instances >= 3 and d.reason.startswith("emergency")
-    # capacity already on its way absorbs a moderate queue: no second emergency
-    assert s.decide(view(2, n_starting=1, waiting=10), now=25.0) is None
+    # capacity already on its way: no second emergency through the freeze
+    assert s.decide(view(2, n_starting=1, waiting=40), now=155.0) is None
 
 
 def test_anticipated_kv_peak_scales_up() -> None:
@@ -137,3 +144,29 @@ def test_default_online_scaler_uses_the_workload_forecaster() -> None:
     assert rp == pytest.approx(10_000, rel=0.05) and rg == pytest.approx(2_000, rel=0.05)
     d = s.decide(view(1), now=30.0)
     assert d is not None and d.target_instances >= 2
+
+
+def test_prefill_bursts_need_instances_that_the_mean_hides() -> None:
+    """Bursts of 20 long prompts every 30 s: a low mean density, but one instance cannot prefill a burst
+    within the TTFT SLO."""
+    s = oracle_scaler(steady(0.001, 0, 10), freeze_s=0.0)
+    for b in range(10):
+        t = b * 30.0
+        for k in range(20):
+            s.observe_arrival(RequestInfo(f"b{b}-{k}", "svc", t, 4000, 20.0, 40.0), now=t)
+        for k in range(20):
+            s.observe_completion(CompletionInfo(f"b{b}-{k}", "r0", t, t + 3.0, 4000, 20, 0.5), now=t + 3.0)
+    d = s.decide(view(1), now=300.0)
+    cap = s.capacity()
+    assert cap.utilisation(20 * 4000 / 30.0, 20 * 20 / 30.0) < 0.5  # the mean alone fits one instance
+    assert d is not None and d.target_instances >= 3 and "prefill bursts" in d.reason
+
+
+def test_slo_misses_add_an_instance_and_block_scale_down() -> None:
+    s = oracle_scaler(steady(0.001, 0, 10), freeze_s=0.0)
+    for k in range(50):  # 10% of recent completions wait 3 s for their first token
+        ttft = 3.0 if k % 10 == 0 else 0.1
+        s.observe_completion(CompletionInfo(f"c{k}", "r0", 100.0 + k, 102.0 + k, 500, 20, ttft), now=102.0 + k)
+    d = s.decide(view(2), now=155.0)
+    assert d is not None and d.target_instances == 3 and "SLO misses" in d.reason
+    assert s.decide(view(3), now=160.0) is None  # misses are judged again only after the new capacity

@@ -1,0 +1,79 @@
+"""Summary of a soak run from its periodic samples (pure: no I/O).
+
+Throughput is measured over the steady phase only (after ``warmup_s``), as the slope of cumulative counts, so
+start-up and the final drain don't flatter or penalise it. Memory growth is the RSS change of each process
+between the first steady sample and the last, also given per minute: a leak shows as a steady positive slope,
+a warm-up as growth that stops.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Sample", "summarize", "format_table"]
+
+
+@dataclass
+class Sample:
+    t: float  # seconds since the replay started
+    sent: int
+    counts: dict[str, int]  # messages per topic
+    lag: dict[str, int]  # consumer-group lag per group
+    rss_mb: dict[str, float]  # per process
+    cpu_s: dict[str, float] = field(default_factory=dict)
+
+
+def _slope(t: np.ndarray, y: np.ndarray) -> float:
+    if len(t) < 2 or t[-1] <= t[0]:
+        return 0.0
+    return float(np.polyfit(t, y, 1)[0])
+
+
+def summarize(samples: list[Sample], warmup_s: float, rate: float, sent: int,
+              routed_ids: int | None = None) -> dict[str, Any]:
+    steady = [s for s in samples if s.t >= warmup_s] or samples
+    t = np.array([s.t for s in steady])
+    out: dict[str, Any] = {"target_rate_per_s": rate, "requests_sent": sent, "steady_samples": len(steady),
+                           "steady_window_s": float(t[-1] - t[0]) if len(t) else 0.0}
+    for topic in ("requests", "predicted-requests", "routes", "completions"):
+        y = np.array([s.counts.get(topic, 0) for s in steady], dtype=float)
+        out[f"{topic}_per_s"] = _slope(t, y)
+    out["lag"] = {g: {"max": max(s.lag.get(g, 0) for s in steady), "p50": float(np.median([s.lag.get(g, 0)
+                  for s in steady])), "final": samples[-1].lag.get(g, 0)} for g in samples[-1].lag}
+    procs: dict[str, Any] = {}
+    minutes = max((t[-1] - t[0]) / 60.0, 1e-9) if len(t) else 1e-9
+    for name in samples[-1].rss_mb:
+        rss = [s.rss_mb.get(name, 0.0) for s in steady]
+        cpu = [s.cpu_s.get(name, 0.0) for s in steady]
+        procs[name] = {"rss_start_mb": rss[0], "rss_end_mb": rss[-1], "rss_max_mb": max(rss),
+                       "rss_growth_mb": rss[-1] - rss[0], "rss_growth_mb_per_min": (rss[-1] - rss[0]) / minutes,
+                       "rss_slope_mb_per_min": _slope(t, np.array(rss)) * 60.0,
+                       "cpu_share": (cpu[-1] - cpu[0]) / max(t[-1] - t[0], 1e-9) if len(t) > 1 else 0.0}
+    out["processes"] = procs
+    final = samples[-1].counts
+    out["final_counts"] = final
+    if routed_ids is not None:
+        out["routed_request_ids"] = routed_ids
+        out["lost"] = sent - routed_ids
+    out["dead_letters"] = final.get("dead-letter", 0)
+    return out
+
+
+def format_table(summary: dict[str, Any]) -> str:
+    lines = [f"sent {summary['requests_sent']} requests at {summary['target_rate_per_s']:.0f}/s; steady window "
+             f"{summary['steady_window_s']:.0f} s",
+             "throughput (steady): " + ", ".join(f"{k[:-6]} {summary[k]:.1f}/s" for k in summary
+                                                 if k.endswith("_per_s") and k != "target_rate_per_s")]
+    for g, v in summary["lag"].items():
+        lines.append(f"lag {g:<50} max {v['max']:>7}  p50 {v['p50']:>7.0f}  final {v['final']:>6}")
+    lines.append(f"{'process':<22}{'RSS start':>10}{'end':>9}{'max':>9}{'growth':>9}{'MB/min':>9}{'CPU':>7}")
+    for name, p in summary["processes"].items():
+        lines.append(f"{name:<22}{p['rss_start_mb']:>10.0f}{p['rss_end_mb']:>9.0f}{p['rss_max_mb']:>9.0f}"
+                     f"{p['rss_growth_mb']:>9.1f}{p['rss_slope_mb_per_min']:>9.2f}{p['cpu_share']:>7.0%}")
+    if "lost" in summary:
+        lines.append(f"routed request ids {summary['routed_request_ids']} of {summary['requests_sent']} "
+                     f"(lost {summary['lost']}); dead letters {summary['dead_letters']}")
+    return "\n".join(lines)

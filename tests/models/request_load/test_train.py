@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from models.request_load.checkpoint import load_checkpoint
+from models.request_load.data import SplitConfig
+from models.request_load.engine import EngineConfig, LengthEngine
+from models.request_load.model import LengthModelConfig
+from models.request_load.train import TrainConfig, length_batches, long_tail_weights, train
+from tests.models.request_load.conftest import synthetic_examples
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_encoder: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("ck")
+    meta = train(synthetic_examples(240), out, TrainConfig(epochs=4, batch_size=16, lr_head=3e-3, seed=0),
+                 LengthModelConfig(encoder=tiny_encoder, n_soft=4, max_length=48),
+                 SplitConfig(seed=0, test_frac=0.15, val_frac=0.1), data_files=["synthetic.jsonl"])
+    return out, meta
+
+
+def test_tiny_training_lowers_the_loss(trained: tuple[Path, dict]) -> None:
+    history = trained[1]["train"]["history"]
+    assert history[-1]["train_loss"] < history[0]["train_loss"] * 0.8
+    assert trained[1]["metrics"]["test"]["mae"] is not None
+
+
+def test_checkpoint_holds_only_trained_parameters_and_round_trips(trained: tuple[Path, dict]) -> None:
+    out, meta = trained
+    assert sorted(p.name for p in out.iterdir()) == ["baselines.json", "config.json", "trainable.pt"]
+    state = torch.load(out / "trainable.pt", weights_only=True)
+    assert "soft_prompt" in state and not any("embeddings.word_embeddings" in k for k in state)
+    a, b = load_checkpoint(out), load_checkpoint(out)
+    assert a.meta.point_estimate == meta["point_estimate"]
+    prompts, models = ["write a long essay about code", "give one word"], ["gpt-3.5", "unseen-model"]
+    ra = LengthEngine(a.model, a.rows, EngineConfig()).run(prompts, models)
+    rb = LengthEngine(b.model, b.rows, EngineConfig()).run(prompts, models)
+    np.testing.assert_allclose(ra.quantiles, rb.quantiles)  # deterministic after reload
+    assert (np.diff(ra.quantiles, axis=1) >= 0).all()
+
+
+def test_model_learned_the_signal(trained: tuple[Path, dict]) -> None:
+    loaded = load_checkpoint(trained[0])
+    out = LengthEngine(loaded.model, loaded.rows, EngineConfig()).run(
+        ["write a long essay please", "give one word please"], ["gpt-3.5", "gpt-3.5"])
+    assert out.quantiles[0, 1] > out.quantiles[1, 1]  # 'long' prompts predicted longer
+
+
+def test_engine_batching_does_not_change_results(trained: tuple[Path, dict]) -> None:
+    loaded = load_checkpoint(trained[0])
+    prompts = [f"give one word {'code ' * i}" for i in range(9)]
+    one = LengthEngine(loaded.model, loaded.rows, EngineConfig(max_batch_size=64)).run(prompts, ["gpt-3.5"] * 9)
+    small = LengthEngine(loaded.model, loaded.rows, EngineConfig(max_batch_size=2)).run(prompts, ["gpt-3.5"] * 9)
+    np.testing.assert_allclose(one.quantiles, small.quantiles, rtol=1e-4)
+
+
+def test_long_tail_weights() -> None:
+    y = np.array([50.0] * 90 + [3000.0] * 10)
+    w = long_tail_weights(y, 0.5)
+    assert w.mean() == pytest.approx(1.0)
+    assert w[-1] == pytest.approx(w[0] * 3.0)  # (0.1 / 0.9) ** -0.5
+    assert (long_tail_weights(y, 0.0) == 1.0).all()
+
+
+def test_length_batches_cover_each_row_once() -> None:
+    lengths = [random.Random(1).randint(1, 100) for _ in range(103)]
+    batches = length_batches(lengths, 10, random.Random(0), pool=3)
+    assert sorted(i for b in batches for i in b) == list(range(103))
+    assert all(len(b) <= 10 for b in batches)

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from click.testing import CliRunner
+
+from preserve_cli.forecaster_cmd import forecaster
+
+
+def _density_csv(path: Path, n: int = 120) -> Path:
+    t = np.arange(n)
+    req = (50 + 20 * np.sin(2 * np.pi * t / 24)).astype(int)
+    path.write_text("window_start,requests,prompt_tokens,output_tokens\n"
+                    + "".join(f"{i * 3600},{r},{r * 90},{r * 30}\n" for i, r in zip(t, req, strict=True)))
+    return path
+
+
+def test_eval_writes_the_issue_json(tmp_path: Path) -> None:
+    series = _density_csv(tmp_path / "d.csv")
+    out = tmp_path / "r.json"
+    res = CliRunner().invoke(forecaster, ["eval", "--series", str(series), "--window", "3600", "--horizon", "2",
+                                          "--json", str(out), "--models", "lstm,last_value,ewma", "--history", "6",
+                                          "--dim", "8", "--epochs", "2"])
+    assert res.exit_code == 0, res.output
+    r = json.loads(out.read_text())
+    assert r["window_s"] == 3600.0 and r["horizon"] == 2 and r["target"] == "output_tokens"
+    assert set(r["models"]["lstm"]["by_horizon"]) == {"1", "2"}
+    assert "last_value" in res.output
+
+
+def test_train_writes_a_checkpoint_the_online_forecaster_loads(tmp_path: Path) -> None:
+    from models.workload import OnlineForecaster
+
+    series = _density_csv(tmp_path / "d.csv")
+    res = CliRunner().invoke(forecaster, ["train", "--series", str(series), "--window", "3600", "--out",
+                                          str(tmp_path / "ck"), "--history", "6", "--epochs", "2", "--dim", "8"])
+    assert res.exit_code == 0, res.output
+    f = OnlineForecaster(3600.0, "mlstm", checkpoint=str(tmp_path / "ck" / "forecaster_mlstm.pt"), refit_every=0)
+    for i in range(6):
+        f.observe(i * 3600.0, 50, 4500, 1500)
+    assert not f.forecast(6).fallback
+
+
+def test_bad_inputs_give_clear_errors(tmp_path: Path) -> None:
+    series = _density_csv(tmp_path / "d.csv")
+    res = CliRunner().invoke(forecaster, ["eval", "--series", str(series), "--window", "1000", "--json",
+                                          str(tmp_path / "x.json")])
+    assert res.exit_code != 0 and "multiple" in res.output
+    res = CliRunner().invoke(forecaster, ["eval", "--series", str(series), "--json", str(tmp_path / "x.json"),
+                                          "--window", "3600", "--models", "prophet"])
+    assert res.exit_code != 0 and "unknown model" in res.output

@@ -1,0 +1,112 @@
+"""Bad input through the real broker with a running worker and fleet: fuzzed RequestEvents and Completions
+interleaved with good ones. No process crashes; each bad message lands exactly once in the dead-letter topic
+(identified by its partition and offset) with a reason naming the fault; every good request is predicted and
+routed exactly once and the density windows equal the offline function of the good completions."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from fleet.live.pipeline_procs import read_topic
+from streams.pipeline_config import PipelineConfig
+from streams.records import Completion, InvalidEvent, TokenDensity, parse_event
+from streams.token_density import density_series
+from tests.reliability.bad_events import (
+    Case,
+    bad_completion,
+    bad_request,
+    encode,
+    good_completion,
+    good_request,
+)
+from tests.reliability.live import LiveRun, live_run, produce, records, wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(400)]
+
+CFG = PipelineConfig(policy="preserve:preserve", predictor="fallback", instances=2, density_window_s=20.0,
+                     density_grace_s=5.0, cold_start_s=10.0)
+N_BAD = 120  # of each kind (requests, completions)
+N_GOOD_REQ = 100
+N_GOOD_COMP = 160  # one per event second: 8 windows of 20 s
+ONLY_GENERATE = settings(max_examples=1, phases=[Phase.generate], deadline=None, database=None,
+                         suppress_health_check=list(HealthCheck))
+
+
+@pytest.fixture(scope="module")
+def live(kafka_broker: str, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    with live_run(kafka_broker, tmp_path_factory.mktemp("badinput"), CFG) as run:
+        yield run
+
+
+def _interleave(good: list[Case], bad: list[Case]) -> list[Case]:
+    out: list[Case] = []
+    for i in range(max(len(good), len(bad))):
+        out += good[i:i + 1] + bad[i:i + 1]
+    return out
+
+
+@ONLY_GENERATE
+@given(bad_reqs=st.lists(bad_request(), min_size=N_BAD, max_size=N_BAD),
+       bad_comps=st.lists(bad_completion(), min_size=N_BAD, max_size=N_BAD))
+def test_fuzzed_events_are_dead_lettered_once_and_good_events_flow(live: LiveRun, bad_reqs: list[Case],
+                                                                   bad_comps: list[Case]) -> None:
+    now = time.time()
+    good_reqs = [Case(encode({**good_request(i, ("svc-a", "svc-b")[i % 2], now + 0.02 * i), "request_id": f"g-{i}"}),
+                      "", "good") for i in range(N_GOOD_REQ)]
+    t0 = now - 600.0
+    good_comps = [Case(encode({**good_completion(i, "svc-dens", t0 + i), "request_id": f"gc-{i}"}), "", "good")
+                  for i in range(N_GOOD_COMP)]
+    sent: dict[tuple[str, int, int], Case] = {}
+    for topic, cases in (("requests", _interleave(good_reqs, bad_reqs)),
+                         ("completions", _interleave(good_comps, bad_comps))):
+        key = b"svc-dens" if topic == "completions" else b"svc-a"
+        where = produce(live.kafka, topic, [(key, c.value) for c in cases])
+        sent.update({(topic, p, o): c for (p, o), c in zip(where, cases, strict=True)})
+    n_bad = sum(c.bad for c in sent.values())
+
+    def routed() -> bool:
+        return len(records(live.kafka, "dead-letter")) >= n_bad and len(records(live.kafka, "routes")) >= N_GOOD_REQ
+
+    wait_until(routed, 150.0, live, "all dead letters and routes")
+    time.sleep(3.0)  # anything extra (a second dead letter, a duplicate route) would arrive now
+    live.procs.check_alive()
+    _check_dead_letters(records(live.kafka, "dead-letter"), sent)
+    good_ids = sorted(f"g-{i}" for i in range(N_GOOD_REQ))
+    assert sorted(r["request_id"] for r in records(live.kafka, "predicted-requests")) == good_ids
+    assert sorted(r["request_id"] for r in records(live.kafka, "routes")) == good_ids
+    _check_density(live)
+    for name in live.procs.procs:
+        assert "Traceback" not in (live.run_dir / f"{name}.log").read_text(errors="replace"), live.procs.tail(name)
+
+
+def _check_dead_letters(dead: list[dict], sent: dict[tuple[str, int, int], Case]) -> None:
+    where = Counter((d["source_topic"], d["partition"], d["offset"]) for d in dead)
+    bad = {k: c for k, c in sent.items() if c.bad}
+    assert set(where) == set(bad), "dead letters must be exactly the bad messages"
+    assert max(where.values()) == 1, f"a message was dead-lettered twice: {where.most_common(3)}"
+    for d in dead:
+        case = bad[(d["source_topic"], d["partition"], d["offset"])]
+        assert case.expect in d["reason"], (case.kind, d["reason"])
+
+
+def _check_density(live: LiveRun) -> None:
+    comps: list[Completion] = []
+    for raw in read_topic(live.kafka, "completions"):
+        try:
+            comps.append(parse_event(raw, Completion))
+        except InvalidEvent:
+            pass
+    wanted = {(w.service, w.window_start): w for w in density_series(comps, CFG.density_window_s,
+                                                                     CFG.density_grace_s).windows}
+    live_windows = [TokenDensity(**r) for r in records(live.kafka, "token-density")]
+    dens = [w for w in live_windows if w.service == "svc-dens"]
+    assert len(dens) >= N_GOOD_COMP // 20 - 1  # all but the still-open last window
+    assert sum(w.requests for w in dens) >= N_GOOD_COMP - 25
+    for w in live_windows:
+        assert wanted[(w.service, w.window_start)] == w
+
