@@ -57,7 +57,7 @@ def _run(label: str, workload: Workload, spec_text: str, instances: int, target_
         router, scaler = build_policy(spec, min_instances=1, max_instances=max(8, instances), freeze_s=60.0,
                                       engine="llama2-7b-h100", tpot_slo_s=0.1, seed=0)
         initial = getattr(scaler, "initial_instances", instances)
-        cfg = SimConfig(engine=engine, initial_instances=initial, max_instances=max(8, instances))
+        cfg = SimConfig(engine=engine, initial_instances=initial, max_instances=max(8, instances), warmup_s=60.0)
         cpu = time.process_time()
         wall = time.perf_counter()
         res = simulate(workload, cfg, router, scaler)

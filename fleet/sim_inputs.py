@@ -69,6 +69,9 @@ class SimConfig:
     overlength: Overlength = field(default="truncate", metadata={
         "help": "prompt + output > max_model_len: 'truncate' keeps the last max_model_len-1 prompt tokens and "
                 "cuts the output at max_model_len (vLLM finish_reason=length); 'drop' rejects the request"})
+    warmup_s: float = field(default=0.0, metadata={
+        "help": "the scaler is first polled at max(its interval, warmup_s): the warm fleet starts with empty "
+                "caches, which a utilisation scaler would otherwise read as idle"})
     horizon_s: float = field(default=3600.0, metadata={
         "help": "after the last arrival, give up after this long; requests still unfinished are dropped"})
     check_invariants: bool = field(default=False, metadata={"help": "recount KV after every step (tests)"})
@@ -76,8 +79,8 @@ class SimConfig:
     def __post_init__(self) -> None:
         if not 0 <= self.min_instances <= self.max_instances:
             raise ValueError("need 0 <= min_instances <= max_instances")
-        if self.initial_instances < 0 or self.sample_interval_s <= 0 or self.horizon_s <= 0:
-            raise ValueError("initial_instances >= 0, sample_interval_s > 0 and horizon_s > 0 are required")
+        if self.initial_instances < 0 or self.sample_interval_s <= 0 or self.horizon_s <= 0 or self.warmup_s < 0:
+            raise ValueError("need initial_instances >= 0, sample_interval_s > 0, horizon_s > 0, warmup_s >= 0")
         if self.overlength not in ("truncate", "drop"):
             raise ValueError(f"overlength must be 'truncate' or 'drop', got {self.overlength!r}")
 

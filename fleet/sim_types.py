@@ -1,7 +1,7 @@
 """Small types shared by the simulated instance, the event loop and the metrics.
 
 The event order is defined here, once: events are processed by ``(time, EventType priority, seq)`` where
-``seq`` comes from a per-simulation counter (:class:`EventClock`), never a class global. At one instant an
+``seq`` comes from a per-simulation counter (``Simulator.seq``), never a class global. At one instant an
 instance's step end comes first (its completions free KV blocks and its freed capacity is visible), then
 instances that become ready, then arrivals (which may be routed to those instances), then the scaler (which
 sees the arrivals), then the sampler (which records the state after everything else at that instant).
@@ -10,10 +10,9 @@ sees the arrivals), then the sampler (which records the state after everything e
 from __future__ import annotations
 
 import enum
-import itertools
 from typing import NamedTuple
 
-__all__ = ["EventType", "EventClock", "SimRequest", "EngineEvent", "EngineEventKind", "DropReason",
+__all__ = ["EventType", "SimRequest", "EngineEvent", "EngineEventKind", "DropReason",
            "event_key"]
 
 
@@ -25,16 +24,6 @@ class EventType(enum.IntEnum):
     ARRIVAL = 2
     SCALER_TICK = 3
     SAMPLE = 4
-
-
-class EventClock:
-    """Hands out the sequence numbers that break ties between events of equal time and type, in creation order."""
-
-    def __init__(self) -> None:
-        self._seq = itertools.count()
-
-    def key(self, time: float, kind: EventType) -> tuple[float, int, int]:
-        return (time, int(kind), next(self._seq))
 
 
 def event_key(time: float, kind: EventType, seq: int) -> tuple[float, int, int]:

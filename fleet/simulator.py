@@ -94,7 +94,7 @@ class Simulator:
         w, cfg = self.w, self.cfg
         for _ in range(cfg.initial_instances):
             self._start_instance(0.0, ready=True)
-        self._push(self.scaler.interval_s, _TICK, None)  # a scaler first acts after one interval
+        self._push(max(self.scaler.interval_s, cfg.warmup_s), _TICK, None)  # first poll: see SimConfig
         self._push(0.0, _SAMPLE, None)
         arrivals = w.arrival.tolist()
         n = len(arrivals)

@@ -53,6 +53,9 @@ def _load(path: Path, fmt: str | None, rate_scale: float, start_s: float | None,
 @click.option("--duration", "duration_s", type=float, default=None, help="Keep S seconds (recorded time).")
 @click.option("--engine", default="llama2-7b-h100", show_default=True, help="Engine preset of every instance.")
 @click.option("--cold-start", type=float, default=None, help="Cold start in seconds (default: the preset's).")
+@click.option("--warmup", type=float, default=60.0, show_default=True,
+              help="Scalers are first polled after this many seconds: the warm fleet starts with empty KV caches, "
+                   "which a utilisation-threshold scaler would read as idle.")
 @click.option("--freeze", type=float, default=60.0, show_default=True, help="Freeze after each scaling action (s).")
 @click.option("--predictor", default="fallback", show_default=True,
               help="Default output-length predictor: model, fallback, oracle, noisy-oracle(sigma=0.3).")
@@ -70,7 +73,7 @@ def _load(path: Path, fmt: str | None, rate_scale: float, start_s: float | None,
 def eval_cmd(trace_path: Path, fmt: str | None, policies: str, frontier: bool, instances: int, min_instances: int,
              max_instances: int, slo_ttft: float, slo_tpot: float, seed: int, rate_scale: float,
              start_s: float | None, duration_s: float | None, engine: str, cold_start: float | None,
-             freeze: float, predictor: str, overlength: str, on_bad_row: str, json_out: Path,
+             warmup: float, freeze: float, predictor: str, overlength: str, on_bad_row: str, json_out: Path,
              requests_dir: Path | None, plots_dir: Path | None) -> None:
     """Replay a trace through the simulated fleet once per policy, in one process, on the same trace, fleet
     bounds, SLOs and cold start; print a table (cheapest first) and write the results JSON.
@@ -99,7 +102,7 @@ def eval_cmd(trace_path: Path, fmt: str | None, policies: str, frontier: bool, i
     try:
         cfg = EvalConfig(instances=instances, min_instances=min_instances, max_instances=max_instances,
                          slo_ttft_s=slo_ttft, slo_tpot_s=slo_tpot, seed=seed, engine=engine,
-                         cold_start_s=cold_start, freeze_s=freeze, predictor=predictor,
+                         cold_start_s=cold_start, freeze_s=freeze, predictor=predictor, warmup_s=warmup,
                          overlength=overlength)  # type: ignore[arg-type]
         cfg.engine_config()
     except (KeyError, ValueError) as exc:
@@ -119,7 +122,8 @@ def eval_cmd(trace_path: Path, fmt: str | None, policies: str, frontier: bool, i
         finished["done"] = done
 
     try:
-        report = run_eval(df, specs, cfg, trace_info=info, progress=progress)
+        report = run_eval(df, specs, cfg, trace_info=info, progress=progress,
+                          keep_results=plots_dir is not None or requests_dir is not None)
     except (PolicySpecError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
@@ -132,6 +136,7 @@ def eval_cmd(trace_path: Path, fmt: str | None, policies: str, frontier: bool, i
 
         ids = df["request_id"].astype(str).tolist()
         for n, run in enumerate(report.runs):
+            assert run.result is not None
             name = f"{n:02d}_" + "".join(c if c.isalnum() or c in "-_." else "_" for c in run.spec.label) + ".csv"
             write_requests_csv(run.result, ids, requests_dir / name)
         click.echo(f"wrote {len(report.runs)} per-request CSVs into {requests_dir}", err=True)

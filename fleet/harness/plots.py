@@ -11,6 +11,7 @@ import numpy as np
 
 from fleet.harness.runner import EvalRun
 from fleet.metrics import request_latencies
+from fleet.sim_inputs import SimResult
 
 __all__ = ["write_plots"]
 
@@ -24,6 +25,12 @@ def _plt():  # type: ignore[no-untyped-def]
     return plt
 
 
+def _res(run: EvalRun) -> SimResult:
+    if run.result is None:
+        raise ValueError("plots need the runs' results: call run_eval(..., keep_results=True)")
+    return run.result
+
+
 def _cdf(ax, values: np.ndarray, label: str) -> None:  # type: ignore[no-untyped-def]
     v = np.sort(values[~np.isnan(values)])
     if v.size:
@@ -34,7 +41,7 @@ def latency_cdfs(runs: list[EvalRun], out: Path) -> Path:
     plt = _plt()
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
     for run in runs:
-        lat = request_latencies(run.result)
+        lat = request_latencies(_res(run))
         for ax, key in zip(axes, ("ttft", "tpot", "e2e"), strict=True):
             _cdf(ax, lat[key], run.spec.label)
     for ax, title in zip(axes, ("TTFT (s)", "TPOT (s)", "end-to-end latency (s)"), strict=True):
@@ -66,15 +73,15 @@ def timeline(runs: list[EvalRun], out: Path) -> Path:
     plt = _plt()
     fig, (ax1, ax2, ax3) = plt.subplots(3, 1, figsize=(12, 10), sharex=True)
     for run in runs:
-        fs = run.result.fleet_samples
+        fs = _res(run).fleet_samples
         if fs.size:
             ax1.step(fs[:, 0], fs[:, 1] + fs[:, 2], where="post", label=run.spec.label, lw=1)
             ax2.plot(fs[:, 0], fs[:, 5], lw=0.8, label=run.spec.label)
-        t, kv = _mean_ready_kv(run.result.instance_samples)
+        t, kv = _mean_ready_kv(_res(run).instance_samples)
         if t.size:
             ax3.plot(t, kv, lw=0.8, label=run.spec.label)
     if runs:
-        arrival = runs[0].result.arrival
+        arrival = _res(runs[0]).arrival
         if arrival.size:
             bins = np.arange(0.0, arrival.max() + 60.0, 60.0)
             counts, edges = np.histogram(arrival, bins=bins)
@@ -122,6 +129,7 @@ def frontier(runs: list[EvalRun], out: Path) -> Path:
 
 
 def write_plots(runs: list[EvalRun], out_dir: str | Path) -> list[Path]:
+    """Write the three figures; ``runs`` must come from ``run_eval(..., keep_results=True)``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     return [latency_cdfs(runs, out), timeline(runs, out), frontier(runs, out)]

@@ -42,6 +42,8 @@ class EvalConfig:
     overlength: Overlength = field(default="truncate", metadata={"help": "see SimConfig.overlength"})
     sample_interval_s: float = field(default=10.0, metadata={"help": "time-series sampling period"})
     horizon_s: float = field(default=3600.0, metadata={"help": "give up this long after the last arrival"})
+    warmup_s: float = field(default=60.0, metadata={
+        "help": "scalers are first polled after this long (the warm fleet starts with empty KV caches)"})
 
     def shared(self) -> SharedSettings:
         return SharedSettings(self.min_instances, self.max_instances, self.freeze_s, self.engine,
@@ -57,7 +59,7 @@ class EvalConfig:
 class EvalRun:
     spec: PolicySpec
     predictor: str
-    result: SimResult
+    result: SimResult | None  # None when run_eval(keep_results=False): per-request arrays not kept
     row: dict[str, Any]
 
 
@@ -100,12 +102,14 @@ def _specs(policies: Sequence[PolicySpec | str]) -> list[PolicySpec]:
 
 def run_eval(trace: pd.DataFrame, policies: Sequence[PolicySpec | str], config: EvalConfig | None = None,
              trace_info: dict[str, Any] | None = None,
-             progress: Callable[[str, int], None] | None = None) -> EvalReport:
+             progress: Callable[[str, int], None] | None = None, keep_results: bool = True) -> EvalReport:
     """Simulate every policy on ``trace`` (a normalised DataFrame, already rate-scaled / windowed).
 
     :param policies: specs like ``"least-kv:reactive(up=0.8,down=0.3)"`` or :class:`PolicySpec` objects.
     :param trace_info: what to record about the trace in the JSON (path, format, rate scale, stats).
     :param progress: called as ``progress(label, finished_requests)`` during each run.
+    :param keep_results: keep each run's :class:`SimResult` (per-request arrays, time series) in the report,
+        for plots; False saves memory on long traces with many policies.
     """
     cfg = config or EvalConfig()
     specs = _specs(policies)
@@ -126,7 +130,7 @@ def run_eval(trace: pd.DataFrame, policies: Sequence[PolicySpec | str], config: 
         sim_cfg = SimConfig(engine=engine, initial_instances=cfg.instances if initial is None else int(initial),
                             min_instances=cfg.min_instances, max_instances=cfg.max_instances,
                             sample_interval_s=cfg.sample_interval_s, overlength=cfg.overlength,
-                            horizon_s=cfg.horizon_s)
+                            horizon_s=cfg.horizon_s, warmup_s=cfg.warmup_s)
         label = spec.label
         cb = (lambda done, _l=label: progress(_l, done)) if progress else None
         result = simulate(workload, sim_cfg, router, scaler, cb)
@@ -134,7 +138,7 @@ def run_eval(trace: pd.DataFrame, policies: Sequence[PolicySpec | str], config: 
                "params": {"router": dict(spec.router_params), "scaler": dict(spec.scaler_params)},
                "predictor": pspec, "predictor_source": source, "prediction_cpu_s": pred_cpu,
                **summarize(result, cfg.slo_ttft_s, cfg.slo_tpot_s, extra_cpu_s=pred_cpu)}
-        runs.append(EvalRun(spec, pspec, result, row))
+        runs.append(EvalRun(spec, pspec, result if keep_results else None, row))
     doc = {"trace": trace_info if trace_info is not None else _describe(trace),
            "settings": {**asdict(cfg), "engine_config": _engine_summary(engine)},
            "results": [r.row for r in runs]}

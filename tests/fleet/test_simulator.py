@@ -140,3 +140,10 @@ def test_scale_down_cancels_starting_instances_first_then_scale_up_starts_new_on
     assert len(drained) == 1 and float(drained[0]["stopped_at"]) > 3.0  # type: ignore[arg-type]
     assert [a["to"] for a in res.scale_actions] == [3, 2, 1, 2]
     assert res.completed.all()
+
+
+def test_scaler_is_first_polled_after_the_warmup() -> None:
+    w = workload([0.5, 4.2], [10, 10], [2, 2])
+    scaler = CountingScaler()
+    simulate(w, config(engine(), warmup_s=2.5), LeastRequestsRouter(), scaler)
+    assert sorted(scaler.seen) == [2.5, 3.5]
