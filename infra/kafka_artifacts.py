@@ -16,7 +16,7 @@ from pathlib import Path
 
 from infra.java_runtime import find_maven
 
-__all__ = ["DEFAULT_KAFKA_VERSION", "LOG4J_VERSION", "default_cache_dir", "render_pom", "resolve_kafka_jars",
+__all__ = ["DEFAULT_KAFKA_VERSION", "LOG4J_VERSION", "default_cache_dir", "jars_cached", "render_pom", "resolve_kafka_jars",
            "ResolveError"]
 
 DEFAULT_KAFKA_VERSION = "4.1.1"
@@ -55,6 +55,10 @@ def render_pom(version: str, log4j_version: str = LOG4J_VERSION) -> str:
   </dependencies>
 </project>
 """
+
+
+def jars_cached(version: str, cache_dir: Path | None = None) -> bool:
+    return ((cache_dir or default_cache_dir(version)) / ".complete").is_file()
 
 
 def resolve_kafka_jars(version: str, cache_dir: Path | None = None, timeout_s: float = 900.0) -> Path:

@@ -19,9 +19,17 @@ from pathlib import Path
 from typing import Any
 
 from infra.java_runtime import find_java, java_major_version
-from infra.kafka_artifacts import resolve_kafka_jars
+from infra.kafka_artifacts import jars_cached, resolve_kafka_jars
 from infra.kafka_config import BrokerConfig, jvm_args, render_log4j2_properties, render_server_properties
-from infra.process_control import PortInUse, pid_alive, pid_cmdline, port_free, read_pid, terminate
+from infra.process_control import (
+    PortInUse,
+    die_with_parent,
+    pid_alive,
+    pid_cmdline,
+    port_free,
+    read_pid,
+    terminate,
+)
 
 __all__ = ["KafkaBroker", "BrokerStatus", "BrokerError", "PortInUse", "BrokerConfig"]
 
@@ -72,7 +80,8 @@ class KafkaBroker:
     """
 
     def __init__(self, cfg: BrokerConfig) -> None:
-        self.cfg = cfg
+        # Absolute: the JVM runs with cwd=data_dir, and the pid check matches the path in its command line.
+        self.cfg = replace(cfg, data_dir=cfg.data_dir.expanduser().resolve())
 
     @classmethod
     def from_data_dir(cls, data_dir: Path, **overrides: object) -> KafkaBroker:
@@ -83,7 +92,8 @@ class KafkaBroker:
             saved = json.loads(state.read_text())
             cfg = replace(cfg, port=saved["port"], controller_port=saved["controller_port"],
                           host=saved.get("host", cfg.host), version=saved.get("version", cfg.version),
-                          heap_mb=saved.get("heap_mb", cfg.heap_mb), quick_jit=saved.get("quick_jit", cfg.quick_jit))
+                          heap_mb=saved.get("heap_mb", cfg.heap_mb), quick_jit=saved.get("quick_jit", cfg.quick_jit),
+                          die_with_parent=saved.get("die_with_parent", cfg.die_with_parent))
         given = {k: v for k, v in overrides.items() if v is not None}
         return cls(replace(cfg, **given) if given else cfg)  # type: ignore[arg-type]
 
@@ -102,18 +112,43 @@ class KafkaBroker:
             return None
         return pid
 
-    def _metadata(self, timeout_s: float) -> tuple[str | None, int] | None:
-        """(cluster id, topic count) from a metadata request, or None if nobody answers in time."""
+    def _admin(self, timeout_s: float):  # type: ignore[no-untyped-def]
         from confluent_kafka.admin import AdminClient
 
         conf: dict[str, Any] = {"bootstrap.servers": self.bootstrap, "logger": _quiet,
                                 "socket.connection.setup.timeout.ms": max(1000, int(timeout_s * 1000))}
-        admin = AdminClient(conf)
+        return AdminClient(conf)
+
+    def _metadata(self, timeout_s: float) -> tuple[str | None, int] | None:
+        """(cluster id, topic count) from a metadata request, or None if nobody answers in time."""
         try:
-            md = admin.list_topics(timeout=timeout_s)
+            md = self._admin(timeout_s).list_topics(timeout=timeout_s)
         except Exception:  # KafkaException on timeout/transport errors: "not answering" is the answer
             return None
         return md.cluster_id, len(md.topics)
+
+    def _partitions_serving(self, timeout_s: float) -> bool:
+        """Every partition (internal ones included) answers a ListOffsets request.
+
+        After a restart the broker answers metadata before it has become leader of the partitions it loads
+        from disk; until then clients get NOT_LEADER_FOR_PARTITION, which some calls (watermarks) don't retry.
+        """
+        from confluent_kafka import TopicPartition
+        from confluent_kafka.admin import OffsetSpec
+
+        admin = self._admin(timeout_s)
+        try:
+            md = admin.list_topics(timeout=timeout_s)
+            tps = {TopicPartition(t, p): OffsetSpec.latest() for t, tm in md.topics.items() for p in tm.partitions}
+            if any(pm.leader < 0 for tm in md.topics.values() for pm in tm.partitions.values()):
+                return False
+            if not tps:
+                return True
+            for fut in admin.list_offsets(tps, request_timeout=timeout_s).values():
+                fut.result(timeout_s)
+        except Exception:  # NOT_LEADER / LEADER_NOT_AVAILABLE / timeouts: not ready yet
+            return False
+        return True
 
     def status(self, probe_timeout_s: float = 3.0) -> BrokerStatus:
         pid = self._our_pid()
@@ -135,7 +170,8 @@ class KafkaBroker:
         self.cfg.log4j_file.write_text(render_log4j2_properties(self.cfg))
         self.cfg.state_file.write_text(json.dumps({
             "port": self.cfg.port, "controller_port": self.cfg.controller_port, "host": self.cfg.host,
-            "version": self.cfg.version, "heap_mb": self.cfg.heap_mb, "quick_jit": self.cfg.quick_jit}, indent=1))
+            "version": self.cfg.version, "heap_mb": self.cfg.heap_mb, "quick_jit": self.cfg.quick_jit,
+            "die_with_parent": self.cfg.die_with_parent}, indent=1))
 
     def _format_storage(self, java: str, libs: Path) -> None:
         """``StorageTool format`` once per data dir; KRaft refuses to start on unformatted log dirs."""
@@ -160,7 +196,8 @@ class KafkaBroker:
             return "(no log)"
 
     def start(self) -> BrokerStatus:
-        """Start the broker (no-op if ours already runs) and wait until it answers metadata requests."""
+        """Start the broker (no-op if ours already runs); return once it answers metadata requests with our
+        cluster id and every existing partition (internal ones included) is served by a leader."""
         if self._our_pid() is not None:
             st = self.status()
             if st.state == "running":
@@ -169,13 +206,16 @@ class KafkaBroker:
         java = find_java()
         java_major_version(java)
         self._check_ports()
+        if not jars_cached(self.cfg.version, self.cfg.cache_dir):
+            log.warning("resolving the Kafka %s jars with Maven (once; ~45 MB)", self.cfg.version)
         libs = resolve_kafka_jars(self.cfg.version, self.cfg.cache_dir)
         self._write_config()
         self._format_storage(java, libs)
         cmd = [java, *jvm_args(self.cfg, libs), "kafka.Kafka", str(self.cfg.properties_file)]
         with open(self.cfg.log_file, "ab") as logf:
             proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    cwd=self.cfg.data_dir, start_new_session=True)
+                                    cwd=self.cfg.data_dir, start_new_session=True,
+                                    preexec_fn=die_with_parent if self.cfg.die_with_parent else None)
         self.cfg.pid_file.write_text(f"{proc.pid}\n")
         log.info("started kafka %s pid %d on %s", self.cfg.version, proc.pid, self.bootstrap)
         return self._wait_ready(proc.pid, time.monotonic() + self.cfg.start_timeout_s)
@@ -188,7 +228,7 @@ class KafkaBroker:
                 raise BrokerError(f"kafka exited during start-up; last lines of {self.cfg.log_file}:\n"
                                   f"{self.log_tail()}")
             md = self._metadata(2.0)
-            if md is not None and md[0] == want:
+            if md is not None and md[0] == want and self._partitions_serving(5.0):
                 return self.status()
             time.sleep(0.3)
         raise BrokerError(f"kafka did not answer metadata requests on {self.bootstrap} within "

@@ -28,6 +28,8 @@ class BrokerConfig:
     num_partitions: int = field(default=4, metadata={"help": "default partitions of auto-created topics"})
     quick_jit: bool = field(default=False, metadata={"help": "C1-only JIT + serial GC: starts ~2x faster on few "
                                                       "cores at lower peak throughput (test brokers)"})
+    die_with_parent: bool = field(default=False, metadata={"help": "SIGTERM the broker when the starting process "
+                                                           "dies (Linux; test brokers never outlive pytest)"})
     start_timeout_s: float = field(default=90.0, metadata={"help": "how long start() waits for metadata"})
     stop_timeout_s: float = field(default=30.0, metadata={"help": "SIGTERM grace before SIGKILL"})
 

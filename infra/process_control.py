@@ -9,11 +9,22 @@ import socket
 import time
 from pathlib import Path
 
-__all__ = ["pid_alive", "pid_cmdline", "read_pid", "terminate", "port_free", "free_port", "PortInUse"]
+__all__ = ["die_with_parent", "pid_alive", "pid_cmdline", "read_pid", "terminate", "port_free", "free_port", "PortInUse"]
 
 
 class PortInUse(RuntimeError):
     """The requested port is already bound by another process."""
+
+
+def die_with_parent() -> None:
+    """``preexec_fn``: ask Linux to SIGTERM this child when its parent dies (no-op elsewhere)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    except OSError:
+        pass
 
 
 def read_pid(pid_file: Path) -> int | None:

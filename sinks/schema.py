@@ -117,7 +117,7 @@ def _value(v: Any) -> Any:
     return v
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _special_fields(cls: type[EventRecord]) -> tuple[str, ...]:
     """Fields whose values need converting (enums, containers); the rest are stored as they are."""
     out = []

@@ -19,6 +19,17 @@ class RawMessage:
     offset: int | None = None
 
 
+def _fast_parse(raw: bytes | None, cls: type[EventRecord]) -> EventRecord | None:
+    """pydantic-core's JSON parser in one step (about twice as fast as json.loads + validation); None on any
+    problem, so :func:`parse_or_dead_letter` runs and explains it."""
+    if raw is None:
+        return None
+    try:
+        return cls.model_validate_json(raw)
+    except ValueError:  # pydantic.ValidationError is a ValueError
+        return None
+
+
 def parse_messages(msgs: list[RawMessage], now: float,
                    report: frozenset[str] | None = None) -> tuple[list[EventRecord], list[DeadLetter]]:
     """Parse each message as its topic's record. Invalid ones become dead letters, returned only for the
@@ -33,7 +44,9 @@ def parse_messages(msgs: list[RawMessage], now: float,
                 bad.append(DeadLetter(ts=now, source_topic=m.topic, reason=f"unknown topic {m.topic!r}",
                                       payload="", partition=m.partition, offset=m.offset))
             continue
-        rec = parse_or_dead_letter(m.value, cls, m.topic, now, m.key, m.partition, m.offset)
+        rec = _fast_parse(m.value, cls)
+        if rec is None:  # invalid (or not plain JSON bytes): the slow path gives the reason for the dead letter
+            rec = parse_or_dead_letter(m.value, cls, m.topic, now, m.key, m.partition, m.offset)
         if isinstance(rec, DeadLetter):
             if report is None or m.topic in report:
                 bad.append(rec)

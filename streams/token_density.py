@@ -181,7 +181,7 @@ def density_frame(events: pd.DataFrame, window_s: float, grace_s: float = 0.0) -
     ts = events["ts"].to_numpy(dtype=float)
     idx = np.floor(ts / window_s).astype(np.int64)
     service = events["service"].astype(str).to_numpy()
-    prev_max = pd.Series(ts).groupby(service).transform(lambda s: s.cummax().shift(1)).to_numpy()
+    prev_max = pd.Series(ts).groupby(service).cummax().groupby(service).shift(1).to_numpy()
     first_idx = pd.Series(idx).groupby(service).transform("first").to_numpy()
     late = ((idx + 1) * window_s + grace_s <= prev_max) | (idx < first_idx)
     ok = ~late

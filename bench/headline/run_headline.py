@@ -125,6 +125,23 @@ def run_case(case: TraceCase, common: dict[str, Any], out: Path, work: Path, rat
             "eval_wall_s": time.time() - started, "targets": summary}
 
 
+def timeline(case: TraceCase, entry: dict[str, Any], common: dict[str, Any], out: Path, work: Path) -> Path:
+    """Re-simulate PreServe and the two baselines that decide its targets, and plot instances over time."""
+    from bench.headline.plots import timeline_plot
+    from fleet.harness import EvalConfig, run_eval
+    from replay import load_trace
+
+    t = entry["targets"][MAIN]
+    labels = [MAIN] + [x for x in (t["cost"]["cheapest_baseline_meeting_slo"], t["tail"]["best_baseline"])
+                       if x and x != MAIN]
+    path, scale = _trace_file(case, entry["rate_scale"], work)
+    df = load_trace(path, rate_scale=scale).df
+    cfg = EvalConfig(instances=common["max_instances"] // 2, max_instances=common["max_instances"],
+                     cold_start_s=common["cold_start"])
+    report = run_eval(df, list(dict.fromkeys(labels)), cfg)
+    return timeline_plot(report.runs, df["arrival_s"], case.name, out / f"timeline_{case.name}.png")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--traces", default="conv,code,diurnal", help="comma-separated subset of conv,code,diurnal")
@@ -155,6 +172,7 @@ def main(argv: list[str] | None = None) -> None:
         from bench.headline.plots import frontier_plot
 
         frontier_plot(json.loads((args.out / f"{name}.json").read_text()), name, args.out / f"frontier_{name}.png")
+        timeline(case, entry, common, args.out, args.work)
         main_t = entry["targets"][MAIN]
         print(f"{name}: cost ratio {main_t['cost']['ratio']}, tail ratio {main_t['tail']['ratio']}, "
               f"overhead {main_t['overhead']['fraction']}", flush=True)

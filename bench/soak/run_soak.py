@@ -65,14 +65,14 @@ def _start_broker(tmp: Path) -> Any:
     return broker
 
 
-def _sample(kafka: KafkaSettings, procs: PipelineProcesses, t0: float, sent: int) -> Sample:
+def _sample(kafka: KafkaSettings, procs: PipelineProcesses, t0: float, sent: int, draining: bool = False) -> Sample:
     rss, cpu = {}, {}
     for name, (proc, _) in procs.procs.items():
         s = sample_tree(proc.pid)
         rss[name], cpu[name] = s.rss_mb, s.cpu_s
     lag = {g: group_lag(kafka, g, topics) for g, topics in _groups().items() if g != "preserve-archive" or
            "archive" in procs.procs}
-    return Sample(time.time() - t0, sent, topic_counts(kafka, WATCHED), lag, rss, cpu)
+    return Sample(time.time() - t0, sent, topic_counts(kafka, WATCHED), lag, rss, cpu, draining)
 
 
 def _replay(df: pd.DataFrame, speedup: float, kafka: KafkaSettings, bar: Any, out: dict[str, Any]) -> None:
@@ -109,15 +109,15 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     try:
         ensure_topics(kafka)
         for i in range(args.workers):
-            procs.start(f"worker-{i}", ["worker", "--agents", CONTROL_AGENTS, "--loglevel", "warning",
+            procs.start(f"worker-{i}", ["worker", "--agents", CONTROL_AGENTS, "--loglevel", "info",
                                         *pipeline_args(cfg)])
         if args.archive:
-            procs.start("archive", ["worker", "--agents", "archive", "--loglevel", "warning", *pipeline_args(cfg)])
+            procs.start("archive", ["worker", "--agents", "archive", "--loglevel", "info", *pipeline_args(cfg)])
         procs.start("fleet", ["fleet", "--speedup", str(args.speedup), "--engine", cfg.engine, "--quiet"])
         for name in procs.procs:
             if name != "fleet":
                 procs.wait_for_log(name, READY_MARKER, 240.0)
-        bar = tqdm(total=len(df), unit="req", desc="soak")
+        bar = tqdm(total=len(df), unit="req", desc="soak", mininterval=2.0)
         result: dict[str, Any] = {}
         t0 = time.time()
         th = threading.Thread(target=_replay, args=(df, args.speedup, kafka, bar, result), daemon=True)
@@ -127,21 +127,22 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             procs.check_alive()
             samples.append(_sample(kafka, procs, t0, bar.n))
         bar.close()
+        replay_end = time.time() - t0
         if "error" in result:
             raise RuntimeError(f"replay failed: {result['error']}")
         deadline = time.time() + args.drain_s
         while time.time() < deadline:
-            last = _sample(kafka, procs, t0, len(df))
+            last = _sample(kafka, procs, t0, len(df), draining=True)
             if last.counts["routes"] >= len(df) and last.counts["completions"] >= len(df):
                 break
             time.sleep(2.0)
-        samples.append(_sample(kafka, procs, t0, len(df)))
+        samples.append(_sample(kafka, procs, t0, len(df), draining=True))
         routed = {json.loads(v)["request_id"] for v in read_topic(kafka, "routes", 120.0)}
         summary = summarize(samples, args.warmup_s, args.rate, len(df), len(routed & set(df["request_id"])))
         summary.update({"minutes": args.minutes, "speedup": args.speedup, "services": args.services,
                         "workers": args.workers, "archive": args.archive, "policy": args.policy,
-                        "predictor": args.predictor, "drain_s": samples[-1].t - (samples[-2].t if len(samples) > 1
-                                                                                  else 0.0)})
+                        "predictor": args.predictor, "replay_end_s": replay_end,
+                        "drain_s": samples[-1].t - replay_end})
         summary["samples"] = [vars(s) for s in samples]
         return summary
     finally:

@@ -1,7 +1,7 @@
 """Summary of a soak run from its periodic samples (pure: no I/O).
 
-Throughput is measured over the steady phase only (after ``warmup_s``), as the slope of cumulative counts, so
-start-up and the final drain don't flatter or penalise it. Memory growth is the RSS change of each process
+Throughput is measured over the steady phase only (after ``warmup_s``, before the replay ends), as the slope
+of cumulative counts, so start-up and the final drain don't flatter or penalise it. Memory growth is the RSS change of each process
 between the first steady sample and the last, also given per minute: a leak shows as a steady positive slope,
 a warm-up as growth that stops.
 """
@@ -24,6 +24,7 @@ class Sample:
     lag: dict[str, int]  # consumer-group lag per group
     rss_mb: dict[str, float]  # per process
     cpu_s: dict[str, float] = field(default_factory=dict)
+    draining: bool = False  # taken after the replay ended (left out of the throughput slopes)
 
 
 def _slope(t: np.ndarray, y: np.ndarray) -> float:
@@ -34,7 +35,7 @@ def _slope(t: np.ndarray, y: np.ndarray) -> float:
 
 def summarize(samples: list[Sample], warmup_s: float, rate: float, sent: int,
               routed_ids: int | None = None) -> dict[str, Any]:
-    steady = [s for s in samples if s.t >= warmup_s] or samples
+    steady = [s for s in samples if s.t >= warmup_s and not s.draining] or samples
     t = np.array([s.t for s in steady])
     out: dict[str, Any] = {"target_rate_per_s": rate, "requests_sent": sent, "steady_samples": len(steady),
                            "steady_window_s": float(t[-1] - t[0]) if len(t) else 0.0}
@@ -42,7 +43,7 @@ def summarize(samples: list[Sample], warmup_s: float, rate: float, sent: int,
         y = np.array([s.counts.get(topic, 0) for s in steady], dtype=float)
         out[f"{topic}_per_s"] = _slope(t, y)
     out["lag"] = {g: {"max": max(s.lag.get(g, 0) for s in steady), "p50": float(np.median([s.lag.get(g, 0)
-                  for s in steady])), "final": samples[-1].lag.get(g, 0)} for g in samples[-1].lag}
+                  for s in steady])), "after_drain": samples[-1].lag.get(g, 0)} for g in samples[-1].lag}
     procs: dict[str, Any] = {}
     minutes = max((t[-1] - t[0]) / 60.0, 1e-9) if len(t) else 1e-9
     for name in samples[-1].rss_mb:
@@ -68,7 +69,7 @@ def format_table(summary: dict[str, Any]) -> str:
              "throughput (steady): " + ", ".join(f"{k[:-6]} {summary[k]:.1f}/s" for k in summary
                                                  if k.endswith("_per_s") and k != "target_rate_per_s")]
     for g, v in summary["lag"].items():
-        lines.append(f"lag {g:<50} max {v['max']:>7}  p50 {v['p50']:>7.0f}  final {v['final']:>6}")
+        lines.append(f"lag {g:<50} max {v['max']:>7}  p50 {v['p50']:>7.0f}  after drain {v['after_drain']:>6}")
     lines.append(f"{'process':<22}{'RSS start':>10}{'end':>9}{'max':>9}{'growth':>9}{'MB/min':>9}{'CPU':>7}")
     for name, p in summary["processes"].items():
         lines.append(f"{name:<22}{p['rss_start_mb']:>10.0f}{p['rss_end_mb']:>9.0f}{p['rss_max_mb']:>9.0f}"

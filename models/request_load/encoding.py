@@ -7,6 +7,7 @@ is tokenized once per name, not once per request.
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Sequence
 from itertools import chain
@@ -87,8 +88,16 @@ class RowEncoder:
         self.max_model_tokens = max_model_tokens
         self.cls, self.sep = int(tokenizer.cls_token_id), int(tokenizer.sep_token_id)
         self._names: dict[str, list[int]] = {}
-        backend = getattr(tokenizer, "backend_tokenizer", None)  # Rust tokenizer: ids only, parallel batches
-        self._fast = getattr(backend, "encode_batch_fast", None) or getattr(backend, "encode_batch", None)
+        # A private copy of the Rust tokenizer (ids only, parallel batches) with truncation and padding off:
+        # tokenizer.json files may enable both (all-MiniLM-L6-v2 pads/truncates to 128), and the shared backend's
+        # state is toggled by every Hugging Face call, so the original would encode differently call to call.
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        self._fast = None
+        if backend is not None:
+            backend = copy.deepcopy(backend)
+            backend.no_truncation()
+            backend.no_padding()
+            self._fast = getattr(backend, "encode_batch_fast", None) or backend.encode_batch
 
     def _name_ids(self, name: str) -> list[int]:
         if name not in self._names:

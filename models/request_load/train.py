@@ -32,11 +32,11 @@ TAIL_EDGES = (64, 128, 256, 512, 1024, 2048)  # output-token bins for long-tail 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = field(default=6, metadata={"help": "passes over the training part"})
+    epochs: int = field(default=10, metadata={"help": "passes over the training part"})
     batch_size: int = field(default=64, metadata={"help": "rows per optimiser step"})
-    lr_soft: float = field(default=3e-3, metadata={"help": "learning rate of the soft prompt"})
-    lr_head: float = field(default=1e-3, metadata={"help": "learning rate of head + model embedding"})
-    lr_layer: float = field(default=1e-4, metadata={"help": "learning rate of the unfrozen encoder layer"})
+    lr_soft: float = field(default=1e-2, metadata={"help": "learning rate of the soft prompt"})
+    lr_head: float = field(default=2e-3, metadata={"help": "learning rate of head + model embedding"})
+    lr_layer: float = field(default=2e-4, metadata={"help": "learning rate of the unfrozen encoder layer"})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (not on the soft prompt)"})
     warmup_frac: float = field(default=0.05, metadata={"help": "linear warm-up share of steps, cosine after"})
     tail_alpha: float = field(default=0.5, metadata={"help": "weight = bin frequency^-alpha (0 = off)"})

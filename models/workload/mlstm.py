@@ -60,7 +60,8 @@ def mlstm_parallel(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, i_pre: tor
     log_d = cum.unsqueeze(-1) - cum.unsqueeze(-2) + i_pre.unsqueeze(-2)  # (B, NH, T, T)
     causal = torch.ones(t, t, dtype=torch.bool, device=q.device).tril()
     log_d = log_d.masked_fill(~causal, float("-inf"))
-    m = log_d.amax(dim=-1, keepdim=True)  # (B, NH, T, 1); finite: the diagonal is always present
+    # (B, NH, T, 1); finite (the diagonal is always present). h does not depend on m, so no gradient through it
+    m = log_d.amax(dim=-1, keepdim=True).detach()
     d = torch.exp(log_d - m)
     scores = (q @ k.transpose(-1, -2)) * d  # (B, NH, T, T)
     norm = torch.maximum(scores.sum(dim=-1, keepdim=True).abs(), torch.exp(-m))
@@ -71,7 +72,7 @@ def mlstm_step(state: MLSTMState, q: torch.Tensor, k: torch.Tensor, v: torch.Ten
                f_pre: torch.Tensor, exp_forget: bool = False) -> tuple[torch.Tensor, MLSTMState]:
     """One recurrent step. q, k, v: (B, NH, DH); gates (B, NH). Returns h~ (B, NH, DH) and the new state."""
     log_f = _log_forget(f_pre, exp_forget)
-    m_new = torch.maximum(log_f + state.m, i_pre)
+    m_new = torch.maximum(log_f + state.m, i_pre).detach()  # h does not depend on the stabiliser
     f_s = torch.exp(log_f + state.m - m_new).unsqueeze(-1)  # (B, NH, 1)
     i_s = torch.exp(i_pre - m_new).unsqueeze(-1)
     c = f_s.unsqueeze(-1) * state.c + i_s.unsqueeze(-1) * (v.unsqueeze(-1) @ k.unsqueeze(-2))  # (B, NH, DH, DH)

@@ -31,7 +31,8 @@ MODEL_NAMES = NEURAL_MODELS + tuple(BASELINES)
 
 @dataclass(frozen=True)
 class ForecastOut:
-    """Forecast of the ``horizon`` windows after the last observed one, per target (``TARGETS``)."""
+    """Forecast of the ``horizon`` windows after the last observed one, per target (keys from ``TARGETS``:
+    all three for baselines and for networks trained on all channels, the default)."""
 
     mean: dict[str, np.ndarray]  # target -> (horizon,)
     upper: dict[str, np.ndarray]  # target -> (horizon,), upper quantile (>= mean)
@@ -50,14 +51,16 @@ class OnlineForecaster:
     :param fit_windows: most recent windows used by a (re)fit.
     :param horizon: longest horizon the network is trained for.
     :param quantile: upper quantile (networks: pinball head; baselines: empirical quantile of past log errors).
+    :param auto_refit: train inside ``observe`` when due (seconds of CPU); False leaves it to the caller, who
+        checks :attr:`needs_refit` and calls :meth:`refit` (e.g. in an executor, off the event loop).
     """
 
     def __init__(self, window_s: float, model: str = "mlstm", checkpoint: str | None = None, history: int = 25,
                  refit_every: int = 144, min_fit_windows: int = 200, fit_windows: int = 2016, horizon: int = 6,
-                 quantile: float = 0.9, train_config: TrainConfig | None = None) -> None:
+                 quantile: float = 0.9, train_config: TrainConfig | None = None, auto_refit: bool = True) -> None:
         if model not in MODEL_NAMES:
             raise ValueError(f"unknown model {model!r}; choose one of {MODEL_NAMES}")
-        self.window_s, self.model, self.quantile = float(window_s), model, quantile
+        self.window_s, self.model, self.quantile, self.auto_refit = float(window_s), model, quantile, auto_refit
         self.refit_every, self.min_fit_windows, self.fit_windows = refit_every, min_fit_windows, fit_windows
         self.tcfg = train_config or TrainConfig(epochs=40, patience=8)
         self.fitted: FittedForecaster | None = load_checkpoint(checkpoint) if checkpoint else None
@@ -86,7 +89,7 @@ class OnlineForecaster:
             for _ in range(max(0, missing)):
                 self._append(self._starts[-1] + self.window_s, [0.0, 0.0, 0.0])
         self._append(window_start, [float(requests), float(prompt_tokens), float(output_tokens)])
-        if self.needs_refit:
+        if self.auto_refit and self.needs_refit:
             self.refit()
 
     def _append(self, start: float, row: list[float]) -> None:

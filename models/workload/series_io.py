@@ -84,7 +84,7 @@ def _regroup(values: np.ndarray, starts: np.ndarray, valid: np.ndarray, base_s: 
     n = len(values) // k * k
     v = values[:n].reshape(-1, k, values.shape[1])
     merged = v.mean(axis=1) if how == "mean" else v.sum(axis=1)
-    return merged, starts[:n:k], valid[:n].reshape(-1, k).all(axis=1)
+    return np.asarray(merged), starts[:n:k], np.asarray(valid[:n].reshape(-1, k).all(axis=1))
 
 
 def _dense(frame: pd.DataFrame, start_col: str, base_s: float) -> pd.DataFrame:

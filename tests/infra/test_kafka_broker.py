@@ -14,7 +14,6 @@ from infra.java_runtime import parse_java_version
 from infra.kafka_artifacts import render_pom
 from infra.kafka_broker import KafkaBroker, PortInUse
 from infra.kafka_config import BrokerConfig, render_server_properties
-from tests.fixtures.kafka import start_test_broker
 
 
 @pytest.mark.parametrize(("text", "major"), [
@@ -73,29 +72,30 @@ def _read_all(bootstrap: str, topic: str, partitions: int, timeout_s: float = 30
 
 
 @pytest.mark.integration
-def test_restart_keeps_topics_and_messages(tmp_path: Path) -> None:
-    broker = start_test_broker(tmp_path / "kafka")
+def test_restart_keeps_topics_and_messages(kafka_broker_handle: KafkaBroker) -> None:
+    """Stops and restarts the session broker (same ports and data dir): topics and messages survive."""
+    broker = kafka_broker_handle
+    st = broker.status()
+    assert st.state == "running" and st.pid is not None
+    topic = f"persist-{time.time_ns()}"
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    admin.create_topics([NewTopic(topic, 2, 1)])[topic].result(30)
+    _produce(broker.bootstrap, topic, 50)
+    assert broker.start().pid == st.pid  # start() on a running broker is a no-op
     try:
-        st = broker.status()
-        assert st.state == "running" and st.pid is not None
-        admin = AdminClient({"bootstrap.servers": broker.bootstrap})
-        admin.create_topics([NewTopic("persist", 2, 1)])["persist"].result(30)
-        _produce(broker.bootstrap, "persist", 50)
-        assert broker.start().pid == st.pid  # start() on a running broker is a no-op
         assert broker.stop() is True
         assert broker.status().state == "stopped"
+        assert not (broker.cfg.pid_file).exists()
         assert broker.stop() is False
-        # Same data dir, ports read back from the state file.
-        again = KafkaBroker.from_data_dir(tmp_path / "kafka")
-        assert again.bootstrap == broker.bootstrap
+        # A new handle on the same data dir: ports and JVM options come back from the state file.
+        again = KafkaBroker.from_data_dir(broker.cfg.data_dir)
+        assert again.cfg == broker.cfg
         assert again.start().state == "running"
-        broker = again
-        admin = AdminClient({"bootstrap.servers": broker.bootstrap})
-        assert "persist" in admin.list_topics(timeout=10).topics
-        assert sorted(_read_all(broker.bootstrap, "persist", 2)) == sorted(f"m{i}" for i in range(50))
     finally:
-        broker.stop()
-    assert not (tmp_path / "kafka" / "kafka.pid").exists()
+        broker.start()  # the rest of the session needs it (no-op if already running)
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    assert topic in admin.list_topics(timeout=10).topics
+    assert sorted(_read_all(broker.bootstrap, topic, 2)) == sorted(f"m{i}" for i in range(50))
 
 
 @pytest.mark.integration
@@ -135,3 +135,34 @@ def test_old_java_is_rejected(tmp_path: Path) -> None:
     fake.chmod(0o755)
     with pytest.raises(ToolMissing, match="Java 8"):
         java_major_version(str(fake))
+
+
+@pytest.mark.integration
+def test_test_broker_dies_with_its_parent(tmp_path: Path) -> None:
+    """A killed test session must not leave a JVM behind on a shared machine."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from infra.process_control import pid_alive, read_pid
+    from streams.settings import project_root
+
+    script = ("import sys, time; from pathlib import Path; from tests.fixtures.kafka import start_test_broker; "
+              "start_test_broker(Path(sys.argv[1])); print('up', flush=True); time.sleep(600)")
+    parent = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "k")], cwd=project_root(),
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None and parent.stdout.readline().strip() == "up"
+        pid = read_pid(tmp_path / "k" / "kafka.pid")
+        assert pid is not None and pid_alive(pid)
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait(10)
+        deadline = time.monotonic() + 30
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not pid_alive(pid)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+        KafkaBroker.from_data_dir(tmp_path / "k").stop()

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fleet.live.demo_report import archive_frames
 from fleet.live.demo_run import DemoOutcome, DemoSettings, read_records, run_pipeline
 from streams.pipeline_config import PipelineConfig
 from streams.records import Completion, TokenDensity
@@ -36,21 +37,21 @@ def synthetic_trace(n: int, seed: int = 1) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def run(kafka_broker: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[DemoOutcome, KafkaSettings, pd.DataFrame]:
+def run(kafka_broker: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[DemoOutcome, KafkaSettings, pd.DataFrame, str]:
     prefix = f"it{time.time_ns() % 10**9}."
     kafka = KafkaSettings(bootstrap_servers=kafka_broker, topic_prefix=prefix)
     run_dir = tmp_path_factory.mktemp("pipeline")
     env = {"PRESERVE_KAFKA__BOOTSTRAP_SERVERS": kafka_broker, "PRESERVE_KAFKA__TOPIC_PREFIX": prefix,
            "PRESERVE_CLICKHOUSE__DSN": f"chdb://{run_dir / 'clickhouse'}", "PRESERVE_DATA_DIR": str(run_dir)}
     df = synthetic_trace(N)
-    outcome = run_pipeline(df, CFG, kafka, env, run_dir, DemoSettings(speedup=20.0, workers=2, archive=False,
+    outcome = run_pipeline(df, CFG, kafka, env, run_dir, DemoSettings(speedup=20.0, workers=2, archive=True,
                                                                      drain_timeout_s=150.0),
                            say=lambda _m: None)
-    return outcome, kafka, df
+    return outcome, kafka, df, env["PRESERVE_CLICKHOUSE__DSN"]
 
 
 def test_every_request_gets_exactly_one_route_and_one_completion(run) -> None:  # noqa: ANN001
-    outcome, kafka, df = run
+    outcome, kafka, df, _ = run
     routes, comps = read_records(kafka, "routes"), read_records(kafka, "completions")
     want = sorted(df["request_id"])
     assert sorted(routes["request_id"]) == want
@@ -62,7 +63,7 @@ def test_every_request_gets_exactly_one_route_and_one_completion(run) -> None:  
 
 
 def test_windowed_density_equals_the_offline_function(run) -> None:  # noqa: ANN001
-    _, kafka, _ = run
+    _, kafka, _, _ = run
     comps = [Completion(**r) for r in map(json.loads, (json.dumps(x) for x in read_records(kafka, "completions")
                                                           .to_dict("records")))]
     live = [TokenDensity(**r) for r in read_records(kafka, "token-density").to_dict("records")]
@@ -82,7 +83,7 @@ def _last_assignment(log: Path, topic: str) -> str | None:
 
 
 def test_two_workers_share_the_partitions(run) -> None:  # noqa: ANN001
-    outcome, kafka, _ = run
+    outcome, kafka, _, _ = run
     topic = kafka.topic("predicted-requests")
     parts = [_last_assignment(outcome.run_dir / f"worker-{i}.log", topic) for i in range(2)]
     assert all(parts), f"each worker should own some partitions of {topic}: {parts}"
@@ -90,8 +91,17 @@ def test_two_workers_share_the_partitions(run) -> None:  # noqa: ANN001
 
 
 def test_routing_tables_and_scale_commands_flow(run) -> None:  # noqa: ANN001
-    outcome, kafka, _ = run
+    outcome, kafka, _, _ = run
     scale = read_records(kafka, "scale-commands")
     assert set(scale["service"]) == set(SERVICES)  # every service was bootstrapped by its owner
     assert (scale["reason"].str.len() > 0).all()
     assert outcome.counts["routing-table"] > 0 and outcome.counts["forecasts"] > 0
+
+
+def test_clickhouse_rows_match_the_topics_exactly(run) -> None:  # noqa: ANN001
+    outcome, _, df, dsn = run
+    rows, comp, _ = archive_frames(dsn)
+    assert outcome.archive_lag == 0
+    for topic in ("requests", "predicted-requests", "routes", "completions", "instance-events", "scale-commands"):
+        assert rows[topic] == outcome.counts[topic], topic
+    assert rows["requests"] == len(df) and comp["request_id"].nunique() == len(df)

@@ -1,7 +1,8 @@
 """The ClickHouse archive under faults: the archive becomes unwritable for a while mid-replay (the sink raises
 backpressure and the agent retries), then the archive worker is killed with -9 and restarted (Kafka redelivers
 from its last commit). Afterwards every message of every topic is exactly one row: none lost, none doubled,
-both as the SQL readers see it and in the Parquet files themselves.
+both as the SQL readers see it and in the Parquet files themselves. The run's predictor checkpoint is missing,
+so the analytics (the ``predictor_error`` view) must attribute every request to the fallback.
 
 Why swap the directory for a file instead of chmod: tests may run as root, and root ignores permissions.
 """
@@ -21,14 +22,17 @@ from sinks.client import clickhouse_client
 from sinks.schema import table_name
 from streams.pipeline_config import PipelineConfig
 from streams.records import RECORD_TYPES
-from tests.reliability.live import Replayer, live_run, trace, wait_until
+from tests.reliability.live import FAST_FAILOVER, Replayer, live_run, trace, wait_until
 from tests.reliability.recovery import first_routes
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(480)]
 
 SPEEDUP = 5.0
-CFG = PipelineConfig(policy="preserve:preserve", predictor="fallback", instances=2, density_window_s=20.0,
-                     density_grace_s=5.0, cold_start_s=10.0, archive_within_s=0.2)
+
+
+def _cfg(predictor: str) -> PipelineConfig:
+    return PipelineConfig(policy="preserve:preserve", predictor=predictor, instances=2, density_window_s=20.0,
+                          density_grace_s=5.0, cold_start_s=10.0, archive_within_s=0.2)
 
 
 def _break(root: Path) -> None:
@@ -54,7 +58,9 @@ def test_archive_outage_and_kill9_lose_and_double_no_row(kafka_broker: str, tmp_
     df = trace(300, ["svc-a", "svc-b", "svc-c"], gap_s=0.2)
     ids = set(df["request_id"])
     root = tmp_path / "run" / "clickhouse"
-    with live_run(kafka_broker, tmp_path / "run", CFG, archive=True, speedup=SPEEDUP) as run:
+    cfg = _cfg(f"model(path={tmp_path / 'missing-checkpoint'})")  # a model fault too: the metrics must say so
+    with live_run(kafka_broker, tmp_path / "run", cfg, archive=True, speedup=SPEEDUP,
+                  extra_env=FAST_FAILOVER) as run:
         rep = Replayer(run.kafka, df, SPEEDUP)
         rep.start()
         wait_until(lambda: rep.sent >= 60, 60.0, run, "replay under way", every_s=0.1)
@@ -88,4 +94,6 @@ def test_archive_outage_and_kill9_lose_and_double_no_row(kafka_broker: str, tmp_
         assert file_rows == distinct, f"{table}: a (partition, offset) written twice ({report[-1]})"
     print("\narchive after outage + kill -9: " + "; ".join(report))
     assert counts["requests"] == len(df) and counts["dead-letter"] == 0
+    by_predictor = client.query_df("SELECT predictor, sum(requests) AS n FROM predictor_error GROUP BY predictor")
+    assert dict(zip(by_predictor["predictor"], by_predictor["n"], strict=True)) == {"fallback": len(df)}
     shutil.rmtree(root, ignore_errors=True)

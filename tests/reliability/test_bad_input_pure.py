@@ -8,6 +8,8 @@ ones were not there (same predictions, same routes, same density windows as the 
 from __future__ import annotations
 
 import time
+from collections import Counter
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -41,6 +43,22 @@ BATCH = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCh
 CFG = PipelineConfig(policy="preserve:preserve", predictor="fallback", density_window_s=60.0, density_grace_s=30.0)
 
 
+FUZZED: Counter[str] = Counter()  # messages handled per kind, printed at the end (figures in the docs)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fuzz_figures() -> Iterator[None]:
+    yield
+    print(f"\nfuzzed at the pure level: {sum(FUZZED.values())} messages, {FUZZED['bad']} of them bad, "
+          f"{FUZZED['duplicate']} redelivered duplicates")
+
+
+def _count(cases: list[Case], duplicates: int = 0) -> None:
+    FUZZED["bad"] += sum(c.bad for c in cases)
+    FUZZED["good"] += sum(not c.bad for c in cases)
+    FUZZED["duplicate"] += duplicates
+
+
 @pytest.fixture(scope="module")
 def route_cfg() -> PipelineConfig:
     RouteAgentState(CFG)  # pays the policy imports once for the module
@@ -56,6 +74,7 @@ def _msgs(topic: str, cases: list[Case], first_offset: int = 0) -> list[RawMessa
 def test_arbitrary_bytes_never_raise_and_dead_letters_are_bounded(raw: bytes, cls: type, offset: int) -> None:
     out = parse_or_dead_letter(raw, cls, cls.topic, time.time(), key=raw[:300], partition=3, offset=offset)
     assert isinstance(out, (cls, DeadLetter))
+    FUZZED["bad" if isinstance(out, DeadLetter) else "good"] += 1
     if isinstance(out, DeadLetter):
         assert out.reason and out.source_topic == cls.topic and (out.partition, out.offset) == (3, offset)
         assert len(out.payload) <= MAX_PAYLOAD_CHARS and (out.key is None or len(out.key) <= 256)
@@ -66,6 +85,7 @@ def test_arbitrary_bytes_never_raise_and_dead_letters_are_bounded(raw: bytes, cl
 @given(case=bad_request())
 def test_every_bad_request_is_dead_lettered_with_its_reason(case: Case) -> None:
     out = parse_or_dead_letter(case.value, RequestEvent, "requests", time.time(), b"k", 0, 7)
+    _count([case])
     assert isinstance(out, DeadLetter), case.kind
     assert case.expect in out.reason, (case.kind, out.reason)
 
@@ -74,6 +94,7 @@ def test_every_bad_request_is_dead_lettered_with_its_reason(case: Case) -> None:
 @given(case=bad_completion())
 def test_every_bad_completion_is_dead_lettered_with_its_reason(case: Case) -> None:
     out = parse_or_dead_letter(case.value, Completion, "completions", time.time(), b"k", 0, 7)
+    _count([case])
     assert isinstance(out, DeadLetter), case.kind
     assert case.expect in out.reason, (case.kind, out.reason)
 
@@ -90,6 +111,7 @@ def _check_dead_letters(out: list, cases: list[Case], topic: str) -> None:
 @given(cases=mixed("requests"))
 def test_predict_state_answers_every_good_request_and_dead_letters_each_bad_one(cases: list[Case]) -> None:
     state = PredictAgentState("fallback")
+    _count(cases)
     out = state.handle(_msgs("requests", cases), time.time())
     _check_dead_letters(out, cases, "requests")
     preds = [r for r in out if isinstance(r, PredictedRequest)]
@@ -129,6 +151,7 @@ def test_route_state_routes_each_good_request_once_despite_bad_and_duplicate_inp
         delivered.append(c)
         if not c.bad and i % dup_every == 0:
             delivered.append(c)
+    _count(raw, len(delivered) - len(raw))
     out = state.handle(_msgs("predicted-requests", delivered), time.time())
     dead = [r for r in out if isinstance(r, DeadLetter)]
     assert len(dead) == sum(c.bad for c in raw)
@@ -147,6 +170,7 @@ def test_density_state_equals_offline_windows_despite_bad_and_duplicate_completi
         cases: list[Case], dup_every: int) -> None:
     state = DensityAgentState(CFG.density_window_s, CFG.density_grace_s)
     delivered = [c for i, c in enumerate(cases) for _ in range(2 if not c.bad and i % dup_every == 0 else 1)]
+    _count(cases, len(delivered) - len(cases))
     out = state.handle(_msgs("completions", delivered), time.time())
     assert sum(isinstance(r, DeadLetter) for r in out) == sum(c.bad for c in cases)
     live = [r for r in out if not isinstance(r, DeadLetter)] + state.acc.flush()

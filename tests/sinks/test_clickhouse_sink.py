@@ -129,3 +129,46 @@ def test_merge_ranges(ranges: list, union: list) -> None:
     assert merge_ranges(ranges) == union
     for off in range(-1, 35):
         assert covered(off, union) == any(lo <= off <= hi for lo, hi in ranges)
+
+
+def test_setup_repairs_a_merge_cut_short(tmp_path: Path) -> None:
+    """A writer killed between writing a merged file and deleting its sources leaves overlapping files: the
+    next writer's setup removes the redundant ones, and only those."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from sinks.client import open_store
+    from sinks.parquet_store import file_name
+    from sinks.schema import record_row
+
+    dsn = _dsn(tmp_path)
+    table_dir = tmp_path / "archive" / "parquet" / "requests"
+    sink = ClickHouseSink(dsn, store=open_store(dsn, compact_files=1000))
+    schema = sink.schemas["requests"]
+
+    def rec(off: int) -> RequestEvent:
+        return RequestEvent(ts=1.0 + off, request_id=f"r{off}", service="s", prompt_tokens=1)
+
+    for off in (0, 1, 2, 4, 5):  # offset 3 is missing (e.g. consumed by the other writer of a rebalance)
+        sink.add("requests", 0, off, rec(off))
+        sink.flush()
+    keep = tmp_path / "keep"
+    shutil.copytree(table_dir, keep)
+    sink.store.compact(schema, 0)  # type: ignore[union-attr]
+    for f in keep.iterdir():  # "killed" before the sources were deleted
+        shutil.copy(f, table_dir / f.name)
+    # The other writer's file lies inside the merged range but holds a row the merged file lacks.
+    other = pa.Table.from_pylist([record_row(schema, rec(3), 0, 3)], schema=schema.arrow_schema())
+    pq.write_table(other, table_dir / file_name(0, 3, 3))
+    assert len(list(table_dir.glob("*.parquet"))) == 7
+    open_store(dsn)  # the next writer starts
+    left = sorted(table_dir.glob("*.parquet"))
+    assert [p.name for p in left] == [file_name(0, 0, 5), file_name(0, 3, 3)]
+    assert pq.read_table(left[0]).column("kafka_offset").to_pylist() == [0, 1, 2, 4, 5]
+    assert query_df(dsn, "SELECT count() AS n FROM requests")["n"].iloc[0] == 6
+    # Compacting overlapping inputs never writes an offset twice.
+    sink.store.compact(schema, 0)  # type: ignore[union-attr]
+    (merged,) = table_dir.glob("*.parquet")
+    assert pq.read_table(merged).column("kafka_offset").to_pylist() == [0, 1, 2, 3, 4, 5]

@@ -68,12 +68,12 @@ class PreServeScaler(BaseScaler):
 
     def __init__(self, min_instances: int = 1, max_instances: int = 8, freeze_s: float = 60.0,
                  interval_s: float = 5.0, engine: str = "llama2-7b-h100", forecast: str = "online",
-                 window_s: float = 60.0, target_util: float = 0.85, down_util: float = 0.7,
+                 window_s: float = 60.0, target_util: float = 0.95, down_util: float = 0.8,
                  high_water: float = 0.95, emergency_waiting: float = 4.0, tpot_slo_s: float = 0.1,
-                 tpot_share: float = 0.5, recent_s: float = 60.0, cold_start_s: float | None = None,
+                 tpot_share: float = 0.5, recent_s: float = 180.0, cold_start_s: float | None = None,
                  forecaster_model: str = "mlstm", ttft_slo_s: float = 1.0, slo_miss_up: float = 0.01,
                  slo_miss_down: float = 0.002, down_stabilization_s: float = 120.0, burst_quantile: float = 0.99,
-                 burst_share: float = 0.8, burst_memory_s: float = 600.0, **unknown: Any) -> None:
+                 burst_share: float = 0.7, burst_memory_s: float = 600.0, **unknown: Any) -> None:
         if unknown:
             raise TypeError(f"unknown parameters for scaler 'preserve': {sorted(unknown)}")
         super().__init__(min_instances, max_instances, freeze_s, interval_s)
@@ -252,7 +252,7 @@ class PreServeScaler(BaseScaler):
             return ScaleDecision(need, f"{label} on {why}: util {u:.2f}, kv peak {d['kv_peak']:.0f}", d)
         if self._first_seen is None:
             self._first_seen = now
-        if now - self._first_seen < 2 * self.window_s:
+        if now - self._first_seen < max(2 * self.window_s, self.burst_memory_s / 2):
             return None  # too little seen to release capacity
         kv_room = self.high_water * self.engine.kv_capacity_tokens * (current - 1)
         if current > self.min_instances and d["waiting"] == 0 and u / (current - 1) < self.down_util \

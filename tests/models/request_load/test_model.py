@@ -83,3 +83,16 @@ def test_pack_pads_and_types(built: tuple[LengthModel, RowEncoder]) -> None:
     b = collate(r, model.model_ids(["llama", "llama"]))
     assert b.attention_mask[1].tolist() == [1, 1, 1, 1, 1, 0, 0, 0]
     assert b.token_type_ids[0].tolist() == [0, 0, 0, 1, 1, 1, 0, 0]
+
+
+def test_encoding_ignores_tokenizer_padding_and_truncation_state(tiny_encoder: str) -> None:
+    """tokenizer.json files may switch on padding/truncation in the Rust backend (all-MiniLM-L6-v2 does);
+    rows must not depend on that state nor change between calls."""
+    tok = load_tokenizer(tiny_encoder)
+    tok.backend_tokenizer.enable_truncation(4)
+    tok.backend_tokenizer.enable_padding(length=30)
+    rows = RowEncoder(tok, 64, 4, 12)
+    first = rows.encode(["write a long essay about code please"], ["llama"])
+    assert first == rows.encode(["write a long essay about code please"], ["llama"])
+    ids, head = first[0]
+    assert 0 not in ids and len(ids) == head + 7 + 1  # 7 prompt words, no pads, not truncated to 4

@@ -75,3 +75,12 @@ def test_matrix_memory_feeds_the_output() -> None:
     v2 = v.clone()
     v2[:, :, 0] += 1.0  # a different value stored at step 0 changes what is read later
     assert (mlstm_parallel(q, k, v2, i_pre, f_pre)[:, :, -1] - base[:, :, -1]).abs().max() > 1e-6
+
+
+def test_gradients_of_both_forms_agree() -> None:
+    """The stabiliser carries no gradient (h does not depend on it); both forms train identically."""
+    inputs = [t.clone().requires_grad_(True) for t in _inputs(6, t=9)]
+    g_par = torch.autograd.grad(mlstm_parallel(*inputs).sum(), inputs)
+    g_rec = torch.autograd.grad(mlstm_recurrent(*inputs)[0].sum(), inputs)
+    for a, b in zip(g_par, g_rec, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10)

@@ -86,3 +86,12 @@ def test_seasonal_baseline_waits_for_a_full_day() -> None:
 def test_unknown_model() -> None:
     with pytest.raises(ValueError, match="unknown model"):
         OnlineForecaster(W, "arima")
+
+
+def test_manual_refit_when_auto_refit_is_off() -> None:
+    f = OnlineForecaster(W, "mlstm", history=8, horizon=3, min_fit_windows=40, auto_refit=False,
+                         train_config=TrainConfig(epochs=1))
+    _feed(f, 45)
+    assert f.fitted is None and f.needs_refit
+    f.refit()
+    assert not f.needs_refit and not f.forecast(3).fallback

@@ -75,3 +75,11 @@ def test_density_csv_and_per_request_trace_agree(tmp_path: Path) -> None:
 def test_missing_path(tmp_path: Path) -> None:
     with pytest.raises(SeriesError, match="no such"):
         load_series(tmp_path / "nope.csv", 600.0)
+
+
+@pytest.mark.parametrize("model", ["m-mid", "m-small"])
+def test_real_servegen_aggregate(shared_data: Path, model: str) -> None:
+    s = load_series(shared_data / "traces" / "servegen" / f"servegen_{model}_window600s_aggregate.csv", 600.0)
+    assert s.values.shape == (2016, 3) and s.window_start[-1] == 2015 * 600
+    assert 0.9 < s.valid.mean() < 1.0  # a few collection gaps, marked
+    assert (s.values[s.valid] > 0).all() and np.isfinite(s.values).all()

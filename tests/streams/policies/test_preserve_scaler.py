@@ -69,27 +69,27 @@ def test_bounds_are_honoured() -> None:
 def test_freeze_blocks_then_releases() -> None:
     s = oracle_scaler(steady(0.001, 0, 2000), freeze_s=60.0, down_stabilization_s=0.0)
     assert s.decide(view(4), now=0.0) is None  # warm-up: too little seen to release capacity
-    d = s.decide(view(4), now=121.0)
+    d = s.decide(view(4), now=301.0)
     assert d is not None and d.target_instances == 3  # one step down at a time
-    assert s.decide(view(3), now=150.0) is None  # frozen
-    d = s.decide(view(3), now=182.0)
+    assert s.decide(view(3), now=330.0) is None  # frozen
+    d = s.decide(view(3), now=362.0)
     assert d is not None and d.target_instances == 2
 
 
 def test_emergency_scale_up_passes_the_freeze() -> None:
     s = oracle_scaler(steady(0.001, 0, 2000), freeze_s=60.0)
     s.decide(view(3), now=0.0)
-    assert s.decide(view(3), now=130.0) is not None  # a scale-down starts the freeze
-    assert s.decide(view(2), now=140.0) is None
+    assert s.decide(view(3), now=310.0) is not None  # a scale-down starts the freeze
+    assert s.decide(view(2), now=320.0) is None
     cap = s.capacity()
     rate = 3.0 / cap.utilisation(1000, 0)  # a load of three instances' worth arrives
     for k in range(int(10 * rate)):
-        t = 140.0 + k / rate
+        t = 320.0 + k / rate
         s.observe_arrival(RequestInfo(f"x{k}", "svc", t, 1000, 10.0, 10.0), now=t)
-    d = s.decide(view(2, waiting=40), now=150.0)  # a queue forms: urgent
+    d = s.decide(view(2, waiting=40), now=330.0)  # a queue forms: urgent
     assert d is not None and d.target_instances >= 3 and d.reason.startswith("emergency")
     # capacity already on its way: no second emergency through the freeze
-    assert s.decide(view(2, n_starting=1, waiting=40), now=155.0) is None
+    assert s.decide(view(2, n_starting=1, waiting=40), now=335.0) is None
 
 
 def test_anticipated_kv_peak_scales_up() -> None:
