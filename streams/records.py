@@ -55,7 +55,7 @@ class EventRecord(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
     topic: ClassVar[str] = ""
 
-    v: Literal[1] = SCHEMA_VERSION
+    v: Literal[1] = 1  # == SCHEMA_VERSION; a literal so old readers reject newer versions with a reason
     ts: float = Field(description="event time, seconds since the epoch (replays may use a shifted epoch)")
 
     @field_validator("ts")

@@ -49,7 +49,10 @@ def test_sql_reads_while_a_writer_writes(tmp_path: Path) -> None:
     try:
         assert writer.stdout is not None
         writer.stdout.readline()  # first batch is on disk
-        counts = [_sql_count(dsn) for _ in range(2)]
+        counts = [_sql_count(dsn)]  # `preserve sql` in its own process
+        mid = query_df(dsn, "SELECT count() AS n, uniqExact(request_id) AS u FROM completions")  # this process
+        assert mid["n"].iloc[0] == mid["u"].iloc[0]
+        counts.append(int(mid["n"].iloc[0]))
         assert writer.poll() is None, "the writer must still be running during the reads"
     finally:
         stop.touch()

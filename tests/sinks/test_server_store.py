@@ -10,9 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from sinks.analytics import SAVED_QUERIES, query_df
 from sinks.clickhouse_sink import ClickHouseSink
-from sinks.client import mask_dsn
+from sinks.client import clickhouse_client, mask_dsn, open_store
+from sinks.exceptions import SinkError
 from streams.settings import project_root
 from tests.fixtures.archive_data import sample_run
 
@@ -64,3 +67,11 @@ def test_mask_dsn_hides_passwords() -> None:
     assert mask_dsn("https://alice:s3cr3t@ch.example:8443/db") == "https://alice:***@ch.example:8443/db"
     assert mask_dsn("http://h:8123/db?user=a&password=s3cr3t") == "http://h:8123/db?user=a&password=***"
     assert mask_dsn("chdb:///tmp/x") == "chdb:///tmp/x"
+
+
+def test_unreachable_server_error_hides_the_password() -> None:
+    dsn = "http://alice:s3cr3t-pw@127.0.0.1:1/db"  # nothing listens on port 1
+    for opener in (clickhouse_client, open_store):
+        with pytest.raises(SinkError) as err:
+            opener(dsn)
+        assert "s3cr3t-pw" not in str(err.value) and "alice:***@127.0.0.1:1" in str(err.value)
