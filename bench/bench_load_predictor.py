@@ -9,6 +9,7 @@ Three measurements per (sequence length, batch size), all in this process on the
 - ``stream``: ``predict`` on ``--stream`` x B unique prompts in one call with batches of B: the host tokenizes
   batch k+1 while the device runs batch k (sustained throughput of a loaded predict stage); its batch time is
   the call time / ``--stream``.
+- ``real``: ``predict`` on the data file's prompts as they are (dynamic padding: most are far shorter than T).
 Predictions/s = rows / mean batch time; p99 = 99th percentile of per-batch wall time.
 
   python bench/bench_load_predictor.py --device cpu --threads 2 --batches 1 8 32 --seq 128 512
@@ -104,21 +105,26 @@ def bench(args: argparse.Namespace) -> list[dict[str, Any]]:
         for batch in args.batches:
             ids = torch.randint(1000, 30000, (batch, seq), device=device)
             mask = torch.ones_like(ids)
-            with torch.inference_mode():
-                t_plain = timeit(lambda ids=ids, mask=mask: plain_model(input_ids=ids, attention_mask=mask),
-                                 device, args.iters, args.seconds)
+            def plain_call(ids: torch.Tensor = ids, mask: torch.Tensor = mask) -> None:
+                with torch.inference_mode():
+                    plain_model(input_ids=ids, attention_mask=mask)
+
+            t_plain = timeit(plain_call, device, args.iters, args.seconds)
             plain = batch / float(t_plain.mean())
             results.append(row("plain", seq, batch, t_plain, plain))
             prompts = texts(batch * 4, seq, pool)
             services = ["llama-2-7b-chat-hf"] * batch
             rows = engine.encode(prompts[:batch], services)
             assert all(len(r[0]) == seq - engine.model.config.n_soft for r in rows), "rows do not fill seq"
-            t_engine = timeit(lambda rows=rows, s=services: engine.run_rows(rows, s), device, args.iters,
-                              args.seconds)
+            def engine_call(rows: list[Any] = rows, s: list[str] = services, e: LengthEngine = engine) -> None:
+                e.run_rows(rows, s)
+
+            t_engine = timeit(engine_call, device, args.iters, args.seconds)
             results.append(row("engine", seq, batch, t_engine, plain))
             cursor = iter(range(10**9))
 
-            def call(batch: int = batch, prompts: list[str] = prompts, s: list[str] = services) -> None:
+            def call(batch: int = batch, prompts: list[str] = prompts, s: list[str] = services,
+                     cursor: Any = cursor, seq: int = seq) -> None:
                 k = next(cursor) % 4
                 predictor.predict(prompts[k * batch:(k + 1) * batch], [seq] * batch, s)
 
@@ -127,13 +133,24 @@ def bench(args: argparse.Namespace) -> list[dict[str, Any]]:
             many = texts(batch * args.stream * 2, seq, pool)
             n = batch * args.stream
 
-            def stream(n: int = n, many: list[str] = many) -> None:
+            def stream(n: int = n, many: list[str] = many, cursor: Any = cursor, seq: int = seq) -> None:
                 k = next(cursor) % 2
                 predictor.predict(many[k * n:(k + 1) * n], [seq] * n, ["llama-2-7b-chat-hf"] * n)
 
             t_stream = timeit(stream, device, max(2, args.iters // 2), args.seconds)
             results.append(row("stream", seq, batch, t_stream / args.stream, plain))
-            for r in results[-4:]:
+            real = pool[: batch * 4] if len(pool) >= batch * 4 else (pool * (batch * 4 // len(pool) + 1))[: batch * 4]
+            real = [f"{i} {p}" for i, p in enumerate(real)]  # unique, so the cache can't hit
+
+            def real_call(batch: int = batch, real: list[str] = real, s: list[str] = services,
+                          cursor: Any = cursor) -> None:
+                k = next(cursor) % 4
+                part = real[k * batch:(k + 1) * batch]
+                predictor.predict(part, [len(p) // 4 for p in part], s)
+
+            t_real = timeit(real_call, device, args.iters, args.seconds)
+            results.append(row("real", seq, batch, t_real, plain))
+            for r in results[-5:]:
                 print(json.dumps(r), flush=True)
     return results
 

@@ -6,10 +6,10 @@ For each predictor (the fallback, and the encoder model on CPU) a fresh Faust wo
 `route` agents on its own topics; the fleet is pre-provisioned by publishing READY instance events (the
 instance managers are not part of the measured path). Then:
 
+- latency (first): requests at ``--rate`` per second for ``--seconds``; latency = RouteDecision broker
+  timestamp (CreateTime, set when the worker sent it) - the request's send time;
 - throughput: ``--n`` requests produced as fast as possible; requests/s = n / (last RouteDecision's broker
-  timestamp - first request's send time);
-- latency: requests at ``--rate`` per second for ``--seconds``; latency = RouteDecision broker timestamp
-  (CreateTime, set when the worker sent it) - the request's send time.
+  timestamp - first request's send time).
 - ceiling: raw confluent-kafka produce and consume rates of RequestEvent-sized messages in the same run.
 
 Targets (issue 8): >= 5,000 requests/s through routing with the fallback; p99 <= 20 ms at 500 requests/s.
@@ -137,15 +137,16 @@ def bench_predictor(kafka: KafkaSettings, predictor: str, policy: str, n: int, r
         _provision(producer, k, time.time() - 1)
         warm = _send(producer, k, 10**7, 200, None)  # warm-up (imports, first batches), not measured
         _route_times(k, len(warm), 120)
+        # latency first, so that nothing of the burst below is still queued while it is measured
+        m = int(rate * seconds)
+        sent2 = _send(producer, k, n, m, rate)
+        routed2 = _route_times(k, len(warm) + m, 300)
+        lat = np.array([routed2[r] - t for r, t in sent2.items() if r in routed2]) * 1000.0
         sent = _send(producer, k, 0, n, None)
-        routed = _route_times(k, len(warm) + n, 600)
+        routed = _route_times(k, len(warm) + m + n, 600)
         ok = [rid for rid in sent if rid in routed]
         first = min(sent.values())
         thr = {"requests": n, "routed": len(ok), "requests_per_s": len(ok) / (max(routed[r] for r in ok) - first)}
-        m = int(rate * seconds)
-        sent2 = _send(producer, k, n, m, rate)
-        routed2 = _route_times(k, len(warm) + n + m, 300)
-        lat = np.array([routed2[r] - t for r, t in sent2.items() if r in routed2]) * 1000.0
         sources = topic_counts(k, ["predicted-requests"])
         return {"predictor": predictor, "policy": policy, "throughput": thr,
                 "latency_ms": {"rate_per_s": rate, "requests": m, "routed": int(lat.size),

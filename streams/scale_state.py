@@ -1,16 +1,26 @@
 """Scaling state of one service, driven by the `scale` agent (pure: explicit event time, no I/O).
 
-The scaler object comes from the policy registry (the one the offline simulator drives). It is polled every
-``scaler.interval_s`` of *event* time, as the simulator polls it; the agent's clock is the largest event time
-seen on the service's streams (arrivals, completions, instance events, forecasts).
+The scaler object comes from the policy registry (the one the offline simulator drives) and is polled every
+``scaler.interval_s`` of *event* time, as the simulator polls it.
+
+Why arrivals wait for the fleet: the instance managers run a little behind the replay (see
+``fleet/live/event_clock.py``), so completions and instance statuses reach this agent later, in event time,
+than the arrivals they belong with. A scaler fed arrivals at once and completions late believes more work is in
+flight than there is and scales up for nothing. So arrivals and forecasts are held until the fleet's own events
+(which carry the fleet's event time, in order per service) pass them, and everything is applied in event-time
+order: the scaler sees what the offline simulator shows it, only later in wall time. The managers send a status
+per instance at least every heartbeat, so held arrivals never wait long.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
+
 from streams.fleet_state import FleetState
 from streams.policies.base_scaler import BaseScaler
 from streams.policies.fleet_view import CompletionInfo, RequestInfo
-from streams.records import Completion, Forecast, InstanceEvent, PredictedRequest, ScaleCommand
+from streams.records import Completion, EventRecord, Forecast, InstanceEvent, PredictedRequest, ScaleCommand
 
 __all__ = ["ServiceScaler", "BOOTSTRAP_REASON"]
 
@@ -18,6 +28,7 @@ __all__ = ["ServiceScaler", "BOOTSTRAP_REASON"]
 # decision (no freeze), and the instance managers start these instances ready and ignore it once the service
 # has instances (a scale agent that restarts must not shrink a running fleet).
 BOOTSTRAP_REASON = "bootstrap: initial instances"
+MAX_HELD = 1_000_000  # held arrivals beyond this are applied without waiting (a fleet that went silent)
 
 
 class ServiceScaler:
@@ -32,28 +43,33 @@ class ServiceScaler:
 
     def __init__(self, service: str, scaler: BaseScaler, policy: str, fleet: FleetState,
                  initial_instances: int = 1) -> None:
-        self.initial_instances = initial_instances
-        self._bootstrapped = False
         self.service = service
         self.scaler = scaler
         self.policy = policy
         self.fleet = fleet
+        self.initial_instances = initial_instances
         self.now: float | None = None
+        self._bootstrapped = False
         self._next_tick: float | None = None
         self._seen_arrivals: set[str] = set()
+        self._held: list[tuple[float, int, EventRecord]] = []
+        self._seq = itertools.count()
 
     def on_request(self, req: PredictedRequest) -> list[ScaleCommand]:
         if req.request_id in self._seen_arrivals:  # a redelivered arrival must not count twice
             return []
         self._seen_arrivals.add(req.request_id)
-        out = self._tick(req.ts)
-        info = RequestInfo(req.request_id, req.service, req.ts, req.prompt_tokens, req.predicted_tokens,
-                           req.predicted_p90_tokens)
-        self.scaler.observe_arrival(info, req.ts)
+        out = self._bootstrap(req.ts)
+        self._hold(req)
         return out
 
+    def on_forecast(self, fc: Forecast) -> list[ScaleCommand]:
+        self._hold(fc)
+        return []
+
     def on_completion(self, c: Completion) -> list[ScaleCommand]:
-        out = self._tick(c.ts)
+        out = self._release(c.ts)
+        out += self._tick(c.ts)
         self.fleet.note_completion(c)
         self.scaler.observe_completion(CompletionInfo(c.request_id, c.instance_id, c.arrival_ts, c.ts,
                                                       c.prompt_tokens, c.output_tokens, c.ttft_s), c.ts)
@@ -61,29 +77,54 @@ class ServiceScaler:
         return out
 
     def on_instance_event(self, ev: InstanceEvent) -> list[ScaleCommand]:
+        out = self._release(ev.ts)
         self.fleet.apply(ev)
-        return self._tick(ev.ts)
+        return out + self._tick(ev.ts)
 
-    def on_forecast(self, fc: Forecast) -> list[ScaleCommand]:
-        observe = getattr(self.scaler, "observe_forecast", None)
-        if callable(observe):
-            observe(fc.target, fc.first_window_start, fc.window_s, list(fc.mean), list(fc.upper), fc.ts)
-        return self._tick(fc.ts)
+    def _hold(self, rec: EventRecord) -> None:
+        heapq.heappush(self._held, (rec.ts, next(self._seq), rec))
+        if len(self._held) > MAX_HELD:
+            self._apply(heapq.heappop(self._held)[2])
+
+    def _release(self, watermark: float) -> list[ScaleCommand]:
+        """Apply held arrivals/forecasts up to the fleet's event time, in order, polling the scaler between."""
+        out: list[ScaleCommand] = []
+        while self._held and self._held[0][0] <= watermark:
+            out += self._apply(heapq.heappop(self._held)[2])
+        return out
+
+    def _apply(self, rec: EventRecord) -> list[ScaleCommand]:
+        out = self._tick(rec.ts)
+        if isinstance(rec, PredictedRequest):
+            info = RequestInfo(rec.request_id, rec.service, rec.ts, rec.prompt_tokens, rec.predicted_tokens,
+                               rec.predicted_p90_tokens)
+            self.scaler.observe_arrival(info, rec.ts)
+        elif isinstance(rec, Forecast):
+            observe = getattr(self.scaler, "observe_forecast", None)
+            if callable(observe):
+                observe(rec.target, rec.first_window_start, rec.window_s, list(rec.mean), list(rec.upper), rec.ts)
+        return out
+
+    def _bootstrap(self, ts: float) -> list[ScaleCommand]:
+        """The service's first arrival starts its initial instances at once (the fleet has none to report)."""
+        if self._bootstrapped:
+            return []
+        self._bootstrapped = True
+        if self.initial_instances > 0 and not self.fleet.instances:
+            self.now = ts if self.now is None else max(self.now, ts)
+            return [self._command(self.initial_instances, BOOTSTRAP_REASON)]
+        return []
 
     def _tick(self, ts: float) -> list[ScaleCommand]:
         """Poll the scaler at every ``interval_s`` boundary the event clock crossed (once per call)."""
         if self.now is None or ts > self.now:
             self.now = ts
-        if self._next_tick is None:
-            self._next_tick = self.now  # first event: poll at once (brings the fleet to min_instances)
-        if self.now < self._next_tick:
-            return []
-        if not self._bootstrapped:
-            self._bootstrapped = True
-            if self.initial_instances > 0 and not self.fleet.instances:
-                return [self._command(self.initial_instances, BOOTSTRAP_REASON)]
         if not self.fleet.instances and self.initial_instances > 0:
             return []  # the bootstrap's instances are not visible yet: deciding now would double them
+        if self._next_tick is None:
+            self._next_tick = self.now
+        if self.now < self._next_tick:
+            return []
         tick = self._next_tick
         step = self.scaler.interval_s
         self._next_tick = tick + step * (1 + int((self.now - tick) // step))

@@ -133,6 +133,8 @@ def run_pipeline(df: pd.DataFrame, cfg: PipelineConfig, kafka: KafkaSettings, en
                 bar.close()
         out = DemoOutcome(counts.sent, final, replay_wall, time.time() - t1, run_dir)
         time.sleep(2.0)  # statuses, density windows and forecasts that follow the last completion
+        for name in [n for n in procs.procs if n != "archive"]:  # nothing more is produced after this
+            procs.stop(name)
         out.counts = topic_counts(kafka, list(RECORD_TYPES))
         if demo.archive:
             out.archive_lag = _wait_archived(kafka, procs, 120.0)

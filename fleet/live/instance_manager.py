@@ -58,14 +58,15 @@ class ServiceFleet:
 
     :param service: the service name.
     :param factory: creates engines and says their cold start.
-    :param status_every_s: event-time period of status events per instance.
+    :param status_every_s: event-time period of status events per instance (when its load changed).
+    :param heartbeat_s: event-time period of a status for every instance, changed or not.
     :param prewarm_first: the bootstrap command of the service (the scale agent's first, see
         ``streams.scale_state.BOOTSTRAP_REASON``) starts its instances ready at once: a fleet that was already
         serving before the replay began, as the offline simulator's ``initial_instances``.
     """
 
     def __init__(self, service: str, factory: EngineFactory, counters: FleetCounters, status_every_s: float = 1.0,
-                 prewarm_first: bool = True) -> None:
+                 prewarm_first: bool = True, heartbeat_s: float = 5.0) -> None:
         self.service = service
         self.factory = factory
         self.counters = counters
@@ -76,6 +77,8 @@ class ServiceFleet:
         self._ids = itertools.count()
         self._next_status: float | None = None
         self._last_status: dict[str, tuple[object, ...]] = {}
+        self.heartbeat_s = heartbeat_s
+        self._next_heartbeat: float | None = None
 
     def active(self) -> list[ManagedInstance]:
         return [i for i in self.instances.values() if i.state is not InstanceState.STOPPED]
@@ -176,8 +179,9 @@ class ServiceFleet:
         return out
 
     def _statuses(self, now: float) -> list[EventRecord]:
-        """A status per instance every ``status_every_s``, only for instances whose load changed since the last
-        (an idle fleet does not flood the topic while the clock runs ahead of the replay)."""
+        """A status per instance every ``status_every_s`` for instances whose load changed since the last, and
+        for all every ``heartbeat_s``: the heartbeat carries the fleet's event time to the scale agent, which
+        holds arrivals until the fleet's events pass them (an idle fleet sends little, but never nothing)."""
         if self._next_status is None:
             self._next_status = now + self.status_every_s
             return []
@@ -185,10 +189,13 @@ class ServiceFleet:
             return []
         self._next_status = now + self.status_every_s
         out: list[EventRecord] = []
+        heartbeat = self._next_heartbeat is None or now >= self._next_heartbeat
+        if heartbeat:
+            self._next_heartbeat = now + self.heartbeat_s
         for inst in self.active():
             ev = self._event(inst, InstanceEventKind.STATUS, now)
             sig = (ev.state, ev.running, ev.waiting, ev.kv_used_tokens)
-            if self._last_status.get(inst.instance_id) != sig:
+            if heartbeat or self._last_status.get(inst.instance_id) != sig:
                 self._last_status[inst.instance_id] = sig
                 out.append(ev)
         return out

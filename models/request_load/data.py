@@ -131,7 +131,7 @@ def read_pairs(path: str | Path, on_bad: Literal["skip", "fail"] = "skip",
 
 def split_of(prompt: str, cfg: SplitConfig) -> str:
     """``"test"``, ``"val"`` or ``"train"`` from the prompt text alone."""
-    digest = hashlib.sha1(f"{cfg.seed}:{prompt.strip()}".encode()).digest()
+    digest = hashlib.sha1(f"{cfg.seed}:{prompt.strip()}".encode(), usedforsecurity=False).digest()
     u = int.from_bytes(digest[:8], "big") / 2.0**64
     if u < cfg.test_frac:
         return "test"

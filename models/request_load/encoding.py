@@ -10,8 +10,8 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Sequence
-from itertools import chain
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import Any
 

@@ -154,7 +154,8 @@ class ModelPredictor:
                 self.stats.model_rows += len(miss)
         todo = np.flatnonzero(np.isnan(mean))
         if todo.size:
-            fm, fp = self.fallback.lookup([prompt_tokens[i] for i in todo], [services[i] for i in todo])
+            rows = todo.tolist()
+            fm, fp = self.fallback.lookup([prompt_tokens[i] for i in rows], [services[i] for i in rows])
             mean[todo], p90[todo] = fm, fp
             self.stats.fallback_rows += int(todo.size)
         self.stats.rows += n

@@ -63,7 +63,9 @@ def find_layer_stack(backbone: nn.Module) -> nn.ModuleList:
 
 
 class LengthModel(nn.Module):
-    def __init__(self, config: LengthModelConfig, backbone: nn.Module) -> None:
+    backbone: Any  # a Hugging Face encoder (typed loosely: its attributes vary by family)
+
+    def __init__(self, config: LengthModelConfig, backbone: Any) -> None:
         """:param backbone: a Hugging Face encoder (``AutoModel``) that accepts ``inputs_embeds``."""
         super().__init__()
         self.config = config
@@ -122,7 +124,7 @@ class LengthModel(nn.Module):
         m = mask.unsqueeze(-1).to(h.dtype)
         pooled = (h * m).sum(1) / m.sum(1).clamp_min(1.0)  # (B, H) mean over real positions
         feats = torch.cat([h[:, 0], pooled, self.model_emb(model_ids).to(h.dtype)], dim=-1)  # (B, 2H+D)
-        out = self.head(feats.to(self.head[0].weight.dtype)).float()  # (B, Q+1)
+        out = self.head(feats.to(self.soft_prompt.dtype)).float()  # (B, Q+1)
         q = torch.cat([out[:, :1], F.softplus(out[:, 1:-1])], dim=1).cumsum(dim=1) + 5.0  # (B, Q), ~log(150)
         return q, F.softplus(out[:, -1])
 

@@ -129,8 +129,9 @@ def _encode(rows_enc: RowEncoder, examples: Sequence[LengthExample], chunk: int 
 
 
 def train(examples: Sequence[LengthExample], out_dir: Path, cfg: TrainConfig, model_cfg: LengthModelConfig,
-          split: SplitConfig = SplitConfig(), data_files: Sequence[str] = ()) -> dict[str, Any]:
+          split: SplitConfig | None = None, data_files: Sequence[str] = ()) -> dict[str, Any]:
     """Train, save the checkpoint in ``out_dir`` and return its recorded metadata."""
+    split = split or SplitConfig()
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
     parts = split_examples(examples, split)

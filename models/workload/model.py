@@ -73,6 +73,9 @@ class WorkloadForecaster(nn.Module):
             self.blocks = nn.ModuleList()
             self.lstm = nn.LSTM(cfg.dim, cfg.dim, cfg.layers, batch_first=True,
                                 dropout=cfg.dropout if cfg.layers > 1 else 0.0)
+        # the same dropout on the recurrent output as each mLSTM layer applies to its residual branch, so the
+        # two backbones are regularised alike
+        self.drop = nn.Dropout(cfg.dropout)
         self.out_norm = nn.LayerNorm(cfg.dim)
         n_out = cfg.horizon * len(cfg.targets)
         self.head = nn.Linear(cfg.dim, 2 * n_out)
@@ -83,7 +86,7 @@ class WorkloadForecaster(nn.Module):
         assert t <= 4 * self.cfg.history, "sequence much longer than the configured history"
         h = self.embed(x)  # (B, L, D)
         if self.lstm is not None:
-            h, _ = self.lstm(h)
+            h = self.drop(self.lstm(h)[0])
         else:
             for block in self.blocks:
                 h = block(h)

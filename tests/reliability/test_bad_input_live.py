@@ -75,7 +75,10 @@ def test_fuzzed_events_are_dead_lettered_once_and_good_events_flow(live: LiveRun
     wait_until(routed, 150.0, live, "all dead letters and routes")
     time.sleep(3.0)  # anything extra (a second dead letter, a duplicate route) would arrive now
     live.procs.check_alive()
-    _check_dead_letters(records(live.kafka, "dead-letter"), sent)
+    dead = records(live.kafka, "dead-letter")
+    _check_dead_letters(dead, sent)
+    print(f"\nlive fuzzing: {n_bad} bad + {len(sent) - n_bad} good messages through the broker, "
+          f"{len(dead)} dead letters, kinds {dict(Counter(c.kind for c in sent.values() if c.bad))}")
     good_ids = sorted(f"g-{i}" for i in range(N_GOOD_REQ))
     assert sorted(r["request_id"] for r in records(live.kafka, "predicted-requests")) == good_ids
     assert sorted(r["request_id"] for r in records(live.kafka, "routes")) == good_ids

@@ -6,11 +6,15 @@ ablation). The forecast over ``[now, now + cold start + one window]`` is turned 
 profiled per-instance capacity of the engine (:mod:`instance_capacity`) and a target utilisation (head room):
 capacity is started one cold start before the load arrives and is not released ahead of a rise.
 
-Short term: the same conversion on the densities of the last ``recent_s`` seconds (catches what the forecast
-missed), and a fleet-wide :class:`LoadAnticipator` on the arrivals' predicted lengths: anticipated KV peak
-over the cold-start horizon above ``high_water`` of the provisioned KV capacity scales up. A queue that forms
-(``waiting`` per ready instance above ``emergency_waiting``) is an emergency: it passes the freeze.
-Scale-down is one instance per action, only when the load would still sit under ``down_util`` without it.
+Short term, each a lower bound on the instances needed:
+* recent density (last ``recent_s``) plus the queued work, to be drained within one cold start;
+* a fleet-wide :class:`LoadAnticipator` on the arrivals' predicted lengths: the anticipated KV peak over the
+  cold start above ``high_water`` of the KV capacity;
+* prefill bursts: the prompt tokens that arrive within one TTFT SLO, which the fleet must prefill in time;
+* SLO feedback: one more instance when more than ``slo_miss_up`` of recent completions missed the SLO.
+A queue beyond ``emergency_waiting`` per ready instance with nothing starting is an emergency: it passes the
+freeze. Scale-down is one instance per action, only when the load would still sit under ``down_util`` without
+it and no loop asked for the current size within ``down_stabilization_s``.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from tests.models.request_load.conftest import synthetic_examples
 @pytest.fixture(scope="module")
 def trained(tiny_encoder: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("ck")
-    meta = train(synthetic_examples(240), out, TrainConfig(epochs=4, batch_size=16, lr_head=3e-3, seed=0),
+    meta = train(synthetic_examples(160), out, TrainConfig(epochs=3, batch_size=16, lr_head=3e-3, seed=0),
                  LengthModelConfig(encoder=tiny_encoder, n_soft=4, max_length=48),
                  SplitConfig(seed=0, test_frac=0.15, val_frac=0.1), data_files=["synthetic.jsonl"])
     return out, meta

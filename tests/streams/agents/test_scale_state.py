@@ -44,3 +44,17 @@ def test_reactive_scaler_polled_in_event_time() -> None:
     ups = commands(out)
     assert ups and ups[0].target_instances > 1 and ups[0].reason and ups[0].policy == "round-robin:queue-depth"
     assert len(ups) < 39  # polled every interval_s of event time, frozen after an action
+
+
+def test_arrivals_wait_for_the_fleet_event_time_before_the_scaler_sees_them() -> None:
+    st = ScaleAgentState(PipelineConfig(policy="round-robin:fixed(n=1)"))
+    st.handle([req(0.0, "boot")], now=0.0)
+    svc = st.services.get(SVC)
+    seen: list[float] = []
+    svc.scaler.observe_arrival = lambda info, now: seen.append(now)  # type: ignore[method-assign]
+    st.handle([req(10.0, "a"), req(20.0, "b")], now=0.0)
+    assert seen == []  # the fleet has reported nothing up to t=10 yet
+    st.handle([ready(15.0, "i0")], now=0.0)
+    assert seen == [0.0, 10.0]
+    st.handle([ready(25.0, "i0")], now=0.0)
+    assert seen == [0.0, 10.0, 20.0]
