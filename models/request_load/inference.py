@@ -167,10 +167,14 @@ class ModelPredictor:
             self._pool.shutdown(wait=False, cancel_futures=True)
 
 
+def torch_device_type(device: str) -> str:
+    return device.split(":", 1)[0]
+
+
 def load_model_predictor(path: Path, device: str = "cpu", timeout_s: float | None = None,
                          cache_size: int = 100_000, **engine_kwargs: Any) -> ModelPredictor:
-    """The model predictor of checkpoint ``path``; if it cannot be loaded (missing, corrupt, no torch, no
-    encoder) a fallback-only ``ModelPredictor`` whose ``unavailable`` says why. The fallback table comes from the
+    """The model predictor of checkpoint ``path`` (int8-quantised on CPU unless ``int8=False``); if it cannot be
+    loaded (missing, corrupt, no torch, no encoder) a fallback-only ``ModelPredictor`` whose ``unavailable`` says why. The fallback table comes from the
     checkpoint's ``baselines.json``, else from the shipped default checkpoint."""
     from models.request_load.baselines import Baselines
     from models.request_load.predictor_registry import default_checkpoint_dir
@@ -185,6 +189,8 @@ def load_model_predictor(path: Path, device: str = "cpu", timeout_s: float | Non
         from models.request_load.checkpoint import load_checkpoint
 
         loaded = load_checkpoint(path)
+        # int8 dynamic quantisation by default on CPU: ~5x faster here, same accuracy (README, Speed)
+        engine_kwargs.setdefault("int8", torch_device_type(device) == "cpu")
         cfg = EngineConfig(device=device, **engine_kwargs)
         engine = LengthEngine(loaded.model, loaded.rows, cfg)
         return ModelPredictor(engine, fallback, loaded.meta.point_estimate, timeout_s, cache_size)
