@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from models.workload.baselines import BASELINES, baseline_forecast
-from models.workload.features import TARGETS
+from models.workload.baselines import BASELINES, baseline_forecast, seasonal_period
+from models.workload.features import DAY_S, TARGETS, WEEK_S
 from models.workload.model import ForecasterConfig
 from models.workload.series_io import WorkloadSeries
 from models.workload.train import TrainConfig, fit_forecaster
@@ -94,6 +94,9 @@ def rolling_origin_eval(series: WorkloadSeries, horizon: int, target: str, model
         if name in BASELINES:
             pred = baseline_forecast(name, series.values, origins, horizon, series.window_s)[:, :, ch]
             result["models"][name] = _score(pred, actual, mask)
+            if name.startswith("seasonal"):  # a season longer than the history: it answered with the last value
+                period = seasonal_period(series.window_s, DAY_S if name.endswith("day") else WEEK_S)
+                result["models"][name]["last_value_fallback_origins"] = int(np.sum(origins + 1 < period))
             on_done(name)
             continue
         cfg = ForecasterConfig(**{**base.to_dict(), "backbone": name, "horizon": horizon,  # type: ignore[arg-type]

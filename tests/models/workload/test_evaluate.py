@@ -38,6 +38,7 @@ def test_rolling_origin_json_shape_and_masking() -> None:
     for m in r["models"].values():
         assert set(m["by_horizon"]) == {"1", "2", "3"} and {"mape", "smape", "mae"} <= set(m)
     assert r["models"]["seasonal_naive_day"]["smape"] < 1e-9  # a pure daily cycle is forecast exactly
+    assert r["models"]["seasonal_naive_day"]["last_value_fallback_origins"] == 0
     assert 0 <= r["models"]["mlstm"]["upper_coverage"] <= 1
     with pytest.raises(ValueError, match="not available"):
         rolling_origin_eval(replace(s, available=("requests",)), 3, "output_tokens", ["last_value"])
