@@ -49,13 +49,13 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
     """``"noisy-oracle(sigma=0.3)"`` -> ``("noisy-oracle", {"sigma": 0.3})``."""
     m = _SPEC.match(spec)
     if not m:
-        raise InvalidPredictorSpec(f"bad predictor spec {spec!r}: expected NAME or NAME(key=value,...)")
+        raise InvalidPredictorSpec(f"bad spec {spec!r}: expected NAME or NAME(key=value,...)")
     name, args = m.group(1), m.group(2)
     kwargs: dict[str, Any] = {}
     for part in filter(None, (p.strip() for p in (args or "").split(","))):
         key, eq, val = part.partition("=")
         if not eq or not key.strip().isidentifier():
-            raise InvalidPredictorSpec(f"bad argument {part!r} in predictor spec {spec!r}: expected key=value")
+            raise InvalidPredictorSpec(f"bad argument {part!r} in spec {spec!r}: expected key=value")
         kwargs[key.strip()] = _value(val)
     return name, kwargs
 

@@ -5,11 +5,11 @@ Harness, CLI and live agents build policies only through here, so a name means t
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from models.request_load.predictor_registry import InvalidPredictorSpec, parse_spec
 from streams.policies.base_router import BaseRouter
 from streams.policies.base_scaler import BaseScaler
 
@@ -61,33 +61,12 @@ class PolicySpec:
         return f"{fmt(self.router, self.router_params)}:{fmt(self.scaler, self.scaler_params)}"
 
 
-_PART = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s*(?:\((.*)\))?\s*$")
-
-
-def _value(text: str) -> Any:
-    t = text.strip()
-    for conv in (int, float):
-        try:
-            return conv(t)
-        except ValueError:
-            pass
-    if t.lower() in ("true", "false"):
-        return t.lower() == "true"
-    return t
-
-
 def _part(text: str, what: str) -> tuple[str, dict[str, Any]]:
-    m = _PART.match(text)
-    if not m:
-        raise PolicySpecError(f"cannot parse {what} {text!r}: expected name or name(k=v,...)")
-    params: dict[str, Any] = {}
-    if m.group(2):
-        for item in m.group(2).split(","):
-            if "=" not in item:
-                raise PolicySpecError(f"parameter {item!r} of {what} {m.group(1)!r} is not k=v")
-            k, v = item.split("=", 1)
-            params[k.strip()] = _value(v)
-    return m.group(1), params
+    """``name`` or ``name(k=v,...)``: the same grammar as predictor specs, so there is one parser for both."""
+    try:
+        return parse_spec(text)
+    except InvalidPredictorSpec as e:
+        raise PolicySpecError(f"cannot parse {what} {text.strip()!r}: {e}") from e
 
 
 def parse_policy(spec: str) -> PolicySpec:
