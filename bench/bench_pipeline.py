@@ -91,8 +91,8 @@ def _route_times(kafka: KafkaSettings, n: int, timeout_s: float) -> dict[str, fl
     deadline = time.time() + timeout_s
     while len(out) < n and time.time() < deadline:
         for m in c.consume(5000, timeout=0.5):
-            if not m.error():
-                out[json.loads(m.value())["request_id"]] = m.timestamp()[1] / 1000.0
+            if not m.error() and m.value() is not None:
+                out[json.loads(m.value() or b"{}")["request_id"]] = m.timestamp()[1] / 1000.0
     c.close()
     return out
 
@@ -163,8 +163,8 @@ def _source(k: KafkaSettings) -> str:
     try:
         for _ in range(20):
             for m in c.consume(1, timeout=0.5):
-                if not m.error():
-                    return str(json.loads(m.value())["predictor"])
+                if not m.error() and m.value() is not None:
+                    return str(json.loads(m.value() or b"{}")["predictor"])
         return "unknown"
     finally:
         c.close()
@@ -189,16 +189,17 @@ def main() -> None:
         kafka = kafka.model_copy(update={"bootstrap_servers": broker.bootstrap})
     try:
         run_dir = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
-        results = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                               "load_avg_at_start": os.getloadavg()},
-                   "raw_kafka": raw_ceiling(kafka, 200_000), "pipeline": []}
+        machine: dict[str, Any] = {"cpus": os.cpu_count(), "platform": platform.platform(),
+                                   "load_avg_at_start": os.getloadavg()}
+        pipeline: list[dict[str, Any]] = []
+        results: dict[str, Any] = {"machine": machine, "raw_kafka": raw_ceiling(kafka, 200_000), "pipeline": pipeline}
         print(f"raw confluent-kafka: {results['raw_kafka']}", flush=True)
         for spec in _split(args.predictors):
             for policy in _split(args.policies):
                 r = bench_predictor(kafka, spec, policy, args.n, args.rate, args.seconds, run_dir)
-                results["pipeline"].append(r)
+                pipeline.append(r)
                 print(json.dumps(r), flush=True)
-        results["machine"]["load_avg_at_end"] = os.getloadavg()
+        machine["load_avg_at_end"] = os.getloadavg()
         if args.json:
             args.json.write_text(json.dumps(results, indent=2) + "\n")
     finally:

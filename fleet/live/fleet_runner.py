@@ -67,9 +67,10 @@ class FleetRunner:
         wall = time.time()
         bad: list[EventRecord] = []
         for m in msgs:
-            if m.error():
-                if m.error().code() != KafkaError._PARTITION_EOF:  # noqa: SLF001  (librdkafka constant)
-                    log.warning("consumer error: %s", m.error())
+            err = m.error()
+            if err is not None:
+                if err.code() != KafkaError._PARTITION_EOF:  # noqa: SLF001  (librdkafka constant)
+                    log.warning("consumer error: %s", err)
                 continue
             name = self._by_topic.get(m.topic() or "", "")
             rec = parse_or_dead_letter(m.value(), _INPUTS[name], name, wall, m.key(), m.partition(), m.offset())

@@ -88,6 +88,7 @@ class PipelineProcesses:
     run_dir: Path
     env: dict[str, str]
     procs: dict[str, tuple[subprocess.Popen[bytes], Path]] = field(default_factory=dict)
+    stopped: set[str] = field(default_factory=set)  # stopped on purpose: their exit is not a failure
 
     def start(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
         """``preserve ARGS...`` as a child named ``name`` (log: ``run_dir/name.log``)."""
@@ -108,7 +109,7 @@ class PipelineProcesses:
 
     def check_alive(self) -> None:
         for name, (proc, _) in self.procs.items():
-            if proc.poll() is not None:
+            if name not in self.stopped and proc.poll() is not None:
                 raise ProcessFailed(f"{name} exited with code {proc.returncode}; its log ends with:\n{self.tail(name)}")
 
     def wait_for_log(self, name: str, marker: str, timeout_s: float) -> None:
@@ -127,6 +128,7 @@ class PipelineProcesses:
     def stop(self, name: str, timeout_s: float = 20.0) -> int | None:
         """SIGTERM (graceful: Faust commits and flushes), then SIGKILL after ``timeout_s``."""
         proc, _ = self.procs[name]
+        self.stopped.add(name)
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -162,11 +164,12 @@ def read_topic(kafka: KafkaSettings, name: str, timeout_s: float = 30.0) -> list
         deadline = time.time() + timeout_s
         while ends and time.time() < deadline:
             for m in c.consume(1000, timeout=0.5):
-                if m.error():
+                value, offset = m.value(), m.offset()
+                if m.error() or offset is None:
                     continue
-                if m.value() is not None:
-                    out.append(m.value())
-                if m.offset() + 1 >= ends.get(m.partition(), 0):
+                if value is not None:
+                    out.append(value)
+                if offset + 1 >= ends.get(m.partition(), 0):
                     ends.pop(m.partition(), None)
         return out
     finally:

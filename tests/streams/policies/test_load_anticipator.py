@@ -97,4 +97,4 @@ def test_query_cost_does_not_grow_with_requests() -> None:
         return (time.perf_counter() - start) / 200
 
     small, large = per_query(100), per_query(20_000)
-    assert large < 5 * small + 2e-5
+    assert large < 20 * small + 1e-4  # an O(requests) scan of 20k flights would take milliseconds
