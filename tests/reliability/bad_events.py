@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from streams.records import FUTURE_SKEW_S, MAX_PROMPT_CHARS, MAX_TOKENS
 
-__all__ = ["Case", "good_request", "good_completion", "bad_request", "bad_completion", "REQUIRED", "encode"]
+__all__ = ["Case", "good_request", "good_completion", "bad_request", "bad_completion", "every_kind", "mixed",
+           "kinds", "REQUIRED", "encode"]
 
 REQUIRED = {
     "requests": ("ts", "request_id", "service", "prompt_tokens"),
@@ -68,12 +69,25 @@ _WRONG_TYPES = st.one_of(st.text(alphabet="abcxyz -", min_size=1, max_size=8), s
                          st.floats(min_value=0.1, max_value=0.9))
 
 
+KINDS = ["malformed", "not-utf8", "not-object", "null", "missing", "wrong-type", "negative", "huge", "far-future",
+         "bad-ts", "unknown-field", "version", "empty-id"]
+
+
+def kinds(topic: str) -> list[str]:
+    return KINDS + (["oversized-prompt"] if topic == "requests" else [])
+
+
+def _pick(options: list | tuple, variant: int) -> st.SearchStrategy:
+    """``sampled_from`` rotated by ``variant``: the simplest draw differs between variants, so a corpus built
+    from single examples still covers every field."""
+    k = variant % len(options)
+    return st.sampled_from(list(options[k:]) + list(options[:k]))
+
+
 @st.composite
-def _mutated(draw: st.DrawFn, topic: str, base: dict) -> Case:
-    """``base`` broken in one way drawn at random."""
-    kind = draw(st.sampled_from(["malformed", "not-utf8", "not-object", "null", "missing", "wrong-type",
-                                 "negative", "huge", "far-future", "bad-ts", "unknown-field", "version",
-                                 "empty-id"] + (["oversized-prompt"] if topic == "requests" else [])))
+def _mutated(draw: st.DrawFn, topic: str, base: dict, kind: str | None = None, variant: int = 0) -> Case:
+    """``base`` broken in one way: ``kind`` (default: drawn at random)."""
+    kind = kind or draw(st.sampled_from(kinds(topic)))
     ev = dict(base)
     if kind == "malformed":
         raw = encode(ev)
@@ -86,11 +100,11 @@ def _mutated(draw: st.DrawFn, topic: str, base: dict) -> Case:
     if kind == "null":
         return Case(None, "empty message", kind)
     if kind == "missing":
-        field = draw(st.sampled_from(REQUIRED[topic]))
+        field = draw(_pick(REQUIRED[topic], variant))
         del ev[field]
         return Case(encode(ev), f"{field}: Field required", kind)
     if kind in ("wrong-type", "negative", "huge"):
-        field = draw(st.sampled_from(TOKEN_FIELDS[topic]))
+        field = draw(_pick(TOKEN_FIELDS[topic], variant))
         ev[field] = draw({"wrong-type": _WRONG_TYPES, "negative": st.integers(-(10**12), -1),
                           "huge": st.integers(MAX_TOKENS + 1, 10**30)}[kind])
         return Case(encode(ev), field, kind)
@@ -98,17 +112,17 @@ def _mutated(draw: st.DrawFn, topic: str, base: dict) -> Case:
         ev["ts"] = NOW + FUTURE_SKEW_S + draw(st.floats(3600.0, 1e9))
         return Case(encode(ev), "in the future", kind)
     if kind == "bad-ts":
-        ev["ts"] = draw(st.sampled_from([-1.0, -1e9, "yesterday", None]))
+        ev["ts"] = draw(_pick([-1.0, -1e9, "yesterday", None], variant))
         return Case(encode(ev), "ts:", kind)
     if kind == "unknown-field":
-        name = draw(st.sampled_from(["password", "extra", "Prompt", "tokens"]))
+        name = draw(_pick(["password", "extra", "Prompt", "tokens"], variant))
         ev[name] = 1
         return Case(encode(ev), f"{name}: Extra inputs are not permitted", kind)
     if kind == "version":
-        ev["v"] = draw(st.sampled_from([0, 2, 99, "1.0"]))
+        ev["v"] = draw(_pick([0, 2, 99, "1.0"], variant))
         return Case(encode(ev), "v:", kind)
     if kind == "empty-id":
-        ev["request_id"] = draw(st.sampled_from(["", "x" * 257]))
+        ev["request_id"] = draw(_pick(["", "x" * 257], variant))
         return Case(encode(ev), "request_id", kind)
     ev["prompt"] = "p" * (MAX_PROMPT_CHARS + draw(st.integers(1, 5000)))  # oversized-prompt
     return Case(encode(ev), "prompt", kind)
@@ -132,6 +146,14 @@ def bad_request(i: int = 0) -> st.SearchStrategy[Case]:
 
 def bad_completion(i: int = 0) -> st.SearchStrategy[Case]:
     return _mutated("completions", good_completion(i))
+
+
+def every_kind(topic: str, n: int) -> st.SearchStrategy[tuple[Case, ...]]:
+    """``n`` bad messages cycling through every kind (and, within a kind, through its fields): even the
+    single example a live test can afford covers them all."""
+    base = good_request(0) if topic == "requests" else good_completion(0)
+    ks = kinds(topic)
+    return st.tuples(*[_mutated(topic, base, ks[i % len(ks)], i // len(ks)) for i in range(n)])
 
 
 def mixed(topic: str, max_size: int = 30) -> st.SearchStrategy[list[Case]]:

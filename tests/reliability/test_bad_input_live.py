@@ -10,20 +10,12 @@ from collections import Counter
 
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
-from hypothesis import strategies as st
 
 from fleet.live.pipeline_procs import read_topic
 from streams.pipeline_config import PipelineConfig
 from streams.records import Completion, InvalidEvent, TokenDensity, parse_event
 from streams.token_density import density_series
-from tests.reliability.bad_events import (
-    Case,
-    bad_completion,
-    bad_request,
-    encode,
-    good_completion,
-    good_request,
-)
+from tests.reliability.bad_events import Case, encode, every_kind, good_completion, good_request
 from tests.reliability.live import LiveRun, live_run, produce, records, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(400)]
@@ -51,10 +43,9 @@ def _interleave(good: list[Case], bad: list[Case]) -> list[Case]:
 
 
 @ONLY_GENERATE
-@given(bad_reqs=st.lists(bad_request(), min_size=N_BAD, max_size=N_BAD),
-       bad_comps=st.lists(bad_completion(), min_size=N_BAD, max_size=N_BAD))
-def test_fuzzed_events_are_dead_lettered_once_and_good_events_flow(live: LiveRun, bad_reqs: list[Case],
-                                                                   bad_comps: list[Case]) -> None:
+@given(bad_reqs=every_kind("requests", N_BAD), bad_comps=every_kind("completions", N_BAD))
+def test_fuzzed_events_are_dead_lettered_once_and_good_events_flow(live: LiveRun, bad_reqs: tuple[Case, ...],
+                                                                   bad_comps: tuple[Case, ...]) -> None:
     now = time.time()
     good_reqs = [Case(encode({**good_request(i, ("svc-a", "svc-b")[i % 2], now + 0.02 * i), "request_id": f"g-{i}"}),
                       "", "good") for i in range(N_GOOD_REQ)]
@@ -62,8 +53,8 @@ def test_fuzzed_events_are_dead_lettered_once_and_good_events_flow(live: LiveRun
     good_comps = [Case(encode({**good_completion(i, "svc-dens", t0 + i), "request_id": f"gc-{i}"}), "", "good")
                   for i in range(N_GOOD_COMP)]
     sent: dict[tuple[str, int, int], Case] = {}
-    for topic, cases in (("requests", _interleave(good_reqs, bad_reqs)),
-                         ("completions", _interleave(good_comps, bad_comps))):
+    for topic, cases in (("requests", _interleave(good_reqs, list(bad_reqs))),
+                         ("completions", _interleave(good_comps, list(bad_comps)))):
         key = b"svc-dens" if topic == "completions" else b"svc-a"
         where = produce(live.kafka, topic, [(key, c.value) for c in cases])
         sent.update({(topic, p, o): c for (p, o), c in zip(where, cases, strict=True)})

@@ -37,13 +37,14 @@ from tests.reliability.bad_events import Case, bad_completion, bad_request, enco
 
 pytestmark = pytest.mark.timeout(180)
 
-FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-BATCH = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                       HealthCheck.data_too_large])
+# database=None: no example database written into the working tree; every run draws fresh examples.
+FAST = settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+BATCH = settings(max_examples=60, deadline=None, database=None,
+                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 CFG = PipelineConfig(policy="preserve:preserve", predictor="fallback", density_window_s=60.0, density_grace_s=30.0)
 
 
-FUZZED: Counter[str] = Counter()  # messages handled per kind, printed at the end (figures in the docs)
+FUZZED: Counter[str] = Counter()  # messages handled (bad / good / duplicate), printed at the end (figures in the docs)
 
 
 @pytest.fixture(scope="module", autouse=True)
