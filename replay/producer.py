@@ -56,7 +56,7 @@ def request_payloads(df: pd.DataFrame, epoch: float, with_prompts: bool = True,
             ev["output_tokens"] = int(ot)
         if isinstance(prompt, str) and prompt:
             ev["prompt"] = prompt[:MAX_PROMPT_CHARS]
-        yield float(arrival), service, json.dumps(ev).encode()
+        yield float(arrival), service, json.dumps(ev, ensure_ascii=False).encode()
 
 
 def replay_trace(df: pd.DataFrame, produce: Callable[[str, bytes], None], speedup: float,

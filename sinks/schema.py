@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import enum
 import functools
-import hashlib
 import json
 import types
 import typing
@@ -20,7 +19,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from streams.records import RECORD_TYPES, EventRecord
+from streams.records import RECORD_TYPES, EventRecord, prompt_hash
 
 __all__ = ["Column", "TableSchema", "table_name", "table_schema", "all_schemas", "record_row", "prompt_hash"]
 
@@ -61,10 +60,6 @@ def table_name(topic: str) -> str:
     return topic.replace("-", "_")
 
 
-def prompt_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-
-
 _SCALARS: dict[type, tuple[str, pa.DataType]] = {
     str: ("String", pa.string()), int: ("Int64", pa.int64()), float: ("Float64", pa.float64()),
     bool: ("Bool", pa.bool_()),
@@ -95,7 +90,7 @@ def table_schema(topic: str) -> TableSchema:
     cls = RECORD_TYPES[topic]
     cols: list[Column] = []
     for name, f in cls.model_fields.items():
-        if name == "prompt":
+        if name == "prompt" and "prompt_hash" not in cls.model_fields:
             cols += [Column("prompt_hash", "Nullable(String)", pa.string(), True),
                      Column("prompt_chars", "Nullable(Int64)", pa.int64(), True)]
         cols.append(_column(name, f.annotation))
@@ -141,8 +136,12 @@ def record_row(schema: TableSchema, record: EventRecord, partition: int, offset:
         row[name] = _value(row[name])
     if "prompt" in row:
         text = row["prompt"]
-        row["prompt_hash"] = prompt_hash(text) if text is not None else None
-        row["prompt_chars"] = len(text) if text is not None else None
+        if text is not None:
+            row["prompt_hash"] = prompt_hash(text)
+            row["prompt_chars"] = len(text)
+        else:  # a PredictedRequest carries them itself (the predict stage drops the text)
+            row.setdefault("prompt_hash", None)
+            row.setdefault("prompt_chars", None)
         if not store_prompts:
             row["prompt"] = None
     row["kafka_partition"] = partition

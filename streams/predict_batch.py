@@ -11,7 +11,7 @@ import logging
 from collections.abc import Sequence
 
 from models.request_load.base_predictor import LengthPredictions, LengthPredictor
-from streams.records import PredictedRequest, RequestEvent
+from streams.records import PredictedRequest, RequestEvent, prompt_hash
 
 __all__ = ["predict_requests"]
 
@@ -39,6 +39,8 @@ def predict_requests(reqs: Sequence[RequestEvent], predictor: LengthPredictor,
     for i, r in enumerate(reqs):
         mean = min(max(float(preds.mean[i]), 0.0), 1e6)
         p90 = min(max(float(preds.p90[i]), mean), 1e6)
-        out.append(PredictedRequest(**r.model_dump(), predicted_tokens=mean, predicted_p90_tokens=p90,
-                                    predictor=preds.source))
+        fields = r.model_dump(exclude={"prompt"})
+        out.append(PredictedRequest(**fields, predicted_tokens=mean, predicted_p90_tokens=p90, predictor=preds.source,
+                                    prompt_hash=prompt_hash(r.prompt) if r.prompt else None,
+                                    prompt_chars=len(r.prompt) if r.prompt else None))
     return out

@@ -11,6 +11,7 @@ Every record carries ``v`` (schema version) and an event time ``ts`` in seconds 
 from __future__ import annotations
 
 import enum
+import hashlib
 import json
 import time
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
@@ -38,6 +39,7 @@ __all__ = [
     "RECORD_TYPES",
     "InvalidEvent",
     "parse_event",
+    "prompt_hash",
 ]
 
 SCHEMA_VERSION = 1
@@ -85,13 +87,24 @@ class RequestEvent(EventRecord):
     output_tokens: Tokens | None = None
 
 
+def prompt_hash(text: str) -> str:
+    """The stable short hash that stands for a prompt everywhere past the predictor (sha256, 16 hex chars)."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
 class PredictedRequest(RequestEvent):
-    """A RequestEvent plus the request-load predictor's output-length estimate."""
+    """A RequestEvent plus the request-load predictor's output-length estimate.
+
+    Prompts are sensitive and only the predictor needs them: the `predict` stage drops the text
+    (``prompt=None``) and carries ``prompt_hash`` and ``prompt_chars`` downstream instead.
+    """
 
     topic: ClassVar[str] = "predicted-requests"
     predicted_tokens: float = Field(ge=0, le=MAX_TOKENS)
     predicted_p90_tokens: float = Field(ge=0, le=MAX_TOKENS)
     predictor: str = Field(description="which predictor produced it, e.g. 'model' or 'fallback'")
+    prompt_hash: str | None = Field(default=None, max_length=64)
+    prompt_chars: int | None = Field(default=None, ge=0, le=MAX_PROMPT_CHARS)
 
 
 class RouteDecision(EventRecord):

@@ -13,7 +13,6 @@ Guarantees kept here:
 
 from __future__ import annotations
 
-import hashlib
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Any
@@ -21,17 +20,19 @@ from typing import Any
 from streams.fleet_state import FleetState
 from streams.policies.base_router import BaseRouter, NoReadyInstance
 from streams.policies.fleet_view import CompletionInfo, RequestInfo
-from streams.records import Completion, InstanceEvent, PredictedRequest, RouteDecision, RoutingTable
+from streams.records import (
+    Completion,
+    InstanceEvent,
+    PredictedRequest,
+    RouteDecision,
+    RoutingTable,
+    prompt_hash,
+)
 
 __all__ = ["ServiceRouter", "RouterFactory", "DEDUP_WINDOW"]
 
 DEDUP_WINDOW = 200_000  # request ids remembered per service; redeliveries come from the last uncommitted batch
 RouterFactory = Callable[[], BaseRouter]
-
-
-def prompt_hash(prompt: str | None) -> str | None:
-    """A short stable hash: the archive keeps it instead of the (sensitive) prompt text."""
-    return hashlib.sha256(prompt.encode()).hexdigest()[:16] if prompt else None
 
 
 class ServiceRouter:
@@ -117,7 +118,7 @@ class ServiceRouter:
                              arrival_ts=req.ts,
                              prompt_tokens=req.prompt_tokens, predicted_tokens=req.predicted_tokens,
                              output_tokens=req.output_tokens, policy=self.policy, score=choice.score,
-                             reason=choice.reason[:500], prompt_hash=prompt_hash(req.prompt))
+                             reason=choice.reason[:500], prompt_hash=req.prompt_hash or (prompt_hash(req.prompt) if req.prompt else None))
 
     def due_snapshots(self) -> list[RoutingTable]:
         """Snapshots whose cadence boundary the event clock has crossed (at most one per call, at the latest)."""
