@@ -113,7 +113,7 @@ def run_case(case: TraceCase, common: dict[str, Any], out: Path, work: Path, rat
     args = ["eval", "--trace", str(path), "--rate-scale", f"{scale:g}", "--frontier", "--policies", policies,
             "--instances", str(common["max_instances"] // 2), "--max-instances", str(common["max_instances"]),
             "--slo-ttft", "1.0", "--slo-tpot", "0.1", "--json", str(result_json),
-            "--plots", str(out / "plots" / case.name)]
+            "--plots", str(work / "plots" / case.name)]  # the harness's own plots (large): not committed
     if common["cold_start"] is not None:
         args += ["--cold-start", f"{common['cold_start']:g}"]
     started = time.time()
