@@ -29,7 +29,6 @@ from streams.records import (
     RequestEvent,
     parse_event,
 )
-from streams.route_state import prompt_hash
 
 pytestmark = pytest.mark.timeout(120)
 
