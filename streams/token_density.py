@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -144,6 +144,20 @@ class DensityAccumulator:
                 idx += 1
             st.next_start = idx * self.window_s
         return out
+
+    def snapshot(self, service: str) -> dict[str, Any] | None:
+        """The state of one service as plain JSON data (for a changelog-backed table), None if unknown."""
+        st = self._services.get(service)
+        if st is None:
+            return None
+        return {"next_start": st.next_start, "watermark": st.watermark,
+                "open": {str(i): [t.requests, t.prompt_tokens, t.output_tokens] for i, t in st.open.items()}}
+
+    def restore(self, service: str, snap: dict[str, Any]) -> None:
+        """Replace one service's state by a :meth:`snapshot` (crash recovery of the live agent)."""
+        self._services[service] = _ServiceState(
+            next_start=float(snap["next_start"]), watermark=float(snap["watermark"]),
+            open={int(i): _Totals(*map(int, t)) for i, t in snap["open"].items()})
 
     def take_late(self) -> list[CompletionLike]:
         """Late events seen since the last call (to report, e.g. to the dead-letter topic or a counter)."""

@@ -1,18 +1,30 @@
-"""`density`: completions -> token-density (tumbling windows in event time, same rules as offline)."""
+"""`density`: completions -> token-density (tumbling windows in event time, same rules as offline).
+
+Open windows are stored per service in the changelog-backed ``density_windows`` table after every batch and
+restored from it after a restart, so a kill -9 loses no completion (see ``streams/density_state.py``).
+"""
 
 from __future__ import annotations
 
 from streams.agents.channels import publish_all, raw_messages, raw_topic
 from streams.app import app
-from streams.density_state import DensityAgentState
+from streams.density_state import DensityAgentState, Snapshot
 from streams.pipeline_config import pipeline_config
+from streams.tables import density_windows
 
 cfg = pipeline_config()
 state = DensityAgentState(cfg.density_window_s, cfg.density_grace_s)
+
+
+def _stored(service: str) -> Snapshot | None:
+    return density_windows.get(service.encode())
 
 
 @app.agent(raw_topic("completions"))
 async def density(stream):  # type: ignore[no-untyped-def]
     async for events in stream.take_events(cfg.route_batch, within=cfg.route_within_s):
         msgs, now = raw_messages(events)
-        await publish_all(state.handle(msgs, now))
+        out = state.handle(msgs, now, _stored)
+        for service, snap in state.take_snapshots().items():
+            density_windows[service.encode()] = snap
+        await publish_all(out)

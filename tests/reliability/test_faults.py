@@ -101,10 +101,6 @@ def test_kill9_run_with_a_missing_checkpoint_flags_every_prediction_fallback(kil
     assert kill9.rec.routed == kill9.rec.requests  # routing went on
 
 
-@pytest.mark.xfail(reason="the density agent keeps its open windows in memory (streams/density_state.py), not in "
-                   "a changelog-backed table: completions committed before a kill -9 are missing from the window "
-                   "that was open (seen: 41 of 49 requests). Fix: persist DensityAccumulator state per service in a "
-                   "Faust table (changelog) or rewind completions to the oldest open window on assignment.")
 def test_kill9_density_windows_equal_the_offline_function(kill9: Kill9) -> None:
     assert kill9.rec.density_windows > 0
     assert kill9.rec.density_mismatches == []
