@@ -36,6 +36,7 @@ class DensityAgentState:
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._last_offset: dict[str, int] = {}  # service -> offset of the last completion counted
         self._touched: set[str] = set()
+        self._known: set[str] = set()  # services whose stored snapshot was looked up (once each)
 
     def add(self, c: Completion, offset: int | None = None) -> bool:
         """Count one completion (``offset``: its Kafka offset, for redelivery after a restore)."""
@@ -60,6 +61,7 @@ class DensityAgentState:
     def restore(self, service: str, snap: Snapshot) -> None:
         self.acc.restore(service, snap)
         self._last_offset[service] = int(snap.get("last_offset", -1))
+        self._known.add(service)
 
     def handle(self, msgs: list[RawMessage], now: float,
                stored: Callable[[str], Snapshot | None] | None = None) -> list[EventRecord]:
@@ -86,8 +88,9 @@ class DensityAgentState:
         return {s: snap for s in sorted(touched) if (snap := self.snapshot(s)) is not None}
 
     def _restore_once(self, service: str, stored: Callable[[str], Snapshot | None] | None) -> None:
-        if stored is None or service in self._last_offset or self.acc.snapshot(service) is not None:
+        if service in self._known:
             return
-        snap = stored(service)
+        self._known.add(service)
+        snap = stored(service) if stored is not None else None
         if snap is not None:
             self.restore(service, snap)
