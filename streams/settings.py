@@ -63,8 +63,6 @@ class ClickHouseSettings(BaseModel):
 class PreserveSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PRESERVE_", env_nested_delimiter="__", frozen=True, extra="ignore")
     data_dir: Path = Field(default_factory=lambda: project_root() / ".data")
-    shared_data: Path = Field(default_factory=lambda: project_root().parent / "shared" / "data",
-                              validation_alias="PRESERVE_DATA")
     kafka: KafkaSettings = KafkaSettings()
     clickhouse: ClickHouseSettings = ClickHouseSettings()
 
