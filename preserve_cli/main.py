@@ -7,8 +7,15 @@ for importing torch or faust.
 from __future__ import annotations
 
 import importlib
+import os
 
 import click
+
+# The archive worker writes many small Parquet files for hours. With pyarrow's default mimalloc pool its RSS grew
+# ~10 MB/min while Arrow held no memory (freed pages kept by the allocator); the C allocator gives them back
+# (bench/bench_archive_memory.py). Read once when pyarrow starts, so it is set before any command imports it;
+# a user's own ARROW_DEFAULT_MEMORY_POOL wins.
+os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
 
 COMMANDS: dict[str, tuple[str, str]] = {
     # name: (module, attribute, one-line help)
