@@ -9,7 +9,7 @@ faster) the script
 2. runs ``preserve eval --frontier`` with the PreServe policies and the other baseline routers, same fleet
    bounds, SLOs and cold start for all (the exact command is printed and stored);
 3. computes the target comparisons (``bench/headline/targets.py``) and writes ``summary.json`` plus a
-   frontier plot per trace.
+   frontier and a timeline plot per trace (drawn by ``fleet/harness/plots.py``, the one home of these plots).
 
 Usage: ``python -m bench.headline.run_headline [--traces conv,code,diurnal] [--out bench/headline/results]``
 Same PreServe settings on every trace: nothing here is tuned per trace.
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.headline.targets import compare
+from bench.headline.targets import SLO_SHARE, compare, is_baseline
 from streams.settings import data_path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -120,15 +120,16 @@ def run_case(case: TraceCase, common: dict[str, Any], out: Path, work: Path, rat
     _run(args, work / f"eval_{case.name}.log")
     doc = json.loads(result_json.read_text())
     summary = {label: compare(doc["results"], label, case.cost_target) for label in PRESERVE_POLICIES}
+    shown = [a.replace(f"{ROOT}/", "") for a in args]  # paths relative to the repository, as documented
     return {"trace": case.name, "trace_file": str(path), "rate_scale": rate,
-            "command": "preserve " + " ".join(shlex.quote(a) for a in args),
+            "command": "preserve " + " ".join(shlex.quote(a) for a in shown),
             "eval_wall_s": time.time() - started, "targets": summary}
 
 
 def timeline(case: TraceCase, entry: dict[str, Any], common: dict[str, Any], out: Path, work: Path) -> Path:
     """Re-simulate PreServe and the two baselines that decide its targets, and plot instances over time."""
-    from bench.headline.plots import timeline_plot
     from fleet.harness import EvalConfig, run_eval
+    from fleet.harness.plots import timeline as timeline_plot
     from replay import load_trace
 
     t = entry["targets"][MAIN]
@@ -139,7 +140,19 @@ def timeline(case: TraceCase, entry: dict[str, Any], common: dict[str, Any], out
     cfg = EvalConfig(instances=common["max_instances"] // 2, max_instances=common["max_instances"],
                      cold_start_s=common["cold_start"])
     report = run_eval(df, list(dict.fromkeys(labels)), cfg)
-    return timeline_plot(report.runs, df["arrival_s"], case.name, out / f"timeline_{case.name}.png")
+    return timeline_plot(report.runs, out / f"timeline_{case.name}.png",
+                         f"{case.name}: provisioned instances against load")
+
+
+def frontier(doc: dict[str, Any], name: str, out: Path) -> Path:
+    """Every run of the trace: baselines as one curve per scaler family, PreServe's runs as stars."""
+    from fleet.harness.plots import frontier as frontier_plot
+
+    def family(row: dict[str, Any]) -> str:
+        return f"baselines: {row['policy'].split(':', 1)[1]}" if is_baseline(row) else str(row["label"])
+
+    return frontier_plot(doc["results"], out, f"{name}: every run", family=family,
+                         highlight=lambda row: not is_baseline(row), slo_share=SLO_SHARE)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -153,6 +166,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--headroom", type=float, default=0.9, help="rate = boundary rate x this")
     ap.add_argument("--rate", action="append", default=[], metavar="TRACE=X",
                     help="skip sizing for TRACE and use rate scale X (repeatable)")
+    ap.add_argument("--plots-only", action="store_true",
+                    help="redraw the frontier and timeline plots from the stored results (no evaluation)")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     args.work.mkdir(parents=True, exist_ok=True)
@@ -162,6 +177,10 @@ def main(argv: list[str] | None = None) -> None:
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     for name in args.traces.split(","):
         case = CASES[name]
+        if args.plots_only:
+            frontier(json.loads((args.out / f"{name}.json").read_text()), name, args.out / f"frontier_{name}.png")
+            timeline(case, summary[name], common, args.out, args.work)
+            continue
         sizing = ({"rate_scale": float(fixed_rates[name]), "given": True} if name in fixed_rates
                   else size_rate(case, common, args.work, args.sizing_steps, args.headroom))
         print(f"{name}: rate scale {sizing['rate_scale']}", flush=True)
@@ -169,9 +188,7 @@ def main(argv: list[str] | None = None) -> None:
         entry["sizing"] = sizing
         summary[name] = entry
         summary_path.write_text(json.dumps(summary, indent=2) + "\n")
-        from bench.headline.plots import frontier_plot
-
-        frontier_plot(json.loads((args.out / f"{name}.json").read_text()), name, args.out / f"frontier_{name}.png")
+        frontier(json.loads((args.out / f"{name}.json").read_text()), name, args.out / f"frontier_{name}.png")
         timeline(case, entry, common, args.out, args.work)
         main_t = entry["targets"][MAIN]
         print(f"{name}: cost ratio {main_t['cost']['ratio']}, tail ratio {main_t['tail']['ratio']}, "

@@ -7,14 +7,18 @@ profiled per-instance capacity of the engine (:mod:`instance_capacity`) and a ta
 capacity is started one cold start before the load arrives and is not released ahead of a rise.
 
 Short term, each a lower bound on the instances needed:
-* recent density (last ``recent_s``) plus the queued work, to be drained within one cold start;
+* recent demand (last ``recent_s``, :class:`RecentLoad`: prompt tokens and *predicted* generated tokens by
+  arrival, calibrated on the completions) plus the queued work, to be drained within one cold start;
 * a fleet-wide :class:`LoadAnticipator` on the arrivals' predicted lengths: the anticipated KV peak over the
   cold start above ``high_water`` of the KV capacity;
-* prefill bursts: the prompt tokens that arrive within one TTFT SLO, which the fleet must prefill in time;
-* SLO feedback: one more instance when more than ``slo_miss_up`` of recent completions missed the SLO.
+* prefill bursts (:class:`PrefillBursts`): the prompt tokens that arrive within one TTFT SLO, which the
+  fleet must prefill in time;
+* SLO feedback: one more instance when recent completions miss the SLO more often than ``slo_miss_up``,
+  beyond chance (a one-sided binomial test).
 A queue beyond ``emergency_waiting`` per ready instance with nothing starting is an emergency: it passes the
 freeze. Scale-down is one instance per action, only when the load would still sit under ``down_util`` without
-it and no loop asked for the current size within ``down_stabilization_s``.
+it and no loop asked for the current size within ``down_stabilization_s``; never before two density windows
+have been seen (the forecaster's EWMA needs two).
 """
 
 from __future__ import annotations
@@ -23,8 +27,6 @@ import math
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
-
-import numpy as np
 
 from streams.policies.base_scaler import BaseScaler
 from streams.policies.fleet_view import CompletionInfo, FleetView, InstanceState, RequestInfo, ScaleDecision
@@ -37,6 +39,8 @@ from streams.policies.scalers.density_forecast import (
     online_forecaster,
 )
 from streams.policies.scalers.instance_capacity import InstanceCapacity, capacity_at
+from streams.policies.scalers.prefill_bursts import PrefillBursts
+from streams.policies.scalers.recent_load import RecentLoad, binomial_tail
 
 __all__ = ["PreServeScaler"]
 
@@ -49,17 +53,24 @@ class PreServeScaler(BaseScaler):
     :param forecast: ``online`` (``OnlineForecaster`` on observed density) or ``oracle`` (the trace's future).
     :param window_s: density window (event time).
     :param target_util: utilisation an instance is sized for (1 - head room).
-    :param down_util: scale down only if the load would stay under this utilisation with one instance fewer.
+    :param down_util: scale down only if the load would stay under this utilisation with one instance fewer:
+        the hysteresis below ``target_util``, about two standard errors of a ``recent_s`` rate estimate at
+        ~20 requests/s (~3% each), so that noise alone does not flap the fleet.
     :param high_water: anticipated KV use / provisioned KV capacity that triggers a scale-up.
     :param emergency_waiting: queued requests per ready instance that count as an emergency.
     :param tpot_slo_s: TPOT SLO; the operating batch keeps decode steps under ``tpot_share`` of it.
-    :param recent_s: span of the short-term density estimate.
+    :param recent_s: span of the short-term demand estimate (arrival rates): one density window, so that a
+        rise shows within a minute (180 s lagged the diurnal peak's rise and cost 4% of the SLO).
+    :param mix_s: span of the request mix, of the predictor's calibration and of the SLO-miss count (these
+        drift slowly; a short span only adds noise).
     :param cold_start_s: look-ahead; default: the fleet view's cold start, else the preset's.
     :param forecaster_model: model of the ``OnlineForecaster`` (``mlstm``, ``lstm`` or a baseline name).
     :param ttft_slo_s: TTFT SLO; with ``tpot_slo_s`` it defines an SLO miss among recent completions.
     :param slo_miss_up: share of recent completions missing the SLO that adds an instance (bursts that the
         mean density hides: the capacity model sizes for throughput, this loop for the latency tail).
     :param slo_miss_down: scale down only while the recent miss share is at most this.
+    :param slo_miss_alpha: significance of the one-sided binomial test that the recent misses exceed
+        ``slo_miss_up`` (one miss in the first 20 completions after a scale-up is chance, not evidence).
     :param down_stabilization_s: scale down only if no loop asked for the current size within this span
         (Kubernetes HPA's scale-down stabilisation window), so capacity that a burst needed is not handed
         back before the next burst.
@@ -72,17 +83,18 @@ class PreServeScaler(BaseScaler):
 
     def __init__(self, min_instances: int = 1, max_instances: int = 8, freeze_s: float = 60.0,
                  interval_s: float = 5.0, engine: str = "llama2-7b-h100", forecast: str = "online",
-                 window_s: float = 60.0, target_util: float = 0.95, down_util: float = 0.8,
+                 window_s: float = 60.0, target_util: float = 0.95, down_util: float = 0.9,
                  high_water: float = 0.95, emergency_waiting: float = 4.0, tpot_slo_s: float = 0.1,
-                 tpot_share: float = 0.5, recent_s: float = 180.0, cold_start_s: float | None = None,
+                 tpot_share: float = 0.5, recent_s: float = 60.0, cold_start_s: float | None = None,
                  forecaster_model: str = "mlstm", ttft_slo_s: float = 1.0, slo_miss_up: float = 0.01,
                  slo_miss_down: float = 0.002, down_stabilization_s: float = 120.0, burst_quantile: float = 0.99,
-                 burst_share: float = 0.7, burst_memory_s: float = 600.0, **unknown: Any) -> None:
+                 burst_share: float = 0.7, burst_memory_s: float = 600.0, slo_miss_alpha: float = 0.01,
+                 mix_s: float = 180.0, **unknown: Any) -> None:
         if unknown:
             raise TypeError(f"unknown parameters for scaler 'preserve': {sorted(unknown)}")
         super().__init__(min_instances, max_instances, freeze_s, interval_s)
-        if not 0 < down_util < target_util <= 1 or not 0 < high_water <= 1:
-            raise ValueError("need 0 < down_util < target_util <= 1 and 0 < high_water <= 1")
+        if not 0 < down_util < target_util <= 1 or not 0 < high_water <= 1 or recent_s <= 0 or mix_s <= 0:
+            raise ValueError("need 0 < down_util < target_util <= 1, 0 < high_water <= 1, recent_s, mix_s > 0")
         if forecast not in ("online", "oracle"):
             raise ValueError(f"forecast must be 'online' or 'oracle', got {forecast!r}")
         from fleet.engine_presets import get_preset  # the preset lives with the simulator
@@ -94,16 +106,11 @@ class PreServeScaler(BaseScaler):
         self.down_util = down_util
         self.high_water = high_water
         self.ttft_slo_s, self.tpot_slo_s = ttft_slo_s, tpot_slo_s
-        self.slo_miss_up, self.slo_miss_down = slo_miss_up, slo_miss_down
-        self._slo: deque[tuple[float, int]] = deque()  # (t, 1 if the completion missed the SLO)
-        self._slo_misses = 0
+        self.slo_miss_up, self.slo_miss_down, self.slo_miss_alpha = slo_miss_up, slo_miss_down, slo_miss_alpha
         self._slo_from = -math.inf  # completions of requests that arrived before this are ignored
         self.down_stabilization_s = down_stabilization_s
-        self.burst_quantile, self.burst_share, self.burst_memory_s = burst_quantile, burst_share, burst_memory_s
-        self._burst_window: deque[tuple[float, int]] = deque()  # arrivals of the last ttft_slo_s
-        self._burst_sum = 0
-        self._bursts: deque[tuple[float, int]] = deque()  # (t, prompt tokens within ttft_slo_s before t)
-        self._burst_cache = (-math.inf, 0.0)
+        self.burst_share, self.burst_memory_s = burst_share, burst_memory_s
+        self.bursts = PrefillBursts(ttft_slo_s, burst_memory_s, burst_quantile, refresh_s=window_s / 4)
         self._needs: deque[tuple[float, int]] = deque()  # (t, instances needed) over the stabilisation span
         self.emergency_waiting = emergency_waiting
         self.tpot_target_s = tpot_slo_s * tpot_share
@@ -112,11 +119,7 @@ class PreServeScaler(BaseScaler):
         self.density: DensityForecast = (OnlineDensity(window_s, online_forecaster(forecaster_model))
                                          if forecast == "online" else OracleDensity(window_s))
         self.fleet_load = LoadAnticipator(AnticipatorConfig(horizon_s=120.0, bucket_s=2.0))
-        # last recent_s seconds: (t, prompt tokens) of arrivals and (t, output tokens) of completions
-        self._recent = (deque[tuple[float, float]](), deque[tuple[float, float]]())
-        self._recent_sums = [0.0, 0.0]
-        self._mean_prompt = 1000.0
-        self._mean_output = 200.0
+        self.recent = RecentLoad(recent_s, mix_s)
         self.last_details: dict[str, float] = {}
         self._first_seen: float | None = None
 
@@ -131,68 +134,33 @@ class PreServeScaler(BaseScaler):
         self.density.observe_arrival(now, request.prompt_tokens)
         # a sum over many requests: the expected length is the right estimate here (the router, placing one
         # request, uses the conservative quantile)
-        self.fleet_load.add(request.request_id, request.prompt_tokens,
-                            request.predicted_tokens or request.predicted_p90_tokens, now)
-        self._observe_burst(request.prompt_tokens, now)
-        self._recent[0].append((now, float(request.prompt_tokens)))
-        self._recent_sums[0] += request.prompt_tokens
+        predicted = request.predicted_tokens or request.predicted_p90_tokens
+        self.fleet_load.add(request.request_id, request.prompt_tokens, predicted, now)
+        self.bursts.observe(now, request.prompt_tokens)
+        self.recent.arrival(now, request.request_id, request.prompt_tokens, predicted)
 
     def observe_completion(self, completion: CompletionInfo, now: float) -> None:
         self.density.observe_completion(now, completion.output_tokens)
-        self._recent[1].append((now, float(completion.output_tokens)))
-        self._recent_sums[1] += completion.output_tokens
         self.fleet_load.complete(completion.request_id, completion.output_tokens,
                                  completion.finish - completion.arrival, completion.ttft_s, now)
+        missed = None
         if completion.arrival >= self._slo_from:
             decode = completion.finish - completion.arrival - completion.ttft_s
             tpot = decode / (completion.output_tokens - 1) if completion.output_tokens > 1 else 0.0
-            miss = int(completion.ttft_s > self.ttft_slo_s or tpot > self.tpot_slo_s)
-            self._slo.append((now, miss))
-            self._slo_misses += miss
-        a = 0.02
-        self._mean_prompt = (1 - a) * self._mean_prompt + a * completion.prompt_tokens
-        self._mean_output = (1 - a) * self._mean_output + a * completion.output_tokens
-
-    def _observe_burst(self, prompt_tokens: int, now: float) -> None:
-        self._burst_window.append((now, prompt_tokens))
-        self._burst_sum += prompt_tokens
-        while self._burst_window[0][0] < now - self.ttft_slo_s:
-            self._burst_sum -= self._burst_window.popleft()[1]
-        self._bursts.append((now, self._burst_sum))
-
-    def _burst_tokens(self, now: float) -> float:
-        """The ``burst_quantile`` of prefill tokens queued ahead of an arrival within one TTFT SLO.
-
-        Recomputed at most once per ``window_s / 4`` (an O(n) quantile), cached in between."""
-        if now - self._burst_cache[0] < self.window_s / 4:
-            return self._burst_cache[1]
-        while self._bursts and self._bursts[0][0] < now - self.burst_memory_s:
-            self._bursts.popleft()
-        value = 0.0
-        if self._bursts:
-            value = float(np.quantile(np.fromiter((b for _, b in self._bursts), float, len(self._bursts)),
-                                      self.burst_quantile))
-        self._burst_cache = (now, value)
-        return value
+            missed = int(completion.ttft_s > self.ttft_slo_s or tpot > self.tpot_slo_s)
+        self.recent.completion(now, completion.request_id, completion.prompt_tokens, completion.output_tokens,
+                               missed)
 
     # ---------------------------------------------------------------- policy
     def capacity(self) -> InstanceCapacity:
         e = self.engine
-        return capacity_at(e.cost_model, e.kv_capacity_tokens, e.max_num_seqs, self._mean_prompt,
-                           self._mean_output, self.tpot_target_s)
+        return capacity_at(e.cost_model, e.kv_capacity_tokens, e.max_num_seqs, *self.recent.mix(),
+                           self.tpot_target_s)
 
     def _cold_start(self, fleet: FleetView) -> float:
         if self.cold_start_s is not None:
             return self.cold_start_s
         return fleet.cold_start_s or self.engine.cold_start_s
-
-    def _recent_rates(self, now: float) -> tuple[float, float]:
-        for k, q in enumerate(self._recent):
-            while q and q[0][0] < now - self.recent_s:
-                self._recent_sums[k] -= q.popleft()[1]
-        while self._slo and self._slo[0][0] < now - self.recent_s:
-            self._slo_misses -= self._slo.popleft()[1]
-        return self._recent_sums[0] / self.recent_s, self._recent_sums[1] / self.recent_s
 
     def _queue(self, fleet: FleetView) -> tuple[int, int, int]:
         ready = fleet.ready()
@@ -208,15 +176,16 @@ class PreServeScaler(BaseScaler):
 
     def _need(self, fleet: FleetView, now: float) -> tuple[int, str, dict[str, float]]:
         """Instances needed now, the loop that asked for the most, and the numbers behind it."""
+        self.recent.age(now)  # first: capacity() reads the request mix of the window
+        rp, rg = self.recent.rates(now, self.interval_s)
         cap = self.capacity()
         cold = self._cold_start(fleet)
         # long term: forecast density over the look-ahead (capacity started now is ready after a cold start)
         fp, fg = self.density.peak_rates(now, cold + self.window_s)
         u_long = cap.utilisation(fp, fg)
-        # short term: recent density, plus the queued work, to be drained within one cold start
-        rp, rg = self._recent_rates(now)
+        # short term: recent demand, plus the queued work, to be drained within one cold start
         waiting, waiting_prompt, _ = self._queue(fleet)
-        backlog_s = waiting_prompt * cap.s_per_prompt_token + waiting * self._mean_output * cap.s_per_gen_token
+        backlog_s = waiting_prompt * cap.s_per_prompt_token + waiting * self.recent.mix()[1] * cap.s_per_gen_token
         u_short = cap.utilisation(rp, rg) + backlog_s / max(cold, self.interval_s)
         # short term: anticipated KV peak over the cold start against the provisioned KV capacity
         kv_cap = self.engine.kv_capacity_tokens
@@ -225,17 +194,20 @@ class PreServeScaler(BaseScaler):
         # overstates the KV peak: the backlog term above sizes the fleet then, the measured KV use here.
         kv_peak = measured if waiting else max(self.fleet_load.max_load(now, cold), measured)
         # feedback: the latency tail that a throughput model cannot see (bursts), measured on completions
-        miss = self._slo_misses / len(self._slo) if len(self._slo) >= 20 else 0.0
-        burst = self._burst_tokens(now)
+        miss = self.recent.miss_share()
+        # more misses than the SLO allows, beyond chance: one miss among the first completions is no evidence
+        missing = binomial_tail(self.recent.slo_misses, self.recent.judged(), self.slo_miss_up) < self.slo_miss_alpha
+        burst = self.bursts.tokens(now)
         burst_s = burst * cap.s_per_prompt_token / (self.burst_share * self.ttft_slo_s)
         needs = {"forecast": math.ceil(u_long / self.target_util - 1e-9),
                  "recent load": math.ceil(u_short / self.target_util - 1e-9),
                  "anticipated KV peak": math.ceil(kv_peak / (self.high_water * kv_cap)),
                  "prefill bursts": math.ceil(burst_s - 1e-9),
-                 "SLO misses": fleet.provisioned + 1 if miss > self.slo_miss_up else 0}
+                 "SLO misses": fleet.provisioned + 1 if missing else 0}
         why = max(needs, key=lambda k: needs[k])
         details = {"u_forecast": u_long, "u_recent": u_short, "kv_peak": kv_peak, "waiting": float(waiting),
-                   "slo_miss": miss, "burst_tokens": burst, "cold_start_s": cold, "batch": float(cap.batch), "need": float(needs[why])}
+                   "slo_miss": miss, "burst_tokens": burst, "cold_start_s": cold, "batch": float(cap.batch),
+                   **{f"need / {k}": float(v) for k, v in needs.items()}}
         self.last_details = details
         return max(needs[why], self.min_instances), why, details
 
@@ -250,13 +222,12 @@ class PreServeScaler(BaseScaler):
             urgent = d["waiting"] > self.emergency_waiting * max(1, len(fleet.ready()))
             label = "emergency scale up" if urgent else "scale up"
             # judge the SLO again only on requests that arrive once the new capacity is ready
-            self._slo.clear()
-            self._slo_misses = 0
+            self.recent.reset_slo()
             self._slo_from = now + d["cold_start_s"]
             return ScaleDecision(need, f"{label} on {why}: util {u:.2f}, kv peak {d['kv_peak']:.0f}", d)
         if self._first_seen is None:
             self._first_seen = now
-        if now - self._first_seen < max(2 * self.window_s, self.burst_memory_s / 2):
+        if now - self._first_seen < 2 * self.window_s:
             return None  # too little seen to release capacity
         kv_room = self.high_water * self.engine.kv_capacity_tokens * (current - 1)
         if current > self.min_instances and d["waiting"] == 0 and u / (current - 1) < self.down_util \
@@ -264,3 +235,4 @@ class PreServeScaler(BaseScaler):
                 and max(n for _, n in self._needs) < current:
             return ScaleDecision(current - 1, f"scale down: util {u:.2f} < {self.down_util} x {current - 1}", d)
         return None
+
