@@ -2,7 +2,8 @@
 
 Measured in this process, one model after the other, with the same data and settings:
 - ``train_s``: ``fit_forecaster`` on the first 70% of the series (early stopping, as ``preserve forecaster eval``
-  does), with ``epochs`` and ``s/epoch``;
+  does; the default configuration, i.e. every ensemble member), with ``epochs`` (summed over members) and
+  ``s/epoch``; ``params`` counts all members, ``params_per_member`` one network;
 - ``forecast_ms``: one ``OnlineForecaster.forecast(H)`` call on a full history (what the live ``forecast`` agent
   and the scaler pay per window and service): p50 / p99 over repeated calls;
 - ``batch_ms``: ``FittedForecaster.predict`` for ``--batch`` origins at once (offline evaluation throughput);
@@ -73,7 +74,8 @@ def bench_backbone(s: WorkloadSeries, backbone: str, horizon: int, batch: int, i
         online.observe(float(s.window_start[i]), *s.values[i])
     assert not online.forecast(horizon).fallback
     origins = np.arange(split - 1, split - 1 + batch)
-    return {"params": ff.info["params"], "train_s": ff.info["train_s"], "epochs": ff.info["epochs"],
+    return {"params": ff.info["params"], "params_per_member": ff.info["params_per_member"],
+            "members": cfg.members, "train_s": ff.info["train_s"], "epochs": ff.info["epochs"],
             "s_per_epoch": ff.info["train_s"] / ff.info["epochs"], "samples": ff.info["samples"],
             "forecast_ms": _pct(_times(lambda: online.forecast(horizon), iters)),
             "batch_ms": _pct(_times(lambda: ff.predict(s.values, s.window_start, origins), max(5, iters // 20))),
@@ -108,7 +110,7 @@ def main() -> None:
     for backbone in ("mlstm", "lstm"):
         r = bench_backbone(s, backbone, args.horizon, args.batch, args.iters)
         result["models"][backbone] = r
-        print(f"{backbone:<6} params {r['params']:>6}  train {r['train_s']:6.1f} s ({r['epochs']} epochs, "
+        print(f"{backbone:<6} params {r['params_per_member']:>6} x {r['members']}  train {r['train_s']:6.1f} s ({r['epochs']} epochs, "
               f"{r['s_per_epoch']:.2f} s/epoch)  forecast p50 {r['forecast_ms']['p50']:.2f} ms "
               f"p99 {r['forecast_ms']['p99']:.2f} ms  batch of {r['batch']} p50 {r['batch_ms']['p50']:.1f} ms")
     result["mlstm_forms"] = bench_forms(args.iters)

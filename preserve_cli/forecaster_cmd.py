@@ -22,15 +22,30 @@ def _load(series: Path, window: float, service: str | None) -> Any:
         raise click.ClickException(str(e)) from e
 
 
-def _configs(history: int, horizon: int, dim: int, epochs: int, seed: int, backbone: str = "mlstm") -> Any:
+def _configs(history: int, horizon: int, dim: int, epochs: int, seed: int, members: int | None,
+             level_alpha: float | None, backbone: str = "mlstm") -> Any:
     from models.workload.model import ForecasterConfig
     from models.workload.train import TrainConfig
 
+    base = ForecasterConfig()
     try:
-        return (ForecasterConfig(backbone=backbone, history=history, horizon=horizon, dim=dim),
+        return (ForecasterConfig(backbone=backbone, history=history, horizon=horizon, dim=dim,
+                                 members=base.members if members is None else members,
+                                 level_alpha=base.level_alpha if level_alpha is None else level_alpha),
                 TrainConfig(epochs=epochs, seed=seed))
     except ValueError as e:
         raise click.ClickException(str(e)) from e
+
+
+def _network_options(fn: Any) -> Any:
+    """Options shared by ``train`` and ``eval``; unset means ForecasterConfig's default (resolved lazily: importing
+    the model here would load torch for every ``preserve`` command)."""
+    fn = click.option("--level-alpha", type=float, default=None,
+                      help="inputs/targets relative to an EWMA of the history with this weight on the newest "
+                           "window; 1: relative to the origin window [default: ForecasterConfig.level_alpha]")(fn)
+    return click.option("--members", type=int, default=None,
+                        help="seeds averaged per network (member k trains with seed * members + k) "
+                             "[default: ForecasterConfig.members]")(fn)
 
 
 def _set_threads(threads: int) -> None:
@@ -62,10 +77,12 @@ def forecaster() -> None:
 @click.option("--dim", type=int, default=32, show_default=True, help="model width")
 @click.option("--epochs", type=int, default=80, show_default=True, help="maximum epochs (early stopping)")
 @click.option("--seed", type=int, default=0, show_default=True)
+@_network_options
 @click.option("--threads", type=int, default=1, show_default=True,
               help="torch CPU threads (1 is fastest for these small models on a shared machine)")
 def train_cmd(series: Path, window: float, out_dir: Path, target: str, backbone: str, service: str | None,
-              history: int, horizon: int, dim: int, epochs: int, seed: int, threads: int) -> None:
+              history: int, horizon: int, dim: int, epochs: int, seed: int, members: int | None,
+              level_alpha: float | None, threads: int) -> None:
     """Train on the whole series and write a checkpoint that ``OnlineForecaster(checkpoint=...)`` loads."""
     from dataclasses import replace
 
@@ -74,7 +91,7 @@ def train_cmd(series: Path, window: float, out_dir: Path, target: str, backbone:
 
     _set_threads(threads)
     s = _load(series, window, service)
-    fcfg, tcfg = _configs(history, horizon, dim, epochs, seed, backbone)
+    fcfg, tcfg = _configs(history, horizon, dim, epochs, seed, members, level_alpha, backbone)
     names = list(s.available) if target == "all" else [resolve_target(target)]
     missing = [t for t in names if t not in s.available]
     if missing:
@@ -116,14 +133,18 @@ def _table(result: dict[str, Any]) -> str:
 @click.option("--dim", type=int, default=32, show_default=True, help="model width")
 @click.option("--epochs", type=int, default=80, show_default=True, help="maximum epochs (early stopping)")
 @click.option("--seed", type=int, default=0, show_default=True)
+@_network_options
 @click.option("--test-frac", type=float, default=0.3, show_default=True, help="share of the series used as origins")
+@click.option("--split", type=click.Choice(["test", "validation"]), default="test", show_default=True,
+              help="test: origins in the last --test-frac; validation: cut the series to the training part and "
+                   "use its last 15% as origins (for choosing settings without looking at the test part)")
 @click.option("--refit-every", type=int, default=0, show_default=True,
               help="fine-tune the networks every N origins on the windows seen so far (0: train once)")
 @click.option("--threads", type=int, default=1, show_default=True,
               help="torch CPU threads (1 is fastest for these small models on a shared machine)")
 def eval_cmd(series: Path, window: float, horizon: int, json_out: Path, target: str, models: str,
-             service: str | None, history: int, dim: int, epochs: int, seed: int, test_frac: float,
-             refit_every: int, threads: int) -> None:
+             service: str | None, history: int, dim: int, epochs: int, seed: int, members: int | None,
+             level_alpha: float | None, test_frac: float, split: str, refit_every: int, threads: int) -> None:
     """Rolling-origin evaluation on the last --test-frac of the series; writes the issue-6 JSON."""
     from tqdm import tqdm
 
@@ -138,7 +159,7 @@ def eval_cmd(series: Path, window: float, horizon: int, json_out: Path, target: 
         raise click.ClickException("--test-frac must be between 0 and 1")
     _set_threads(threads)
     s = _load(series, window, service)
-    fcfg, tcfg = _configs(history, horizon, dim, epochs, seed)
+    fcfg, tcfg = _configs(history, horizon, dim, epochs, seed, members, level_alpha)
     with tqdm(total=len(chosen), desc="models", unit="model") as bar:
         def done(name: str) -> None:
             bar.set_postfix_str(name)
@@ -146,7 +167,7 @@ def eval_cmd(series: Path, window: float, horizon: int, json_out: Path, target: 
 
         try:
             result = rolling_origin_eval(s, horizon, resolve_target(target), chosen, fcfg, tcfg, test_frac,
-                                         on_done=done, refit_every=refit_every)
+                                         on_done=done, refit_every=refit_every, split=split)
         except ValueError as e:
             raise click.ClickException(str(e)) from e
     json_out.parent.mkdir(parents=True, exist_ok=True)

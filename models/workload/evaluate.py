@@ -5,6 +5,10 @@ part's own tail); every window of the last ``test_frac`` is then an origin: each
 1..H from the data up to it. Pairs (origin, origin + h) are scored when both windows are valid (not gaps). All
 models are scored on exactly the same pairs. MAPE skips zero actuals; SMAPE is ``2|e| / (|y| + |yhat|)`` with
 0/0 = 0; both are fractions (0.1 = 10%). MAE is in the series' unit.
+
+``split="validation"`` runs the same protocol inside the training part only: the series is cut to its first
+``1 - test_frac`` and the origins are its last ``val_frac`` (the training configuration's early-stopping share).
+Settings are chosen on that split, so the test part is never looked at while choosing them.
 """
 
 from __future__ import annotations
@@ -49,7 +53,8 @@ def _neural_forecasts(series: WorkloadSeries, split: int, origins: np.ndarray, c
     """Train on the first ``split`` windows, forecast every origin; optionally fine-tune as origins advance."""
     v, ws, ok = series.values, series.window_start, series.valid
     ff = fit_forecaster(v[:split], ws[:split], series.window_s, cfg, tcfg, valid=ok[:split])
-    info = {k: ff.info[k] for k in ("epochs", "train_s", "params", "samples", "val_loss")}
+    info = {k: ff.info[k] for k in ("epochs", "member_epochs", "train_s", "params", "params_per_member", "samples",
+                                    "val_loss")}
     step = refit_every if refit_every > 0 else len(origins)
     fine = replace(tcfg, epochs=max(1, tcfg.epochs // 4))
     points, uppers = [], []
@@ -68,17 +73,26 @@ def _neural_forecasts(series: WorkloadSeries, split: int, origins: np.ndarray, c
 
 def rolling_origin_eval(series: WorkloadSeries, horizon: int, target: str, models: Sequence[str] = ALL_MODELS,
                         fcfg: ForecasterConfig | None = None, tcfg: TrainConfig | None = None, test_frac: float = 0.3,
-                        on_done: Callable[[str], None] = lambda _: None, refit_every: int = 0) -> dict[str, Any]:
+                        on_done: Callable[[str], None] = lambda _: None, refit_every: int = 0,
+                        split: str = "test") -> dict[str, Any]:
     """Score ``models`` on ``target`` (see the module docstring). ``refit_every`` > 0 fine-tunes the networks
-    every that many origins on all windows up to the origin, as :class:`OnlineForecaster` does live."""
+    every that many origins on all windows up to the origin, as :class:`OnlineForecaster` does live.
+    ``split`` is ``test`` (the last ``test_frac``) or ``validation`` (the tail of the training part)."""
     if target not in series.available:
         raise ValueError(f"target {target!r} not available in {series.source} (has {list(series.available)})")
+    tcfg = tcfg or TrainConfig()
+    if split == "validation":
+        end = int(round(len(series.values) * (1 - test_frac)))
+        series = replace(series, values=series.values[:end], window_start=series.window_start[:end],
+                         valid=series.valid[:end])
+        test_frac = tcfg.val_frac
+    elif split != "test":
+        raise ValueError(f"split must be test or validation, got {split!r}")
     ch = TARGETS.index(target)
     n = len(series.values)
-    split = int(round(n * (1 - test_frac)))
+    n_train = int(round(n * (1 - test_frac)))
     base = fcfg or ForecasterConfig()
-    tcfg = tcfg or TrainConfig()
-    first_origin = max(split - 1, base.history - 1)
+    first_origin = max(n_train - 1, base.history - 1)
     origins = np.arange(first_origin, n - horizon)
     if len(origins) < 1:
         raise ValueError(f"series of {n} windows too short for a {horizon}-window horizon test")
@@ -87,8 +101,9 @@ def rolling_origin_eval(series: WorkloadSeries, horizon: int, target: str, model
     mask = series.valid[fut] & series.valid[origins][:, None]
     result: dict[str, Any] = {"window_s": series.window_s, "horizon": horizon, "target": target,
                               "unit": series.unit, "series": series.source, "notes": series.notes,
-                              "train_windows": split, "test_origins": int(len(origins)),
-                              "scored_pairs": int(mask.sum()), "refit_every": refit_every, "models": {}}
+                              "train_windows": n_train, "test_origins": int(len(origins)),
+                              "scored_pairs": int(mask.sum()), "refit_every": refit_every, "split": split,
+                              "models": {}}
     targets = tuple(TARGETS.index(t) for t in series.available)
     for name in models:
         if name in BASELINES:
@@ -101,7 +116,7 @@ def rolling_origin_eval(series: WorkloadSeries, horizon: int, target: str, model
             continue
         cfg = ForecasterConfig(**{**base.to_dict(), "backbone": name, "horizon": horizon,  # type: ignore[arg-type]
                                   "targets": targets})
-        point, upper, info = _neural_forecasts(series, split, origins, cfg, tcfg, refit_every)
+        point, upper, info = _neural_forecasts(series, n_train, origins, cfg, tcfg, refit_every)
         j = targets.index(ch)
         scored = _score(point[:, :, j], actual, mask)
         scored["upper_coverage"] = float(np.mean(actual[mask] <= upper[:, :, j][mask]))

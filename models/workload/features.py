@@ -3,8 +3,13 @@
 A series is an array ``values`` (N, 3) of per-window amounts in the order of :data:`TARGETS` (any unit: per-window
 totals or per-second rates; the model only sees standardised logs) and ``window_start`` (N,) in seconds.
 Calendar features are taken from ``window_start`` modulo a day / a week (UTC of the event-time epoch; a trace
-whose epoch starts at 0 keeps its own phase). Targets are *changes* of the standardised log from the origin
-window (``z[t+h] - z[t]``), so a level shift between training and use does not move the forecast's baseline.
+whose epoch starts at 0 keeps its own phase). Inputs and targets are taken *relative to a reference level* at
+the origin (``z[t+h] - ref[t]``), so a level shift between training and use does not move the forecast's
+baseline. The reference is an exponentially weighted mean of the standardised logs over the history
+(:func:`reference_level`); with weight 1 on the newest window (``ForecasterConfig.level_alpha = 1``, the default)
+it is the origin window itself. A smoothed reference is meant to spare the network the denoising of a single
+10-minute window (a zero output already is the EWMA forecast); on the ServeGen validation split it did not help
+(models/workload/README.md), so it is an option, not the default.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["TARGETS", "TARGET_ALIASES", "N_CALENDAR", "LogScaler", "calendar_features", "model_inputs",
-           "make_samples", "resolve_target"]
+           "reference_level", "make_samples", "resolve_target"]
 
 TARGETS: tuple[str, ...] = ("requests", "prompt_tokens", "output_tokens")
 TARGET_ALIASES = {"generated_tokens": "output_tokens", "output_tokens": "output_tokens",
@@ -72,12 +77,25 @@ def model_inputs(values: np.ndarray, window_start: np.ndarray, window_s: float, 
     return np.concatenate([z, calendar_features(window_start, window_s)], axis=1).astype(np.float32)
 
 
-def make_samples(inputs: np.ndarray, z: np.ndarray, history: int, horizon: int,
-                 origins: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def reference_level(z: np.ndarray, origins: np.ndarray, history: int, alpha: float) -> np.ndarray:
+    """(S, C) exponentially weighted mean of ``z`` over each origin's history window (weight ``alpha`` on the
+    origin, ``(1 - alpha)^j`` relative decay for j windows back, normalised). Only the history window is used, so
+    a sample's reference depends on its inputs alone: a forecast from a 25-window buffer (online) and one from the
+    whole series (offline) agree. ``alpha = 1`` gives the origin window."""
+    assert 0 < alpha <= 1, "alpha must be in (0, 1]"
+    w = (1 - alpha) ** np.arange(history)[::-1]  # oldest ... newest (weight 1)
+    w = w / w.sum()
+    hist_idx = np.asarray(origins, dtype=np.int64)[:, None] + np.arange(-history + 1, 1)[None, :]  # (S, L)
+    return np.einsum("slc,l->sc", z[hist_idx], w)
+
+
+def make_samples(inputs: np.ndarray, z: np.ndarray, history: int, horizon: int, origins: np.ndarray | None = None,
+                 level_alpha: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Training windows. inputs (N, F), z (N, C) standardised targets.
 
-    Returns X (S, history, F) with the density channels relative to the origin window, Y (S, horizon, C) = z[t+h] - z[t] for h = 1..horizon, and the origins t.
-    Origins default to every t with a full history and a full horizon.
+    Returns X (S, history, F) with the density channels relative to the reference level at the origin
+    (:func:`reference_level` with ``level_alpha``), Y (S, horizon, C) = z[t+h] - ref[t] for h = 1..horizon, and
+    the origins t. Origins default to every t with a full history and a full horizon.
     """
     n = len(inputs)
     if origins is None:
@@ -90,6 +108,7 @@ def make_samples(inputs: np.ndarray, z: np.ndarray, history: int, horizon: int,
     fut_idx = origins[:, None] + np.arange(1, horizon + 1)[None, :]  # (S, H)
     x = inputs[hist_idx].copy()
     c = z.shape[1]
-    x[:, :, :c] -= x[:, -1:, :c]  # relative to the origin: the network never sees the absolute level
-    y = z[np.minimum(fut_idx, n - 1)] - z[origins][:, None, :]
+    ref = reference_level(inputs[:, :c], origins, history, level_alpha)  # (S, C)
+    x[:, :, :c] -= ref[:, None, :]  # the network never sees the absolute level
+    y = z[np.minimum(fut_idx, n - 1)] - reference_level(z, origins, history, level_alpha)[:, None, :]
     return x.astype(np.float32), y.astype(np.float32), origins

@@ -100,9 +100,13 @@ class MLSTMLayer(nn.Module):
     :param dim: model width (input and output).
     :param heads: number of heads; ``dim`` must divide evenly.
     :param exp_forget: exponential forget gate instead of sigmoid.
+    :param head_norm: normalise each head's output (the paper's GroupNorm). It removes the scale of what a head
+        retrieves, which a language model does not need but a regression of level changes does; without it the
+        cell output is still bounded, by the normaliser state (``max(|n^T q|, 1)``).
     """
 
-    def __init__(self, dim: int, heads: int, exp_forget: bool = False, dropout: float = 0.0) -> None:
+    def __init__(self, dim: int, heads: int, exp_forget: bool = False, dropout: float = 0.0,
+                 head_norm: bool = True) -> None:
         super().__init__()
         assert dim % heads == 0, "dim must be a multiple of heads"
         self.heads, self.head_dim, self.exp_forget = heads, dim // heads, exp_forget
@@ -110,7 +114,7 @@ class MLSTMLayer(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.gates = nn.Linear(dim, 2 * heads)  # input and forget pre-activations, one scalar per head
         self.out_gate = nn.Linear(dim, dim)
-        self.head_norm = nn.GroupNorm(heads, dim)
+        self.head_norm: nn.Module = nn.GroupNorm(heads, dim) if head_norm else nn.Identity()
         self.proj = nn.Linear(dim, dim)
         self.drop = nn.Dropout(dropout)
         with torch.no_grad():  # start by remembering: forget gate ~ sigmoid(3) = 0.95; small input gate

@@ -3,8 +3,9 @@
 Both backbones share everything else (embedding, width, depth, heads, loss), so the comparison between the mLSTM
 and the LSTM isolates the recurrent cell. The network sees ``history`` windows of the features of
 :mod:`models.workload.features` and predicts, for every horizon 1..H and every target channel, the change of the
-standardised log from the origin window: a point forecast (trained with L1, i.e. the median, which is what
-MAPE/SMAPE reward) and an upper quantile (pinball loss) kept above the point forecast by construction.
+standardised log from the reference level (the origin window by default): a point forecast (trained with L1,
+i.e. the median, which is what MAPE/SMAPE reward) and an upper quantile (pinball loss) kept above the point
+forecast by construction. :class:`ForecasterEnsemble` averages ``members`` such networks.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from torch import nn
 from models.workload.features import N_CALENDAR, TARGETS
 from models.workload.mlstm import MLSTMBlock, MLSTMLayer
 
-__all__ = ["ForecasterConfig", "WorkloadForecaster", "forecast_loss", "pinball"]
+__all__ = ["ForecasterConfig", "WorkloadForecaster", "ForecasterEnsemble", "forecast_loss", "pinball"]
 
 
 @dataclass(frozen=True)
@@ -31,11 +32,18 @@ class ForecasterConfig:
     heads: int = field(default=4, metadata={"help": "mLSTM heads (ignored by the LSTM)"})
     block: str = field(default="simple", metadata={"help": "mLSTM block: simple (pre-norm cell + output gate) or "
                                                         "xlstm (the paper's up-projection block with causal conv)"})
+    head_norm: bool = field(default=False, metadata={"help": "per-head GroupNorm of the mLSTM layer's output "
+                                                           "(simple block; off: it removes the scale of what a "
+                                                           "head retrieves, see MLSTMLayer)"})
     exp_forget: bool = field(default=False, metadata={"help": "exponential instead of sigmoid forget gate"})
     dropout: float = field(default=0.1, metadata={"help": "dropout between layers"})
     quantile: float = field(default=0.9, metadata={"help": "upper quantile the scaler provisions for"})
     n_channels: int = field(default=len(TARGETS), metadata={"help": "density channels in the input"})
     targets: tuple[int, ...] = field(default=(0, 1, 2), metadata={"help": "indices of the channels forecast"})
+    level_alpha: float = field(default=1.0, metadata={"help": "inputs/targets are relative to an EWMA of the history "
+                                                            "with this weight on the newest window; 1 = the origin "
+                                                            "window (chosen on validation data, see README)"})
+    members: int = field(default=5, metadata={"help": "independently seeded networks whose forecasts are averaged"})
 
     def __post_init__(self) -> None:
         if self.backbone not in ("mlstm", "lstm"):
@@ -46,6 +54,8 @@ class ForecasterConfig:
             raise ValueError(f"block must be simple or xlstm, got {self.block!r}")
         if self.dim % self.heads:
             raise ValueError(f"dim {self.dim} must be a multiple of heads {self.heads}")
+        if not 0 < self.level_alpha <= 1 or self.members < 1:
+            raise ValueError("need 0 < level_alpha <= 1 and members >= 1")
 
     def to_dict(self) -> dict[str, object]:
         d = asdict(self)
@@ -56,6 +66,8 @@ class ForecasterConfig:
     def from_dict(d: dict[str, object]) -> ForecasterConfig:
         kw = dict(d)
         kw["targets"] = tuple(kw["targets"])  # type: ignore[arg-type]
+        for key, before in (("level_alpha", 1.0), ("members", 1), ("head_norm", True)):  # older checkpoints
+            kw.setdefault(key, before)
         return ForecasterConfig(**kw)  # type: ignore[arg-type]
 
 
@@ -65,9 +77,10 @@ class WorkloadForecaster(nn.Module):
         self.cfg = cfg
         self.embed = nn.Linear(cfg.n_channels + N_CALENDAR, cfg.dim)
         if cfg.backbone == "mlstm":
-            layer = MLSTMBlock if cfg.block == "xlstm" else MLSTMLayer
-            self.blocks = nn.ModuleList(layer(cfg.dim, cfg.heads, cfg.exp_forget, cfg.dropout)
-                                        for _ in range(cfg.layers))
+            self.blocks = nn.ModuleList(
+                MLSTMBlock(cfg.dim, cfg.heads, cfg.exp_forget, cfg.dropout) if cfg.block == "xlstm"
+                else MLSTMLayer(cfg.dim, cfg.heads, cfg.exp_forget, cfg.dropout, cfg.head_norm)
+                for _ in range(cfg.layers))
             self.lstm = None
         else:
             self.blocks = nn.ModuleList()
@@ -95,6 +108,30 @@ class WorkloadForecaster(nn.Module):
         point = out[:, 0]
         upper = point + F.softplus(out[:, 1])
         return point, upper
+
+
+class ForecasterEnsemble(nn.Module):
+    """``cfg.members`` independently initialised and trained networks; the forecast is their mean (in the
+    standardised-log space of the outputs). With ~1,000 training windows a single network's forecast moves by
+    about as much between seeds as the mLSTM and the LSTM differ, so a comparison of one seed each mostly
+    compares seeds; averaging removes most of that variance (and lowers the error of either backbone)."""
+
+    def __init__(self, cfg: ForecasterConfig, members: list[WorkloadForecaster] | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        nets = members if members is not None else [WorkloadForecaster(cfg) for _ in range(cfg.members)]
+        assert len(nets) == cfg.members, f"{len(nets)} networks for {cfg.members} members"
+        self.members = nn.ModuleList(nets)
+
+    def member(self, k: int) -> WorkloadForecaster:
+        net = self.members[k]
+        assert isinstance(net, WorkloadForecaster)
+        return net
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, L, F) -> (point, upper), each (B, H, T): the members' mean."""
+        outs = [net(x) for net in self.members]
+        return torch.stack([o[0] for o in outs]).mean(0), torch.stack([o[1] for o in outs]).mean(0)
 
 
 def pinball(pred: torch.Tensor, target: torch.Tensor, q: float) -> torch.Tensor:

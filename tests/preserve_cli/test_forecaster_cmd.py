@@ -51,3 +51,17 @@ def test_bad_inputs_give_clear_errors(tmp_path: Path) -> None:
     res = CliRunner().invoke(forecaster, ["eval", "--series", str(series), "--json", str(tmp_path / "x.json"),
                                           "--window", "3600", "--models", "prophet"])
     assert res.exit_code != 0 and "unknown model" in res.output
+
+
+def test_eval_on_the_validation_split_with_an_ensemble(tmp_path: Path) -> None:
+    series = _density_csv(tmp_path / "d.csv")
+    out = tmp_path / "v.json"
+    res = CliRunner().invoke(forecaster, ["eval", "--series", str(series), "--window", "3600", "--horizon", "2",
+                                          "--json", str(out), "--models", "mlstm,last_value", "--history", "6",
+                                          "--dim", "8", "--epochs", "1", "--members", "2", "--split", "validation",
+                                          "--level-alpha", "0.5"])
+    assert res.exit_code == 0, res.output
+    r = json.loads(out.read_text())
+    assert r["split"] == "validation" and r["train_windows"] == round(84 * 0.85)  # 70% of 120, then its 85%
+    assert r["models"]["mlstm"]["train"]["params"] == 2 * r["models"]["mlstm"]["train"]["params_per_member"]
+    assert len(r["models"]["mlstm"]["train"]["member_epochs"]) == 2

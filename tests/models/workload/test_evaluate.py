@@ -42,3 +42,19 @@ def test_rolling_origin_json_shape_and_masking() -> None:
     assert 0 <= r["models"]["mlstm"]["upper_coverage"] <= 1
     with pytest.raises(ValueError, match="not available"):
         rolling_origin_eval(replace(s, available=("requests",)), 3, "output_tokens", ["last_value"])
+
+
+def test_validation_split_scores_only_the_tail_of_the_training_part() -> None:
+    n = 200
+    t = np.arange(n)
+    req = 100 + 30 * np.sin(2 * np.pi * t / 24)
+    req[140:] *= 50  # the test part is different: the validation split must not see it
+    s = WorkloadSeries(values=np.stack([req, req * 10, req * 5], 1), window_start=t * 3600.0, window_s=3600.0,
+                       valid=np.ones(n, bool), available=("requests", "prompt_tokens", "output_tokens"),
+                       unit="per_window", source="synthetic")
+    r = rolling_origin_eval(s, 2, "requests", ["last_value"], split="validation")
+    assert r["split"] == "validation" and r["train_windows"] == round(140 * 0.85)
+    assert r["test_origins"] == 140 - 2 - (r["train_windows"] - 1)  # origins end inside the first 140 windows
+    assert r["models"]["last_value"]["mae"] < 40
+    with pytest.raises(ValueError, match="split"):
+        rolling_origin_eval(s, 2, "requests", ["last_value"], split="train")

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -31,7 +33,7 @@ def _loss(net: WorkloadForecaster, values: np.ndarray, starts: np.ndarray, scale
 @pytest.mark.parametrize("backbone", ["mlstm", "lstm"])
 def test_tiny_fit_lowers_the_error(backbone: str) -> None:
     values, starts = _series(160)
-    cfg = ForecasterConfig(backbone=backbone, history=12, horizon=6, dim=16, heads=2, dropout=0.0)
+    cfg = ForecasterConfig(backbone=backbone, history=12, horizon=6, dim=16, heads=2, dropout=0.0, members=1)
     torch.manual_seed(0)
     before = _loss(WorkloadForecaster(cfg), values, starts, LogScaler.fit(values))
     ff = fit_forecaster(values, starts, WINDOW_S, cfg, TrainConfig(epochs=20, lr=3e-3, patience=20))
@@ -71,3 +73,33 @@ def test_too_short_series_is_rejected() -> None:
     values, starts = _series(20)
     with pytest.raises(ValueError, match="need at least"):
         fit_forecaster(values, starts, WINDOW_S, ForecasterConfig(history=15, horizon=6), TrainConfig(epochs=1))
+
+
+def test_ensemble_is_the_mean_of_its_separately_seeded_members(tmp_path) -> None:
+    values, starts = _series(120)
+    tc = TrainConfig(epochs=2)
+    cfg = ForecasterConfig(history=8, horizon=3, dim=8, heads=2, members=2)
+    ens = fit_forecaster(values, starts, WINDOW_S, cfg, replace(tc, seed=1))
+    assert len(ens.net.members) == 2 and ens.info["params"] == 2 * ens.info["params_per_member"]
+    single = replace(cfg, members=1)
+    origins = np.array([40, 90])
+    # member k of ensemble seed s is the single network of seed s * members + k
+    logs = [np.log1p(fit_forecaster(values, starts, WINDOW_S, single, replace(tc, seed=s)).predict(
+        values, starts, origins)[0]) for s in (2, 3)]
+    np.testing.assert_allclose(np.log1p(ens.predict(values, starts, origins)[0]), np.mean(logs, axis=0), rtol=1e-5)
+    c = load_checkpoint(save_checkpoint(ens, tmp_path / "e.pt"))
+    assert c.cfg.members == 2
+    np.testing.assert_allclose(c.predict(values, starts, origins)[0], ens.predict(values, starts, origins)[0])
+
+
+def test_a_format_1_checkpoint_still_loads_as_one_origin_relative_network(tmp_path) -> None:
+    values, starts = _series(120)
+    cfg = ForecasterConfig(history=8, horizon=3, dim=8, heads=2, level_alpha=1.0, members=1)
+    ff = fit_forecaster(values, starts, WINDOW_S, cfg, TrainConfig(epochs=1))
+    old_config = {k: v for k, v in cfg.to_dict().items() if k not in ("level_alpha", "members")}
+    torch.save({"format": "preserve-workload-forecaster/1", "config": old_config, "scaler": ff.scaler.to_dict(),
+                "window_s": WINDOW_S, "info": {}, "state_dict": ff.net.members[0].state_dict()}, tmp_path / "old.pt")
+    c = load_checkpoint(tmp_path / "old.pt")
+    assert c.cfg == cfg
+    np.testing.assert_allclose(c.predict(values, starts, np.array([50]))[0], ff.predict(values, starts,
+                                                                                         np.array([50]))[0])
