@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -34,6 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from models.request_load.engine import EngineConfig, LengthEngine  # noqa: E402
 from models.request_load.inference import ModelPredictor, load_model_predictor  # noqa: E402
 from models.request_load.predictor_registry import default_checkpoint_dir  # noqa: E402
+
+MODES = ("plain", "engine", "predict", "stream", "real")
 
 
 def _sync(device: torch.device) -> None:
@@ -88,19 +91,24 @@ def row(name: str, seq: int, batch: int, t: np.ndarray, plain: float | None) -> 
 def bench(args: argparse.Namespace) -> list[dict[str, Any]]:
     device = torch.device(args.device)
     dtype = "bf16" if device.type == "cuda" else "fp32"
+    backend = {} if args.backend == "auto" else {"backend": args.backend}
     predictor = load_model_predictor(Path(args.model), device=args.device, cache_size=0, dtype=dtype,
-                                     max_batch_size=max(args.batches), int8=args.int8, threads=args.threads)
+                                     max_batch_size=max(args.batches), int8=args.int8, threads=args.threads,
+                                     **backend)
     assert isinstance(predictor, ModelPredictor)
     if predictor.engine is None:
         raise SystemExit(f"model unavailable: {predictor.unavailable}")
     base = predictor.engine
+    args.resolved_backend = base.cfg.backend
+    print(f"engine backend: {base.cfg.backend}, int8: {base.cfg.int8}", flush=True)
     plain_model = base.model.backbone  # the same encoder weights, called bare
     pool = load_pool(args.data)
     results: list[dict[str, Any]] = []
     for seq in args.seq:
         engine = LengthEngine(base.model, base.rows, EngineConfig(
             device=args.device, dtype=dtype, max_batch_size=max(args.batches), max_length=seq,
-            compile=args.compile, threads=args.threads, tokenizer_threads=args.tokenizer_threads))
+            compile=args.compile, threads=args.threads, tokenizer_threads=args.tokenizer_threads,
+            backend=base.cfg.backend, int8=args.int8 and base.cfg.backend == "onnx"))
         predictor.engine = engine
         for batch in args.batches:
             ids = torch.randint(1000, 30000, (batch, seq), device=device)
@@ -109,9 +117,12 @@ def bench(args: argparse.Namespace) -> list[dict[str, Any]]:
                 with torch.inference_mode():
                     plain_model(input_ids=ids, attention_mask=mask)
 
-            t_plain = timeit(plain_call, device, args.iters, args.seconds)
-            plain = batch / float(t_plain.mean())
-            results.append(row("plain", seq, batch, t_plain, plain))
+            start = len(results)
+            plain = None
+            if "plain" in args.modes:
+                t_plain = timeit(plain_call, device, args.iters, args.seconds)
+                plain = batch / float(t_plain.mean())
+                results.append(row("plain", seq, batch, t_plain, plain))
             prompts = texts(batch * 4, seq, pool)
             services = ["llama-2-7b-chat-hf"] * batch
             rows = engine.encode(prompts[:batch], services)
@@ -119,8 +130,8 @@ def bench(args: argparse.Namespace) -> list[dict[str, Any]]:
             def engine_call(rows: list[Any] = rows, s: list[str] = services, e: LengthEngine = engine) -> None:
                 e.run_rows(rows, s)
 
-            t_engine = timeit(engine_call, device, args.iters, args.seconds)
-            results.append(row("engine", seq, batch, t_engine, plain))
+            if "engine" in args.modes:
+                results.append(row("engine", seq, batch, timeit(engine_call, device, args.iters, args.seconds), plain))
             cursor = iter(range(10**9))
 
             def call(batch: int = batch, prompts: list[str] = prompts, s: list[str] = services,
@@ -128,8 +139,8 @@ def bench(args: argparse.Namespace) -> list[dict[str, Any]]:
                 k = next(cursor) % 4
                 predictor.predict(prompts[k * batch:(k + 1) * batch], [seq] * batch, s)
 
-            t_pred = timeit(call, device, args.iters, args.seconds)
-            results.append(row("predict", seq, batch, t_pred, plain))
+            if "predict" in args.modes:
+                results.append(row("predict", seq, batch, timeit(call, device, args.iters, args.seconds), plain))
             many = texts(batch * args.stream * 2, seq, pool)
             n = batch * args.stream
 
@@ -137,22 +148,33 @@ def bench(args: argparse.Namespace) -> list[dict[str, Any]]:
                 k = next(cursor) % 2
                 predictor.predict(many[k * n:(k + 1) * n], [seq] * n, ["llama-2-7b-chat-hf"] * n)
 
-            t_stream = timeit(stream, device, max(2, args.iters // 2), args.seconds)
-            results.append(row("stream", seq, batch, t_stream / args.stream, plain))
-            real = pool[: batch * 4] if len(pool) >= batch * 4 else (pool * (batch * 4 // len(pool) + 1))[: batch * 4]
+            if "stream" in args.modes:
+                t_stream = timeit(stream, device, max(2, args.iters // 2), args.seconds)
+                results.append(row("stream", seq, batch, t_stream / args.stream, plain))
+            # >= 1024 distinct prompts, cycled a batch at a time: small batches must not replay a few prompts
+            n_real = max(batch * 4, 1024) // batch * batch
+            real = (pool * (n_real // len(pool) + 1))[:n_real]
             real = [f"{i} {p}" for i, p in enumerate(real)]  # unique, so the cache can't hit
 
             def real_call(batch: int = batch, real: list[str] = real, s: list[str] = services,
                           cursor: Any = cursor) -> None:
-                k = next(cursor) % 4
+                k = next(cursor) % (len(real) // batch)
                 part = real[k * batch:(k + 1) * batch]
                 predictor.predict(part, [len(p) // 4 for p in part], s)
 
-            t_real = timeit(real_call, device, args.iters, args.seconds)
-            results.append(row("real", seq, batch, t_real, plain))
-            for r in results[-5:]:
+            if "real" in args.modes:
+                results.append(row("real", seq, batch, timeit(real_call, device, args.iters, args.seconds), plain))
+            for r in results[start:]:
                 print(json.dumps(r), flush=True)
     return results
+
+
+def cpu_gflops(seconds: float = 1.0) -> float:
+    """fp32 GEMM rate (1024^3, this process's threads) right now: on a shared CPU the other rows only compare
+    with rows measured at a similar rate."""
+    a = torch.randn(1024, 1024)
+    t = timeit(lambda: a @ a, torch.device("cpu"), 3, seconds)
+    return round(2 * 1024**3 / float(np.median(t)) / 1e9, 1)
 
 
 def main() -> None:
@@ -166,14 +188,21 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=1.0, help="time budget per point (after min iters)")
     ap.add_argument("--threads", type=int, default=None, help="CPU intra-op threads")
     ap.add_argument("--int8", action="store_true", help="CPU: dynamic int8 quantisation")
+    ap.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
+                    help="CPU engine: auto = the predictor's default (ONNX Runtime if installed)")
     ap.add_argument("--compile", action="store_true", help="torch.compile the length model")
     ap.add_argument("--tokenizer-threads", type=int, default=1, help="batches tokenized concurrently")
     ap.add_argument("--stream", type=int, default=8, help="batches per predict call in the stream mode")
+    ap.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES, help="measurements to run")
     ap.add_argument("--json", default=None, help="write all rows here")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    probe = [cpu_gflops()] if args.device == "cpu" else []
     results = bench(args)
+    if probe:
+        probe.append(cpu_gflops())
+        print(f"CPU fp32 GEMM before/after: {probe[0]} / {probe[1]} GFLOP/s; load {os.getloadavg()[0]:.2f}")
     print(f"\n{'mode':8} {'seq':>4} {'batch':>5} {'preds/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'x plain':>8}")
     for r in results:
         print(f"{r['mode']:8} {r['seq']:>4} {r['batch']:>5} {r['preds_per_s']:>10.0f} {r['p50_ms']:>8.2f} "
@@ -182,7 +211,9 @@ def main() -> None:
         Path(args.json).write_text(json.dumps({"device": args.device, "gpu": torch.cuda.get_device_name()
                                                if torch.cuda.is_available() and "cuda" in args.device else None,
                                                "torch": torch.__version__, "int8": args.int8,
-                                               "threads": args.threads, "rows": results}, indent=1))
+                                               "backend": args.resolved_backend,
+                                               "threads": args.threads, "cpu_gemm_gflops": probe,
+                                               "rows": results}, indent=1))
 
 
 if __name__ == "__main__":

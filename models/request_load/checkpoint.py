@@ -30,7 +30,7 @@ class InvalidCheckpoint(ValueError):
 
 @dataclass
 class CheckpointMeta:
-    point_estimate: str = "p50"  # which output is LengthPredictions.mean: "p50" or "mean" (chosen on validation)
+    point_estimate: str = "p50"  # LengthPredictions.mean: a quantile name ("p50", "p40") or "mean"; chosen on val
     split: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -99,6 +99,6 @@ def load_checkpoint(directory: Path, device: str | torch.device = "cpu", encoder
         raise
     except (OSError, RuntimeError, ValueError, KeyError, EOFError) as err:
         raise InvalidCheckpoint(f"{directory}: {type(err).__name__}: {err}") from err
-    model.eval().to(device=device, dtype=dtype)
+    model.merge_adapters().eval().to(device=device, dtype=dtype)
     rows = RowEncoder(load_tokenizer(cfg.encoder), cfg.max_length, cfg.n_soft, cfg.max_model_tokens)
     return LoadedModel(model, rows, meta, baselines)

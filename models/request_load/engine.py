@@ -1,14 +1,15 @@
 """Batched forward passes of the length model: length bucketing, dynamic padding, bf16/fp16 on GPU,
-int8 dynamic quantisation and thread count on CPU, optional torch.compile.
+ONNX Runtime or torch int8 dynamic quantisation and thread count on CPU, optional torch.compile.
 
-Rows are sorted by length and cut into batches of at most ``max_batch_size``, so each batch pads only to its
-own longest row (rounded up to a multiple of 8). On GPU every batch is launched before any result is copied
-back: the host collates batch k+1 while the device runs batch k, and there is one device->host copy per call.
+Rows are sorted by length and cut into batches of at most ``max_batch_size`` rows (on CPU ``cpu_batch_rows``),
+so each batch pads only to its own longest row (on GPU rounded up to a multiple of 8). On GPU every batch is
+launched before any result is copied back: the host collates batch k+1 while the device runs batch k, and there
+is one device->host copy per call.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -26,9 +27,13 @@ class EngineConfig:
     device: str = "cpu"
     dtype: str = "auto"  # "auto" = bf16 on CUDA, fp32 on CPU; or "fp32" / "bf16" / "fp16"
     max_batch_size: int = 256
+    # rows per forward on CPU (None = max_batch_size): CPU throughput is flat from ~8 rows up (compute-bound, no
+    # launch overhead to amortise) while a bigger batch pads more rows to its longest one (README, Speed)
+    cpu_batch_rows: int | None = 8
     max_length: int | None = None  # truncate rows to this encoder length (incl. soft prompt); None = model's
-    pad_multiple: int = 8
-    int8: bool = False  # CPU only: torch dynamic int8 quantisation of the Linear layers
+    pad_multiple: int | None = None  # None = 8 on GPU (tensor-core shapes), 1 on CPU (padding there is pure waste)
+    int8: bool = False  # CPU only: dynamic int8 quantisation (of the Linear layers / ONNX MatMuls)
+    backend: str = "torch"  # CPU only: "torch" or "onnx" (ONNX Runtime, see onnx_backend.py)
     threads: int | None = None  # CPU only: torch intra-op threads
     compile: bool = False  # torch.compile(dynamic=True) of the model
     tokenizer_threads: int = 1  # batches tokenized concurrently by LengthEngine.run
@@ -52,14 +57,25 @@ class LengthEngine:
         self.device = torch.device(cfg.device)
         if cfg.threads and self.device.type == "cpu":
             torch.set_num_threads(cfg.threads)
+        assert cfg.backend in ("torch", "onnx"), f"unknown backend {cfg.backend!r}"
         model = model.eval().to(self.device, cfg.torch_dtype())
-        if cfg.int8:
-            assert self.device.type == "cpu", "int8 dynamic quantisation is a CPU path"
-            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        self.forward: Callable[..., tuple[torch.Tensor, torch.Tensor]]
+        if cfg.backend == "onnx":
+            assert self.device.type == "cpu" and cfg.torch_dtype() == torch.float32, "ONNX is the fp32/int8 CPU path"
+            from models.request_load.onnx_backend import load_onnx_forward
+
+            self.forward = load_onnx_forward(model, int8=cfg.int8, threads=cfg.threads)
+        else:
+            if cfg.int8:
+                assert self.device.type == "cpu", "int8 dynamic quantisation is a CPU path"
+                model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+            self.forward = torch.compile(model, dynamic=True) if cfg.compile else model
         self.model = model
-        self.forward = torch.compile(model, dynamic=True) if cfg.compile else model
         self.budget = (cfg.max_length or model.config.max_length) - model.config.n_soft
         self.mean_scale = model.config.mean_scale
+        self.pad_multiple = cfg.pad_multiple or (1 if self.device.type == "cpu" else 8)
+        self.step = cfg.max_batch_size if self.device.type != "cpu" else min(cfg.max_batch_size,
+                                                                           cfg.cpu_batch_rows or cfg.max_batch_size)
         self._pool = ThreadPoolExecutor(cfg.tokenizer_threads, thread_name_prefix="tokenize") \
             if cfg.tokenizer_threads > 1 else None
 
@@ -68,7 +84,7 @@ class LengthEngine:
 
     def _launch(self, rows: Sequence[Row], model_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Pack on the host, one host->device copy of the ids, masks built on the device, async forward."""
-        ids, lengths, heads = pack(rows, self.cfg.pad_multiple, cap=self.budget)
+        ids, lengths, heads = pack(rows, self.pad_multiple, cap=self.budget)
         d = self.device
         ids_d = torch.from_numpy(ids).to(d, non_blocking=True)
         lh = torch.from_numpy(np.stack([lengths, heads])).to(d, non_blocking=True)  # (2, B)
@@ -89,7 +105,7 @@ class LengthEngine:
         assert len(rows) == len(services) and rows
         order = np.argsort(np.fromiter((len(r[0]) for r in rows), np.int64, len(rows)), kind="stable")
         model_ids = self.model.model_ids(list(services))
-        step = self.cfg.max_batch_size
+        step = self.step
         outs = [self._launch([rows[i] for i in order[s:s + step]], model_ids[torch.from_numpy(order[s:s + step])])
                 for s in range(0, len(rows), step)]
         return self._finish(outs, order)
@@ -102,7 +118,7 @@ class LengthEngine:
         assert len(prompts) == len(services) and prompts
         order = np.argsort(np.fromiter((len(p) for p in prompts), np.int64, len(prompts)), kind="stable")
         model_ids = self.model.model_ids(list(services))
-        step = self.cfg.max_batch_size
+        step = self.step
         chunks = [order[s:s + step] for s in range(0, len(prompts), step)]
 
         def encode(idx: np.ndarray) -> list[Row]:

@@ -21,7 +21,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["LengthModelConfig", "LengthModel", "length_loss", "find_layer_stack"]
+__all__ = ["LengthModelConfig", "LengthModel", "length_loss", "find_layer_stack", "quantile_name", "POINT_MEAN"]
+
+POINT_MEAN = "mean"  # point-estimate name of the expected-length output
+
+
+def quantile_name(tau: float) -> str:
+    """Point-estimate name of quantile ``tau``: 0.5 -> "p50", 0.25 -> "p25"."""
+    return f"p{round(tau * 100)}"
 
 
 @dataclass(frozen=True)
@@ -35,9 +42,14 @@ class LengthModelConfig:
     model_dim: int = field(default=32, metadata={"help": "size of the learned model-name embedding"})
     head_hidden: int = field(default=256, metadata={"help": "hidden width of the head MLP"})
     dropout: float = field(default=0.1, metadata={"help": "head dropout"})
-    quantiles: tuple[float, ...] = field(default=(0.1, 0.5, 0.9), metadata={"help": "taus; must hold 0.5, 0.9"})
+    # a grid of taus, so the point estimate (the validation-MAE-best quantile or the mean) has candidates around
+    # the median; the long-tail weighting or the mixture of sources can move the MAE-best one off 0.5
+    quantiles: tuple[float, ...] = field(default=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
+                                         metadata={"help": "taus; must hold 0.5, 0.9"})
     mean_scale: float = field(default=500.0, metadata={"help": "tokens per unit of the expected-length output"})
     train_last_layers: int = field(default=1, metadata={"help": "unfrozen top transformer layers (paper: 1)"})
+    lora_rank: int = field(default=0, metadata={
+        "help": "rank of low-rank adapters on the Linear layers of the frozen transformer layers (0 = none)"})
 
     def __post_init__(self) -> None:
         assert self.n_soft >= 0 and self.max_length > self.n_soft + self.max_model_tokens + 4
@@ -88,13 +100,30 @@ class LengthModel(nn.Module):
         self.freeze_backbone()
 
     def freeze_backbone(self) -> None:
-        """Backbone frozen except its top ``train_last_layers`` transformer layers (paper: the last one)."""
+        """Backbone frozen except its top ``train_last_layers`` transformer layers (paper: the last one); with
+        ``lora_rank`` > 0 the frozen layers get trainable low-rank adapters (a few hundred kB, so the checkpoint
+        stays small, where unfreezing whole layers would add ~3.5 MB each)."""
         for p in self.backbone.parameters():
             p.requires_grad_(False)
-        layers = find_layer_stack(self.backbone)
-        for layer in list(layers)[len(layers) - self.config.train_last_layers:]:
+        layers = list(find_layer_stack(self.backbone))
+        cut = len(layers) - self.config.train_last_layers
+        for layer in layers[cut:]:
             for p in layer.parameters():
                 p.requires_grad_(True)
+        if self.config.lora_rank:
+            for layer in layers[:cut]:
+                for name, child in list(layer.named_modules()):
+                    if isinstance(child, nn.Linear):
+                        parent = layer.get_submodule(name.rsplit(".", 1)[0]) if "." in name else layer
+                        setattr(parent, name.rsplit(".", 1)[-1], LoRALinear(child, self.config.lora_rank))
+
+    def merge_adapters(self) -> LengthModel:
+        """Fold every low-rank adapter into its Linear (inference: no extra matmuls, int8-quantisable)."""
+        for name, child in list(self.named_modules()):
+            if isinstance(child, LoRALinear):
+                parent_name, attr = name.rsplit(".", 1)
+                setattr(self.get_submodule(parent_name), attr, child.merged())
+        return self
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
         """Only the trained parameters (what a checkpoint stores; the frozen rest comes from the encoder path)."""
@@ -127,6 +156,32 @@ class LengthModel(nn.Module):
         out = self.head(feats.to(self.soft_prompt.dtype)).float()  # (B, Q+1)
         q = torch.cat([out[:, :1], F.softplus(out[:, 1:-1])], dim=1).cumsum(dim=1) + 5.0  # (B, Q), ~log(150)
         return q, F.softplus(out[:, -1])
+
+
+class LoRALinear(nn.Module):
+    """``base(x) + x A^T B^T`` with a frozen ``base`` and trainable rank-``r`` A (r, in), B (out, r); B starts at
+    zero so training starts from the pretrained function (Hu et al. 2021, LoRA; scale 1)."""
+
+    def __init__(self, base: nn.Linear, rank: int) -> None:
+        super().__init__()
+        self.base = base
+        g = torch.Generator().manual_seed(base.in_features * 31 + base.out_features)
+        self.lora_a = nn.Parameter(torch.randn(rank, base.in_features, generator=g) / math.sqrt(base.in_features))
+        self.lora_b = nn.Parameter(torch.zeros(base.out_features, rank))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base(x) + (x @ self.lora_a.to(x.dtype).T) @ self.lora_b.to(x.dtype).T
+
+    def merged(self) -> nn.Linear:
+        out = nn.Linear(self.base.in_features, self.base.out_features, bias=self.base.bias is not None)
+        out = out.to(self.base.weight.device, self.base.weight.dtype)
+        with torch.no_grad():
+            delta = (self.lora_b.float() @ self.lora_a.float()).to(self.base.weight.dtype)
+            out.weight.copy_(self.base.weight + delta)
+            if self.base.bias is not None:
+                out.bias.copy_(self.base.bias)
+        out.requires_grad_(False)
+        return out
 
 
 def length_loss(q: torch.Tensor, mean: torch.Tensor, y: torch.Tensor, weight: torch.Tensor,

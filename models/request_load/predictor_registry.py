@@ -81,7 +81,7 @@ def _model(args: dict[str, Any]) -> LengthPredictor:
     return load_model_predictor(Path(args.get("path") or default_checkpoint_dir()), **{
         k: v for k, v in args.items() if k in ("device", "timeout_s", "max_batch_size", "max_wait_s",
                                                "max_length", "int8", "threads", "cache_size", "dtype",
-                                               "compile", "tokenizer_threads")})
+                                               "compile", "tokenizer_threads", "backend")})
 
 
 PREDICTORS: dict[str, Callable[[dict[str, Any]], LengthPredictor]] = {

@@ -21,7 +21,7 @@ def test_shapes_and_quantile_order(built: tuple[LengthModel, RowEncoder]) -> Non
     b = collate(rows.encode(prompts, names), model.model_ids(names), cap=rows.budget)
     assert b.input_ids.shape[0] == 3 and b.input_ids.shape[1] + 4 <= 64  # long prompt truncated to budget
     q, mean = model(b.input_ids, b.attention_mask, b.token_type_ids, b.model_ids)
-    assert q.shape == (3, 3) and mean.shape == (3,)
+    assert q.shape == (3, len(model.config.quantiles)) and mean.shape == (3,)
     assert (q[:, 1:] >= q[:, :-1]).all() and (mean >= 0).all()
     assert model.model_ids(names).tolist() == [1, 2, 0]  # unknown model -> index 0
 
@@ -96,3 +96,21 @@ def test_encoding_ignores_tokenizer_padding_and_truncation_state(tiny_encoder: s
     assert first == rows.encode(["write a long essay about code please"], ["llama"])
     ids, head = first[0]
     assert 0 not in ids and len(ids) == head + 7 + 1  # 7 prompt words, no pads, not truncated to 4
+
+
+def test_lora_adapters_train_alone_and_merge_exactly(tiny_encoder: str) -> None:
+    cfg = LengthModelConfig(encoder=tiny_encoder, n_soft=4, max_length=64, lora_rank=2)
+    model = LengthModel(cfg, load_backbone(tiny_encoder)).eval()
+    trainable = set(model.trainable_state())
+    assert any("layer.0." in k and k.endswith("lora_a") for k in trainable)  # the frozen layer got adapters
+    assert not any("layer.0." in k and k.endswith("base.weight") for k in trainable)
+    for name, p in model.named_parameters():
+        if name.endswith("lora_b"):
+            p.data.normal_(0, 0.05)
+    rows = RowEncoder(load_tokenizer(tiny_encoder), cfg.max_length, cfg.n_soft, cfg.max_model_tokens)
+    b = collate(rows.encode(["write a poem", "code"], ["x", "y"]), model.model_ids(["x", "y"]))
+    with torch.no_grad():
+        before = model(b.input_ids, b.attention_mask, b.token_type_ids, b.model_ids)[0]
+        after = model.merge_adapters()(b.input_ids, b.attention_mask, b.token_type_ids, b.model_ids)[0]
+    assert not any(".lora_" in n for n, _ in model.named_parameters())
+    torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-4)

@@ -48,7 +48,8 @@ def test_model_learned_the_signal(trained: tuple[Path, dict]) -> None:
     loaded = load_checkpoint(trained[0])
     out = LengthEngine(loaded.model, loaded.rows, EngineConfig()).run(
         ["write a long essay please", "give one word please"], ["gpt-3.5", "gpt-3.5"])
-    assert out.quantiles[0, 1] > out.quantiles[1, 1]  # 'long' prompts predicted longer
+    i50 = loaded.model.config.quantiles.index(0.5)
+    assert out.quantiles[0, i50] > out.quantiles[1, i50]  # 'long' prompts predicted longer
 
 
 def test_engine_batching_does_not_change_results(trained: tuple[Path, dict]) -> None:
@@ -57,6 +58,11 @@ def test_engine_batching_does_not_change_results(trained: tuple[Path, dict]) -> 
     one = LengthEngine(loaded.model, loaded.rows, EngineConfig(max_batch_size=64)).run(prompts, ["gpt-3.5"] * 9)
     small = LengthEngine(loaded.model, loaded.rows, EngineConfig(max_batch_size=2)).run(prompts, ["gpt-3.5"] * 9)
     np.testing.assert_allclose(one.quantiles, small.quantiles, rtol=1e-4)
+    # CPU defaults: buckets of cpu_batch_rows=8 and no pad_multiple; one padded batch of 9 gives the same answers
+    padded = LengthEngine(loaded.model, loaded.rows, EngineConfig(max_batch_size=64, cpu_batch_rows=None,
+                                                                  pad_multiple=8))
+    assert padded.step == 64 and LengthEngine(loaded.model, loaded.rows, EngineConfig()).step == 8
+    np.testing.assert_allclose(one.quantiles, padded.run(prompts, ["gpt-3.5"] * 9).quantiles, rtol=1e-4)
 
 
 def test_long_tail_weights() -> None:
@@ -72,3 +78,27 @@ def test_length_batches_cover_each_row_once() -> None:
     batches = length_batches(lengths, 10, random.Random(0), pool=3)
     assert sorted(i for b in batches for i in b) == list(range(103))
     assert all(len(b) <= 10 for b in batches)
+
+
+def test_swa_and_every_quantile_compete_on_validation(tiny_encoder: str, tmp_path: Path) -> None:
+    meta = train(synthetic_examples(160), tmp_path, TrainConfig(epochs=3, batch_size=16, lr_head=3e-3, swa_from=2),
+                 LengthModelConfig(encoder=tiny_encoder, n_soft=4, max_length=48, lora_rank=2),
+                 SplitConfig(seed=0, test_frac=0.15, val_frac=0.1), data_files=["synthetic.jsonl"])
+    history = meta["train"]["history"]
+    assert "swaval_mae_p50" not in history[0] and "swaval_mae_p50" in history[2]  # average of epochs 2..3
+    assert {f"val_mae_p{t}" for t in range(10, 100, 10)} | {"val_mae_mean"} <= set(history[0])
+    tag = "swa" if meta["train"]["best_weights"] == "swa" else ""
+    best = history[meta["train"]["best_epoch"] - 1]
+    chosen = best[f"{tag}val_mae_{meta['point_estimate']}"]
+    assert chosen == min(v for k, v in best.items() if k.startswith(f"{tag}val_mae_"))
+    state = torch.load(tmp_path / "trainable.pt", weights_only=True)
+    assert any(".lora_a" in k for k in state) and not any(k.endswith(".base.weight") for k in state)
+    from models.request_load.inference import load_model_predictor
+
+    pred = load_model_predictor(tmp_path, backend="torch", int8=False, cache_size=0)
+    assert pred.engine is not None and pred.point_estimate == meta["point_estimate"]
+    raw = pred.engine.run(["write a long essay please"], ["gpt-3.5"])
+    names = [f"p{round(t * 100)}" for t in pred.engine.model.config.quantiles]
+    want = raw.mean if meta["point_estimate"] == "mean" else raw.quantiles[:, names.index(meta["point_estimate"])]
+    got = pred.predict(["write a long essay please"], [5], ["gpt-3.5"]).mean
+    np.testing.assert_allclose(got, want, rtol=1e-5)
