@@ -21,10 +21,10 @@ AGENTS = ("predict", "route", "density", "forecast", "scale", "archive")
 class PipelineConfig:
     policy: str = field(default="preserve:preserve", metadata={"help": "router:scaler spec (policy registry)"})
     predictor: str = field(default="fallback", metadata={"help": "request-load predictor spec (get_predictor)"})
+    # Agents take a batch as soon as nothing more is queued (streams/ready_batches.py): batches grow with the
+    # load by themselves, up to these sizes, and no event waits for a timer.
     predict_batch: int = field(default=256, metadata={"help": "most requests per predictor call"})
-    predict_within_s: float = field(default=0.005, metadata={"help": "wall seconds a predictor batch may wait"})
     route_batch: int = field(default=512, metadata={"help": "most events per route/scale agent iteration"})
-    route_within_s: float = field(default=0.002, metadata={"help": "wall seconds a route batch may wait"})
     snapshot_every_s: float = field(default=10.0, metadata={"help": "event seconds between routing tables"})
     density_window_s: float = field(default=60.0, metadata={"help": "token-density window (event seconds)"})
     density_grace_s: float = field(default=30.0, metadata={"help": "late completions still counted (event s)"})

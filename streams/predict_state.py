@@ -31,7 +31,10 @@ class PredictAgentState:
 
     def __init__(self, spec: str) -> None:
         self.fallback: LengthPredictor = get_predictor("fallback")
-        ctx = {"device": default_device()} if spec.startswith("model") else {}
+        # Only the encoder takes long enough to be worth a thread: the others are table look-ups, for which the
+        # hand-over to a thread cost more than the prediction (and the GIL hand-offs slowed the event loop).
+        self.off_loop = spec.startswith("model")
+        ctx = {"device": default_device()} if self.off_loop else {}
         self.predictor: LengthPredictor = get_predictor(spec, **ctx)
         log.info("predict agent: predictor %s", spec)
 

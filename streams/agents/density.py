@@ -6,7 +6,7 @@ restored from it after a restart, so a kill -9 loses no completion (see ``stream
 
 from __future__ import annotations
 
-from streams.agents.channels import publish_all, raw_messages, raw_topic
+from streams.agents.channels import publish_then_ack, raw_messages, raw_topic
 from streams.app import app
 from streams.density_state import DensityAgentState, Snapshot
 from streams.pipeline_config import pipeline_config
@@ -22,9 +22,9 @@ def _stored(service: str) -> Snapshot | None:
 
 @app.agent(raw_topic("completions"))
 async def density(stream):  # type: ignore[no-untyped-def]
-    async for events in stream.take_events(cfg.route_batch, within=cfg.route_within_s):
+    async for events in stream.take_ready(cfg.route_batch):
         msgs, now = raw_messages(events)
         out = state.handle(msgs, now, _stored)
         for service, snap in state.take_snapshots().items():
             density_windows[service.encode()] = snap
-        await publish_all(out)
+        await publish_then_ack("density", stream, events, out)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from streams.agents.channels import publish_all, raw_messages, raw_topic
+from streams.agents.channels import publish_then_ack, raw_messages, raw_topic
 from streams.app import app
 from streams.pipeline_config import pipeline_config
 from streams.predict_state import PredictAgentState
@@ -15,6 +15,7 @@ state = PredictAgentState(cfg.predictor)
 
 @app.agent(raw_topic("requests"))
 async def predict(stream):  # type: ignore[no-untyped-def]
-    async for events in stream.take_events(cfg.predict_batch, within=cfg.predict_within_s):
+    async for events in stream.take_ready(cfg.predict_batch):
         msgs, now = raw_messages(events)
-        await publish_all(await asyncio.to_thread(state.handle, msgs, now))  # the encoder runs off the loop
+        out = await asyncio.to_thread(state.handle, msgs, now) if state.off_loop else state.handle(msgs, now)
+        await publish_then_ack("predict", stream, events, out)

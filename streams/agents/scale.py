@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.agents.channels import publish_all, raw_messages, raw_topic
+from streams.agents.channels import publish_then_ack, raw_messages, raw_topic
 from streams.app import app
 from streams.control_state import ScaleAgentState
 from streams.pipeline_config import pipeline_config
@@ -13,6 +13,6 @@ state = ScaleAgentState(cfg)
 
 @app.agent(raw_topic("predicted-requests", "instance-events", "completions", "forecasts"))
 async def scale(stream):  # type: ignore[no-untyped-def]
-    async for events in stream.take_events(cfg.route_batch, within=cfg.route_within_s):
+    async for events in stream.take_ready(cfg.route_batch):
         msgs, now = raw_messages(events)
-        await publish_all(state.handle(msgs, now))
+        await publish_then_ack("scale", stream, events, state.handle(msgs, now))
