@@ -8,6 +8,10 @@ drives (same decisions for the same inputs).
 Guarantees kept here:
 - exactly one :class:`RouteDecision` per request id, even when Kafka redelivers (bounded dedup window);
 - a request that arrives while no instance is READY waits here and is routed when one becomes ready;
+- such a *pending* request survives a crash: the router remembers which input message(s) carried it
+  (:data:`MsgKey`), the agent acks every other input at once but holds those until the request is routed
+  (:meth:`ServiceRouter.take_released`), so Kafka keeps their offsets uncommitted and redelivers them to
+  whichever worker owns the service next;
 - a :class:`RoutingTable` snapshot at a fixed event-time cadence.
 """
 
@@ -29,10 +33,11 @@ from streams.records import (
     prompt_hash,
 )
 
-__all__ = ["ServiceRouter", "RouterFactory", "DEDUP_WINDOW"]
+__all__ = ["ServiceRouter", "RouterFactory", "DEDUP_WINDOW", "MsgKey"]
 
 DEDUP_WINDOW = 200_000  # request ids remembered per service; redeliveries come from the last uncommitted batch
 RouterFactory = Callable[[], BaseRouter]
+MsgKey = tuple[str, int, int]  # (topic, partition, offset) of the input message that carried a request
 
 
 class ServiceRouter:
@@ -55,29 +60,46 @@ class ServiceRouter:
         self.now = 0.0
         self.pending: deque[PredictedRequest] = deque()
         self.duplicates = 0
+        self._held: dict[str, list[MsgKey]] = {}  # pending request id -> the input messages that carried it
+        self._released: list[MsgKey] = []  # inputs of requests routed since the last take_released()
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._next_snapshot: float | None = None
 
     def _advance(self, ts: float) -> None:
         self.now = max(self.now, ts)  # the router's clock never goes back, even for a late event
 
-    def on_request(self, req: PredictedRequest) -> list[RouteDecision]:
-        """Route one request (or queue it while no instance is ready). Duplicates produce nothing."""
-        if req.request_id in self._seen:
+    def on_request(self, req: PredictedRequest, source: MsgKey | None = None) -> list[RouteDecision]:
+        """Route one request (or queue it while no instance is ready). Duplicates produce nothing.
+
+        :param source: the input message that carried ``req``; while the request is pending,
+            :meth:`is_held` is true for it (and for a redelivered copy's message too).
+        """
+        if req.request_id in self._seen or req.request_id in self._held:  # (pending ones outlive the window)
             self.duplicates += 1
+            held = self._held.get(req.request_id)
+            if held is not None and source is not None:
+                held.append(source)  # a redelivery of a pending request: its message must wait as well
             return []
         self._seen[req.request_id] = None
         if len(self._seen) > DEDUP_WINDOW:
             self._seen.popitem(last=False)
         self._advance(req.ts)
-        if self.pending:
-            self.pending.append(req)
-            return self._drain_pending()
-        decision = self._route(req)
-        if decision is None:
-            self.pending.append(req)
-            return []
-        return [decision]
+        if not self.pending:
+            decision = self._route(req)
+            if decision is not None:
+                return [decision]
+        self.pending.append(req)
+        self._held[req.request_id] = [] if source is None else [source]
+        return self._drain_pending() if len(self.pending) > 1 else []
+
+    def is_held(self, request_id: str) -> bool:
+        """Whether ``request_id`` is pending, so the messages that carried it must not be acked yet."""
+        return request_id in self._held
+
+    def take_released(self) -> list[MsgKey]:
+        """Input messages of the pending requests routed since the last call: they may be acked now."""
+        out, self._released = self._released, []
+        return out
 
     def on_instance_event(self, ev: InstanceEvent) -> list[RouteDecision]:
         self._advance(ev.ts)
@@ -100,7 +122,7 @@ class ServiceRouter:
             decision = self._route(self.pending[0])
             if decision is None:
                 break
-            self.pending.popleft()
+            self._released.extend(self._held.pop(self.pending.popleft().request_id))
             out.append(decision)
         return out
 

@@ -66,3 +66,48 @@ def test_app_consumes_through_the_lean_consumer() -> None:
     assert all(url.scheme == SCHEME for url in app.conf.broker)
     assert isinstance(app.transport, Transport) and app.transport.Consumer is LeanConsumer
     assert 0 < FETCH_MAX_WAIT_MS < 1500  # Faust's own value, which starved partitions for up to 1.5 s
+
+
+class _Msg:
+    """The fields of a Faust message that the commit bookkeeping reads (weak-referenceable, as Faust's are)."""
+
+    def __init__(self, tp: Any, offset: int) -> None:
+        self.tp, self.offset, self.acked = tp, offset, False
+
+
+def _bookkeeping(committed: int | None, acked: list[int], in_flight: list[int]) -> tuple[LeanConsumer, list[_Msg]]:
+    """A LeanConsumer with only the commit bookkeeping of Faust's Consumer set (no broker, not started)."""
+    import weakref
+    from collections import defaultdict
+
+    from intervaltree import IntervalTree
+
+    c = LeanConsumer.__new__(LeanConsumer)
+    c._acked = defaultdict(list, {"tp": list(acked)})  # noqa: SLF001
+    c._acked_index = defaultdict(set, {"tp": set(acked)})  # noqa: SLF001
+    c._gap = defaultdict(IntervalTree)  # noqa: SLF001
+    c._committed_offset = defaultdict(lambda: None, {"tp": committed})  # noqa: SLF001
+    msgs = [_Msg("tp", o) for o in in_flight]
+    c._unacked_messages = weakref.WeakSet(msgs)  # noqa: SLF001
+    return c, msgs
+
+
+@pytest.mark.parametrize(("committed", "acked", "in_flight", "want"), [
+    (10, [11, 12, 13], [10], {}),  # one held message at the head: Faust 0.15 alone commits 14 (faust#606)
+    (None, [1, 2, 3], [0], {}),  # nothing committed yet: Faust alone looks for no hole at all
+    (10, [10, 11, 13, 14], [12], {"tp": 12}),  # up to the held message, not over it
+    (10, [10, 11, 12], [], {"tp": 13}),  # nothing in flight: Faust's offset
+    (20, [20, 21], [15], {"tp": 22}),  # a leftover below the committed offset does not stall commits
+])
+def test_commits_never_pass_a_message_in_flight(committed: int | None, acked: list[int], in_flight: list[int],
+                                                want: dict[str, int]) -> None:
+    c, _msgs = _bookkeeping(committed, acked, in_flight)
+    assert c._filter_committable_offsets(["tp"]) == want  # noqa: SLF001
+
+
+def test_a_held_partition_commits_once_its_message_is_acked() -> None:
+    c, msgs = _bookkeeping(10, [11, 12, 13], [10])
+    assert c._filter_committable_offsets(["tp"]) == {}  # noqa: SLF001
+    msgs[0].acked = True
+    c._acked["tp"].append(10)  # noqa: SLF001  (what Consumer.ack records)
+    assert c._filter_committable_offsets(["tp"]) == {"tp": 14}  # noqa: SLF001

@@ -1,8 +1,9 @@
-"""The route agent's pure state: one decision per request, pending until ready, snapshots, dead letters."""
+"""The route agent's pure state: one decision per request, pending until ready (its input held un-acked),
+snapshots, dead letters."""
 
 from __future__ import annotations
 
-from streams.control_state import RouteAgentState
+from streams.control_state import AckPlan, DeferredAcks, RouteAgentState
 from streams.messages import RawMessage
 from streams.pipeline_config import PipelineConfig
 from streams.records import (
@@ -19,15 +20,25 @@ from streams.records import (
 SVC = "svc"
 
 
-def req(ts: float, rid: str) -> RawMessage:
-    r = PredictedRequest(ts=ts, request_id=rid, service=SVC, prompt_tokens=100, output_tokens=10,
+def req(ts: float, rid: str, offset: int | None = None, service: str = SVC) -> RawMessage:
+    r = PredictedRequest(ts=ts, request_id=rid, service=service, prompt_tokens=100, output_tokens=10,
                          predicted_tokens=50, predicted_p90_tokens=80, predictor="fallback", prompt="hi")
-    return RawMessage("predicted-requests", SVC.encode(), r.to_json())
+    return RawMessage("predicted-requests", service.encode(), r.to_json(), None if offset is None else 0, offset)
 
 
-def inst(ts: float, iid: str, kind: InstanceEventKind, state: InstanceState, **load: int) -> RawMessage:
-    e = InstanceEvent(ts=ts, service=SVC, instance_id=iid, kind=kind, state=state, kv_capacity_tokens=100_000, **load)
-    return RawMessage("instance-events", SVC.encode(), e.to_json())
+def inst(ts: float, iid: str, kind: InstanceEventKind, state: InstanceState, service: str = SVC,
+         **load: int) -> RawMessage:
+    e = InstanceEvent(ts=ts, service=service, instance_id=iid, kind=kind, state=state, kv_capacity_tokens=100_000,
+                      **load)
+    return RawMessage("instance-events", service.encode(), e.to_json(), 0, 1000 + int(ts))
+
+
+def ready(ts: float, iid: str = "i0", service: str = SVC) -> RawMessage:
+    return inst(ts, iid, InstanceEventKind.READY, InstanceState.READY, service)
+
+
+def key(offset: int) -> tuple[str, int, int]:
+    return ("predicted-requests", 0, offset)
 
 
 def decisions(out: list) -> list[RouteDecision]:
@@ -97,3 +108,60 @@ def test_stopped_instances_leave_the_view() -> None:
                inst(1.0, "i1", InstanceEventKind.READY, InstanceState.READY)], now=0.0)
     st.handle([inst(2.0, "i1", InstanceEventKind.STOPPED, InstanceState.STOPPED)], now=0.0)
     assert {d.instance_id for d in decisions(st.handle([req(3.0 + i, f"r{i}") for i in range(3)], 0.0))} == {"i0"}
+
+
+def test_a_pending_request_holds_its_input_until_it_is_routed() -> None:
+    st = state()
+    st.handle([req(1.0, "a", offset=10), req(2.0, "b", offset=11)], now=0.0)
+    assert st.take_acks() == AckPlan(hold=frozenset({key(10), key(11)}), release=[])
+    assert st.take_acks() == AckPlan()  # a plan is taken once
+    out = st.handle([ready(5.0)], now=0.0)
+    assert [d.request_id for d in decisions(out)] == ["a", "b"]
+    assert st.take_acks() == AckPlan(hold=frozenset(), release=[key(10), key(11)])
+
+
+def test_only_the_pending_service_holds_its_inputs() -> None:
+    st = state()
+    st.handle([ready(0.0, service="up")], now=0.0)
+    st.take_acks()
+    out = st.handle([req(1.0, "a", offset=10), req(1.5, "x", offset=11, service="up"), req(2.0, "b", offset=12)],
+                    now=0.0)
+    assert [d.request_id for d in decisions(out)] == ["x"]  # routed at once: its input is acked with the batch
+    assert st.take_acks().hold == frozenset({key(10), key(12)})
+
+
+def test_a_request_pending_and_routed_in_one_batch_is_not_held() -> None:
+    st = state()
+    out = st.handle([req(1.0, "a", offset=10), ready(2.0), req(3.0, "b", offset=11)], now=0.0)
+    assert [d.request_id for d in decisions(out)] == ["a", "b"]
+    assert st.take_acks() == AckPlan(hold=frozenset(), release=[key(10)])
+
+
+def test_a_redelivered_copy_of_a_pending_request_is_held_and_released_with_it() -> None:
+    st = state()
+    st.handle([req(1.0, "a", offset=10)], now=0.0)
+    st.take_acks()
+    st.handle([req(1.0, "a", offset=10)], now=0.0)  # e.g. after a rebalance back to this worker
+    assert st.take_acks().hold == frozenset({key(10)})
+    out = st.handle([ready(5.0)], now=0.0)
+    assert [d.request_id for d in decisions(out)] == ["a"]  # still one decision
+    assert st.take_acks().release == [key(10), key(10)]
+
+
+def test_deferred_acks_hand_back_held_events_once_released() -> None:
+    st, acks = state(), DeferredAcks[str]()
+    batch1 = [req(1.0, "a", offset=10), req(2.0, "b", offset=11)]
+    st.handle(batch1, now=0.0)
+    assert acks.settle(["ev-a", "ev-b"], batch1, st.take_acks()) == [] and len(acks) == 2
+    batch2 = [ready(5.0), req(6.0, "c", offset=12)]
+    st.handle(batch2, now=0.0)
+    assert acks.settle(["ev-ready", "ev-c"], batch2, st.take_acks()) == ["ev-a", "ev-b", "ev-ready", "ev-c"]
+    assert len(acks) == 0
+
+
+def test_messages_without_coordinates_are_never_held() -> None:
+    st = state()
+    batch = [req(1.0, "a")]
+    st.handle(batch, now=0.0)
+    assert DeferredAcks[str]().settle(["ev-a"], batch, st.take_acks()) == ["ev-a"]
+    assert len(st.services.get(SVC).pending) == 1
