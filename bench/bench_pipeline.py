@@ -1,6 +1,10 @@
 """Pipeline benchmark: requests/s from replay to RouteDecision, and decision latency, next to raw Kafka.
 
-    .venv/bin/python -m bench.bench_pipeline [--n 20000] [--rate 500] [--seconds 10] [--json out.json]
+    .venv/bin/python -m bench.bench_pipeline [--n 20000] [--rate 500] [--seconds 10] [--prompts FILE] [--json out.json]
+
+Without ``--prompts`` the requests carry no text, so every predictor answers from its fallback table (the routing
+path is what is measured); with it, each request carries a numbered real prompt and ``predictor_source`` counts
+how many the model answered and how many fell back because it was too slow.
 
 For each predictor (the fallback, and the encoder model on CPU) a fresh Faust worker runs the `predict` and
 `route` agents on its own topics; the fleet is pre-provisioned by publishing READY instance events (the
@@ -40,9 +44,20 @@ from streams.topics import ensure_topics
 SERVICES = ["svc-0", "svc-1", "svc-2", "svc-3"]
 
 
-def _payload(i: int, ts: float, service: str) -> bytes:
-    return json.dumps({"v": 1, "ts": ts, "request_id": f"b{i}", "service": service, "prompt_tokens": 200 + i % 700,
-                       "output_tokens": 100}).encode()
+def _payload(i: int, ts: float, service: str, prompts: list[str] | None = None) -> bytes:
+    ev: dict[str, Any] = {"v": 1, "ts": ts, "request_id": f"b{i}", "service": service,
+                          "prompt_tokens": 200 + i % 700, "output_tokens": 100}
+    if prompts:  # a numbered copy of a real prompt: unique text, so the predictor's cache never answers
+        ev["prompt"] = f"{i} {prompts[i % len(prompts)]}"
+        ev["prompt_tokens"] = max(1, len(ev["prompt"]) // 4)
+    return json.dumps(ev, ensure_ascii=False).encode()
+
+
+def load_prompts(path: Path, limit: int = 4096) -> list[str]:
+    """Up to ``limit`` prompt texts of a JSON-lines file (plain or gzip) with a ``prompt`` field."""
+    from models.request_load.data import read_pairs
+
+    return [ex.prompt for ex in read_pairs(str(path))[0][:limit]]
 
 
 def raw_ceiling(kafka: KafkaSettings, n: int) -> dict[str, float]:
@@ -97,7 +112,8 @@ def _route_times(kafka: KafkaSettings, n: int, timeout_s: float) -> dict[str, fl
     return out
 
 
-def _send(producer: Producer, kafka: KafkaSettings, start: int, n: int, rate: float | None) -> dict[str, float]:
+def _send(producer: Producer, kafka: KafkaSettings, start: int, n: int, rate: float | None,
+          prompts: list[str] | None = None) -> dict[str, float]:
     sent: dict[str, float] = {}
     t0 = time.perf_counter()
     topic = kafka.topic("requests")
@@ -110,7 +126,7 @@ def _send(producer: Producer, kafka: KafkaSettings, start: int, n: int, rate: fl
         now = time.time()
         while True:
             try:
-                producer.produce(topic, key=svc.encode(), value=_payload(i, now, svc))
+                producer.produce(topic, key=svc.encode(), value=_payload(i, now, svc, prompts))
                 break
             except BufferError:
                 producer.poll(0.01)
@@ -122,7 +138,7 @@ def _send(producer: Producer, kafka: KafkaSettings, start: int, n: int, rate: fl
 
 
 def bench_predictor(kafka: KafkaSettings, predictor: str, policy: str, n: int, rate: float, seconds: float,
-                    run_dir: Path) -> dict[str, Any]:
+                    run_dir: Path, prompts: list[str] | None = None) -> dict[str, Any]:
     k = kafka.model_copy(update={"topic_prefix": f"{kafka.topic_prefix}bench{time.time_ns() % 10**8}."})
     ensure_topics(k)
     cfg = PipelineConfig(policy=policy, predictor=predictor)
@@ -135,14 +151,14 @@ def bench_predictor(kafka: KafkaSettings, predictor: str, policy: str, n: int, r
                                "--predictor", predictor])
         procs.wait_for_log("worker", "[^Worker]: Ready", 240)
         _provision(producer, k, time.time() - 1)
-        warm = _send(producer, k, 10**7, 200, None)  # warm-up (imports, first batches), not measured
+        warm = _send(producer, k, 10**7, 200, None, prompts)  # warm-up (imports, first batches), not measured
         _route_times(k, len(warm), 120)
         # latency first, so that nothing of the burst below is still queued while it is measured
         m = int(rate * seconds)
-        sent2 = _send(producer, k, n, m, rate)
+        sent2 = _send(producer, k, n, m, rate, prompts)
         routed2 = _route_times(k, len(warm) + m, 300)
         lat = np.array([routed2[r] - t for r, t in sent2.items() if r in routed2]) * 1000.0
-        sent = _send(producer, k, 0, n, None)
+        sent = _send(producer, k, 0, n, None, prompts)
         routed = _route_times(k, len(warm) + m + n, 600)
         ok = [rid for rid in sent if rid in routed]
         first = min(sent.values())
@@ -152,20 +168,28 @@ def bench_predictor(kafka: KafkaSettings, predictor: str, policy: str, n: int, r
                 "latency_ms": {"rate_per_s": rate, "requests": m, "routed": int(lat.size),
                                "p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99)),
                                "max": float(lat.max())},
-                "predicted_requests": sources["predicted-requests"], "predictor_source": _source(k)}
+                "predicted_requests": sources["predicted-requests"], "prompts": bool(prompts),
+                "predictor_source": _sources(k, sources["predicted-requests"])}
     finally:
         procs.stop_all()
 
 
-def _source(k: KafkaSettings) -> str:
+def _sources(k: KafkaSettings, total: int) -> dict[str, int]:
+    """How many predicted requests each predictor answered (the model falls back, flagged, when too slow)."""
     c = Consumer({**k.confluent_config(), "group.id": f"bench-src-{time.time_ns()}", "auto.offset.reset": "earliest"})
     c.subscribe([k.topic("predicted-requests")])
+    counts: dict[str, int] = {}
+    seen, idle = 0, 0
     try:
-        for _ in range(20):
-            for m in c.consume(1, timeout=0.5):
+        while seen < total and idle < 10:
+            msgs = c.consume(10_000, timeout=0.5)
+            idle = 0 if msgs else idle + 1
+            for m in msgs:
                 if not m.error() and m.value() is not None:
-                    return str(json.loads(m.value() or b"{}")["predictor"])
-        return "unknown"
+                    src = str(json.loads(m.value() or b"{}").get("predictor", "unknown"))
+                    counts[src] = counts.get(src, 0) + 1
+                    seen += 1
+        return counts
     finally:
         c.close()
 
@@ -178,9 +202,13 @@ def main() -> None:
     ap.add_argument("--predictors", default="fallback,model(device=cpu)", help="comma-separated predictor specs")
     ap.add_argument("--policies", default="least-requests:fixed(n=8),preserve:fixed(n=8)",
                     help="comma-separated router:scaler specs (the router is on the measured path)")
+    ap.add_argument("--prompts", type=Path, default=None,
+                    help="JSON lines with a `prompt` field (e.g. $PRESERVE_DATA/prompts/sharegpt_pairs.jsonl.gz): "
+                         "requests carry real prompt texts, so the model predictor runs (without: it falls back)")
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
     args = ap.parse_args()
     kafka = load_settings().kafka
+    prompts = load_prompts(args.prompts) if args.prompts else None
     broker = None
     if not kafka_reachable(kafka):
         from tests.fixtures.kafka import start_test_broker
@@ -196,7 +224,7 @@ def main() -> None:
         print(f"raw confluent-kafka: {results['raw_kafka']}", flush=True)
         for spec in _split(args.predictors):
             for policy in _split(args.policies):
-                r = bench_predictor(kafka, spec, policy, args.n, args.rate, args.seconds, run_dir)
+                r = bench_predictor(kafka, spec, policy, args.n, args.rate, args.seconds, run_dir, prompts)
                 pipeline.append(r)
                 print(json.dumps(r), flush=True)
         machine["load_avg_at_end"] = os.getloadavg()
