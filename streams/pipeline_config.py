@@ -15,6 +15,7 @@ __all__ = ["PipelineConfig", "ENV_VAR", "pipeline_config", "AGENTS"]
 
 ENV_VAR = "PRESERVE_PIPELINE_CONFIG"
 AGENTS = ("predict", "route", "density", "forecast", "scale", "archive")
+RETIRED = frozenset({"predict_within_s", "route_within_s"})  # batch timers, replaced by ready batches
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,10 @@ class PipelineConfig:
     def from_json(cls, text: str) -> PipelineConfig:
         raw: dict[str, Any] = json.loads(text)
         known = {f.name for f in fields(cls)}
+        retired = sorted(set(raw) & RETIRED)
+        if retired:
+            raise ValueError(f"pipeline settings {retired} are retired: agents now take a batch as soon as nothing "
+                             "more is queued (streams/ready_batches.py); remove them")
         unknown = set(raw) - known
         if unknown:
             raise ValueError(f"unknown pipeline settings: {sorted(unknown)}")
