@@ -17,6 +17,7 @@ class RawMessage:
     value: bytes | None
     partition: int | None = None
     offset: int | None = None
+    timestamp: float | None = None  # Kafka message time, epoch seconds (CreateTime: when the producer sent it)
 
 
 def _fast_parse(raw: bytes | None, cls: type[EventRecord]) -> EventRecord | None:

@@ -25,11 +25,18 @@ def default_device() -> str:
 
 
 class PredictAgentState:
-    """:param spec: predictor spec (``model``, ``fallback``, ...); the model runs on the GPU when present."""
+    """:param spec: predictor spec (``model``, ``fallback``, ...); the model runs on the GPU when present.
+    :param max_lag_s: when the oldest request of a batch has waited longer than this (its Kafka time to ``now``),
+        the batch is answered by the fallback, flagged ``fallback`` in each PredictedRequest: the model's
+        per-forward timeout cannot see a queue building up in front of it, and a late prediction delays routing
+        more than a coarse one costs. 0 turns it off. Compares the producer's clock with this worker's.
+    """
 
     REPORTS = frozenset({"requests"})
 
-    def __init__(self, spec: str) -> None:
+    def __init__(self, spec: str, max_lag_s: float = 0.0) -> None:
+        self.max_lag_s = max_lag_s
+        self.lagged_batches = 0
         self.fallback: LengthPredictor = get_predictor("fallback")
         # Only the encoder takes long enough to be worth a thread: the others are table look-ups, for which the
         # hand-over to a thread cost more than the prediction (and the GIL hand-offs slowed the event loop).
@@ -41,4 +48,16 @@ class PredictAgentState:
     def handle(self, msgs: list[RawMessage], now: float) -> list[EventRecord]:
         good, bad = parse_messages(msgs, now, self.REPORTS)
         reqs = [r for r in good if isinstance(r, RequestEvent)]
+        if self._lagging(msgs, now):
+            self.lagged_batches += 1
+            if self.lagged_batches == 1 or self.lagged_batches % 100 == 0:
+                log.warning("predict agent: requests waited > %.2f s; the fallback answered %d batches so far",
+                            self.max_lag_s, self.lagged_batches)
+            return [*bad, *predict_requests(reqs, self.fallback)]
         return [*bad, *predict_requests(reqs, self.predictor, self.fallback)]
+
+    def _lagging(self, msgs: list[RawMessage], now: float) -> bool:
+        if not (self.off_loop and self.max_lag_s > 0):
+            return False  # table look-ups never queue: only the encoder is worth skipping
+        stamps = [m.timestamp for m in msgs if m.timestamp is not None]
+        return bool(stamps) and now - min(stamps) > self.max_lag_s

@@ -86,5 +86,5 @@ def raw_messages(events: Sequence[faust.EventT]) -> tuple[list[RawMessage], floa
     """The Kafka coordinates and bytes of a batch of events, and the wall clock (for dead letters)."""
     prefix = load_settings().kafka.topic_prefix
     msgs = [RawMessage(e.message.topic.removeprefix(prefix), e.message.key, e.value, e.message.partition,
-                       e.message.offset) for e in events]
+                       e.message.offset, e.message.timestamp) for e in events]
     return msgs, time.time()

@@ -150,3 +150,26 @@ def test_a_predictor_that_raises_is_replaced_by_the_fallback_for_the_batch() -> 
     out = state.handle(_requests(15), time.time())
     assert len(out) == 15 and {p.predictor for p in out} == {"fallback"}  # type: ignore[union-attr]
     assert len(_routes(out)) == 15  # type: ignore[arg-type]
+
+
+def _stamped(n: int, sent_at: float) -> list[RawMessage]:
+    return [RawMessage(m.topic, m.key, m.value, m.partition, m.offset, sent_at) for m in _requests(n)]
+
+
+def test_queued_requests_get_the_fallback_flagged_then_the_model_again(ckpt: Path) -> None:
+    """A queue in front of a slow encoder: a batch whose oldest request waited past the limit is answered by
+    the fallback (flagged), fresh batches by the model again."""
+    state = PredictAgentState(f"model(path={ckpt})", max_lag_s=1.0)
+    now = time.time()
+    stale = state.handle(_stamped(8, now - 3.0), now)
+    assert {p.predictor for p in stale} == {"fallback"} and state.lagged_batches == 1  # type: ignore[union-attr]
+    fresh = state.handle(_stamped(8, now - 0.1), now)
+    assert {p.predictor for p in fresh} == {"model"} and state.lagged_batches == 1  # type: ignore[union-attr]
+
+
+def test_lag_limit_off_or_unstamped_messages_keep_the_model(ckpt: Path) -> None:
+    now = time.time()
+    off = PredictAgentState(f"model(path={ckpt})", max_lag_s=0.0)
+    assert {p.predictor for p in off.handle(_stamped(4, now - 30.0), now)} == {"model"}  # type: ignore[union-attr]
+    on = PredictAgentState(f"model(path={ckpt})", max_lag_s=1.0)
+    assert {p.predictor for p in on.handle(_requests(4), now)} == {"model"}  # type: ignore[union-attr]
