@@ -109,12 +109,11 @@ class PreServeScaler(BaseScaler):
         self.slo_miss_up, self.slo_miss_down, self.slo_miss_alpha = slo_miss_up, slo_miss_down, slo_miss_alpha
         self._slo_from = -math.inf  # completions of requests that arrived before this are ignored
         self.down_stabilization_s = down_stabilization_s
-        self.burst_share, self.burst_memory_s = burst_share, burst_memory_s
+        self.burst_share = burst_share
         self.bursts = PrefillBursts(ttft_slo_s, burst_memory_s, burst_quantile, refresh_s=window_s / 4)
         self._needs: deque[tuple[float, int]] = deque()  # (t, instances needed) over the stabilisation span
         self.emergency_waiting = emergency_waiting
         self.tpot_target_s = tpot_slo_s * tpot_share
-        self.recent_s = recent_s
         self.cold_start_s = cold_start_s
         self.density: DensityForecast = (OnlineDensity(window_s, online_forecaster(forecaster_model))
                                          if forecast == "online" else OracleDensity(window_s))
