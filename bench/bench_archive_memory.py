@@ -8,7 +8,8 @@ it once at start, and its C++ writers ignore a pool switched later). `preserve` 
 
     .venv/bin/python -m bench.bench_archive_memory [--inserts 8000] [--rows 25]
 
-Prints RSS at start, peak and end per pool, and the end-RSS growth of the system pool relative to mimalloc.
+Prints RSS (MiB, as the soak reports it) at start, peak and end per pool, and the end-RSS growth of the system
+pool relative to mimalloc.
 """
 
 from __future__ import annotations
@@ -22,12 +23,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.soak.proc_stats import sample_tree
+
 __all__ = ["main"]
 
 
 def _rss_mb() -> float:
-    with open(f"/proc/{os.getpid()}/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+    """This process's RSS in MiB, read as the soak reads it."""
+    return sample_tree(os.getpid()).rss_mb
 
 
 def _child(pool: str, inserts: int, rows: int) -> dict[str, float]:
@@ -73,14 +76,14 @@ def main(argv: list[str] | None = None) -> None:
                              check=True, capture_output=True, text=True,
                              env={**os.environ, "ARROW_DEFAULT_MEMORY_POOL": pool})
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    print(f"{'pool':<10} {'start MB':>9} {'peak MB':>9} {'end MB':>9} {'growth MB':>10} {'inserts/s':>10}")
+    print(f"{'pool':<10} {'start MiB':>9} {'peak MiB':>9} {'end MiB':>9} {'growth MiB':>10} {'inserts/s':>10}")
     for r in results:
         print(f"{r['pool']:<10} {r['start_mb']:>9.1f} {r['peak_mb']:>9.1f} {r['end_mb']:>9.1f} "
               f"{r['end_mb'] - r['start_mb']:>10.1f} {r['inserts_per_s']:>10.0f}")
     base, *rest = results
     for r in rest:
         g0, g1 = base["end_mb"] - base["start_mb"], r["end_mb"] - r["start_mb"]
-        print(f"{r['pool']} vs {base['pool']}: growth {g1:.1f} vs {g0:.1f} MB "
+        print(f"{r['pool']} vs {base['pool']}: growth {g1:.1f} vs {g0:.1f} MiB "
               f"({g1 / g0:.2f}x), speed {r['inserts_per_s'] / base['inserts_per_s']:.2f}x")
 
 
