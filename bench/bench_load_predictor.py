@@ -100,14 +100,15 @@ def bench(args: argparse.Namespace) -> list[dict[str, Any]]:
         raise SystemExit(f"model unavailable: {predictor.unavailable}")
     base = predictor.engine
     args.resolved_backend = base.cfg.backend
-    print(f"engine backend: {base.cfg.backend}, int8: {base.cfg.int8}", flush=True)
+    print(f"engine backend: {base.cfg.backend}, int8: {base.cfg.int8}, CUDA graphs: {args.cuda_graphs}", flush=True)
     plain_model = base.model.backbone  # the same encoder weights, called bare
     pool = load_pool(args.data)
     results: list[dict[str, Any]] = []
     for seq in args.seq:
         engine = LengthEngine(base.model, base.rows, EngineConfig(
             device=args.device, dtype=dtype, max_batch_size=max(args.batches), max_length=seq,
-            compile=args.compile, threads=args.threads, tokenizer_threads=args.tokenizer_threads,
+            compile=args.compile, cuda_graphs=args.cuda_graphs, threads=args.threads,
+            tokenizer_threads=args.tokenizer_threads,
             backend=base.cfg.backend, int8=args.int8 and base.cfg.backend == "onnx"))
         predictor.engine = engine
         for batch in args.batches:
@@ -191,6 +192,8 @@ def main() -> None:
     ap.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
                     help="CPU engine: auto = the predictor's default (ONNX Runtime if installed)")
     ap.add_argument("--compile", action="store_true", help="torch.compile the length model")
+    ap.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false",
+                    help="GPU: run the forward eagerly instead of replaying captured CUDA graphs")
     ap.add_argument("--tokenizer-threads", type=int, default=1, help="batches tokenized concurrently")
     ap.add_argument("--stream", type=int, default=8, help="batches per predict call in the stream mode")
     ap.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES, help="measurements to run")
@@ -213,6 +216,7 @@ def main() -> None:
                                                "torch": torch.__version__, "int8": args.int8,
                                                "backend": args.resolved_backend,
                                                "threads": args.threads, "cpu_gemm_gflops": probe,
+                                               "cuda_graphs": args.cuda_graphs,
                                                "rows": results}, indent=1))
 
 

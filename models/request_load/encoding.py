@@ -127,12 +127,13 @@ class RowEncoder:
 
 
 def pack(rows: Sequence[Row], pad_multiple: int = 8, pad_to: int | None = None,
-         cap: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(ids (B, T) int32, lengths (B,), head lengths (B,)); T = longest row rounded up to ``pad_multiple``
-    (tensor-core friendly shapes) but never past ``cap``. One vectorised scatter, no per-row copies."""
+         cap: int | None = None, offset: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ids (B, T) int32, lengths (B,), head lengths (B,)); T = longest row rounded so that ``T + offset`` is a
+    multiple of ``pad_multiple`` (tensor-core friendly shapes; ``offset`` = the soft-prompt vectors the model
+    inserts) but never past ``cap``. One vectorised scatter, no per-row copies."""
     lengths = np.fromiter((len(r) for r, _ in rows), dtype=np.int64, count=len(rows))
     longest = int(lengths.max())
-    T = pad_to or -(-longest // pad_multiple) * pad_multiple
+    T = pad_to or -(-(longest + offset) // pad_multiple) * pad_multiple - offset
     T = min(T, max(cap or T, longest))
     assert T >= longest
     flat = np.fromiter(chain.from_iterable(r for r, _ in rows), dtype=np.int32, count=int(lengths.sum()))

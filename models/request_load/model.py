@@ -19,11 +19,15 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+import transformers
 from torch import nn
 
-__all__ = ["LengthModelConfig", "LengthModel", "length_loss", "find_layer_stack", "quantile_name", "POINT_MEAN"]
+__all__ = ["LengthModelConfig", "LengthModel", "length_loss", "find_layer_stack", "truncate_layers", "quantile_name",
+           "POINT_MEAN"]
 
 POINT_MEAN = "mean"  # point-estimate name of the expected-length output
+# transformers >= 5 passes a prepared 4D attention mask through unchanged (masking_utils); 4.x rebuilds it
+FOUR_D_MASKS = int(transformers.__version__.split(".")[0]) >= 5
 
 
 def quantile_name(tau: float) -> str:
@@ -47,13 +51,25 @@ class LengthModelConfig:
     quantiles: tuple[float, ...] = field(default=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
                                          metadata={"help": "taus; must hold 0.5, 0.9"})
     mean_scale: float = field(default=500.0, metadata={"help": "tokens per unit of the expected-length output"})
-    train_last_layers: int = field(default=1, metadata={"help": "unfrozen top transformer layers (paper: 1)"})
+    train_last_layers: int = field(default=1, metadata={
+        "help": "unfrozen top transformer layers, counted from the top of the kept stack (paper: 1)"})
+    # fewer layers cut CPU compute about in proportion; accuracy is bounded by label noise, not depth (README)
+    encoder_layers: int | None = field(default=None, metadata={
+        "help": "keep only the first N transformer layers of the encoder (None = all)"})
     lora_rank: int = field(default=0, metadata={
         "help": "rank of low-rank adapters on the Linear layers of the frozen transformer layers (0 = none)"})
 
     def __post_init__(self) -> None:
         assert self.n_soft >= 0 and self.max_length > self.n_soft + self.max_model_tokens + 4
         assert list(self.quantiles) == sorted(self.quantiles) and {0.5, 0.9} <= set(self.quantiles)
+        if self.train_last_layers < 0:
+            raise ValueError(f"train_last_layers must be >= 0, got {self.train_last_layers}")
+        if self.encoder_layers is not None:
+            if self.encoder_layers < 1:
+                raise ValueError(f"encoder_layers must be >= 1 (or None = all layers), got {self.encoder_layers}")
+            if self.train_last_layers > self.encoder_layers:
+                raise ValueError(f"train_last_layers={self.train_last_layers} exceeds "
+                                 f"encoder_layers={self.encoder_layers}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,6 +90,19 @@ def find_layer_stack(backbone: nn.Module) -> nn.ModuleList:
     return max(stacks, key=len)
 
 
+def truncate_layers(backbone: Any, n: int) -> None:
+    """Keep only the first ``n`` transformer layers of ``backbone`` (in place), and record the new count in its
+    config (``num_hidden_layers``; DistilBERT maps it to ``n_layers``) so a re-save or an export sees the same
+    depth. Raises ``ValueError`` unless 1 <= n <= the encoder's layer count."""
+    stack = find_layer_stack(backbone)
+    if not 1 <= n <= len(stack):
+        raise ValueError(f"encoder_layers={n}: the encoder has {len(stack)} transformer layers (need 1..{len(stack)})")
+    del stack[n:]
+    for attr in ("num_hidden_layers", "n_layers"):
+        if hasattr(backbone.config, attr):
+            setattr(backbone.config, attr, n)
+
+
 class LengthModel(nn.Module):
     backbone: Any  # a Hugging Face encoder (typed loosely: its attributes vary by family)
 
@@ -81,6 +110,8 @@ class LengthModel(nn.Module):
         """:param backbone: a Hugging Face encoder (``AutoModel``) that accepts ``inputs_embeds``."""
         super().__init__()
         self.config = config
+        if config.encoder_layers is not None:  # here, so training and checkpoint loading cut the same way
+            truncate_layers(backbone, config.encoder_layers)
         self.backbone = backbone
         hidden = int(backbone.config.hidden_size)
         self.use_token_types = int(getattr(backbone.config, "type_vocab_size", 0) or 0) >= 2
@@ -106,6 +137,9 @@ class LengthModel(nn.Module):
         for p in self.backbone.parameters():
             p.requires_grad_(False)
         layers = list(find_layer_stack(self.backbone))
+        if self.config.train_last_layers > len(layers):
+            raise ValueError(f"train_last_layers={self.config.train_last_layers} exceeds the encoder's "
+                             f"{len(layers)} transformer layers")
         cut = len(layers) - self.config.train_last_layers
         for layer in layers[cut:]:
             for p in layer.parameters():
@@ -133,9 +167,11 @@ class LengthModel(nn.Module):
     def model_ids(self, names: list[str]) -> torch.Tensor:
         return torch.tensor([self.model_index.get(n, 0) for n in names], dtype=torch.long)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor,
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, token_type_ids: torch.Tensor,
                 model_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """:param input_ids: (B, T) ``[CLS] name [SEP] prompt [SEP] pad``, T + n_soft <= max_length.
+        :param attention_mask: (B, T), 0 at padding; None = no padding in the batch (the attention then runs
+            without a mask: the flash kernel on GPU).
         :returns: (quantiles of log1p(tokens) (B, Q) ascending, expected tokens / mean_scale (B,))."""
         B, T = input_ids.shape
         S = self.config.n_soft
@@ -143,19 +179,39 @@ class LengthModel(nn.Module):
         emb = self.backbone.get_input_embeddings()(input_ids)  # (B, T, H)
         soft = self.soft_prompt.to(emb.dtype).unsqueeze(0).expand(B, S, -1)  # (B, S, H)
         x = torch.cat([emb[:, :1], soft, emb[:, 1:]], dim=1)  # (B, S+T, H), soft prompt right after [CLS]
-        ones = attention_mask.new_ones(B, S)
-        mask = torch.cat([attention_mask[:, :1], ones, attention_mask[:, 1:]], dim=1)  # (B, S+T)
-        kwargs: dict[str, torch.Tensor] = {"inputs_embeds": x, "attention_mask": mask}
+        mask = None if attention_mask is None else torch.cat(
+            [attention_mask[:, :1], attention_mask.new_ones(B, S), attention_mask[:, 1:]], dim=1)  # (B, S+T)
+        kwargs: dict[str, torch.Tensor | None] = {
+            "inputs_embeds": x, "attention_mask": None if mask is None else self._backbone_mask(mask, x.dtype)}
         if self.use_token_types:
             kwargs["token_type_ids"] = torch.cat([token_type_ids[:, :1], token_type_ids.new_zeros(B, S),
                                                   token_type_ids[:, 1:]], dim=1)
         h = self.backbone(**kwargs).last_hidden_state  # (B, S+T, H)
-        m = mask.unsqueeze(-1).to(h.dtype)
-        pooled = (h * m).sum(1) / m.sum(1).clamp_min(1.0)  # (B, H) mean over real positions
+        if mask is None:
+            pooled = h.mean(1)
+        else:
+            m = mask.unsqueeze(-1).to(h.dtype)
+            pooled = (h * m).sum(1) / m.sum(1).clamp_min(1.0)  # (B, H) mean over real positions
         feats = torch.cat([h[:, 0], pooled, self.model_emb(model_ids).to(h.dtype)], dim=-1)  # (B, 2H+D)
         out = self.head(feats.to(self.soft_prompt.dtype)).float()  # (B, Q+1)
         q = torch.cat([out[:, :1], F.softplus(out[:, 1:-1])], dim=1).cumsum(dim=1) + 5.0  # (B, Q), ~log(150)
         return q, F.softplus(out[:, -1])
+
+    def _backbone_mask(self, mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """The (B, L) keep-mask as the backbone's attention takes it, built without reading it on the host.
+
+        Why: handed a 2D mask, transformers checks ``mask.all()`` on the host (to drop an all-ones mask), a
+        device->host sync in every forward that stalls the GPU pipeline and makes the forward impossible to
+        capture in a CUDA graph. A prepared 4D mask is used as is (transformers >= 5): a boolean one for SDPA,
+        an additive one for eager attention. Other attention kernels (flash-attention's varlen path) and older
+        transformers get the 2D mask."""
+        impl = getattr(self.backbone.config, "_attn_implementation", None)
+        if not FOUR_D_MASKS or impl not in ("sdpa", "eager"):
+            return mask
+        keep = mask[:, None, None, :].bool()  # (B, 1, 1, L), broadcast over heads and queries
+        if impl == "sdpa":
+            return keep
+        return torch.zeros(keep.shape, dtype=dtype, device=mask.device).masked_fill(~keep, torch.finfo(dtype).min)
 
 
 class LoRALinear(nn.Module):

@@ -29,7 +29,7 @@ __all__ = ["OnnxForward", "load_onnx_forward", "default_cache_dir", "onnx_availa
 
 log = logging.getLogger(__name__)
 INPUTS = ("input_ids", "attention_mask", "token_type_ids", "model_ids")
-EXPORT_VERSION = 2  # part of the cache key: bump when the exported graph changes (2: eager attention)
+EXPORT_VERSION = 3  # part of the cache key: bump when the exported graph changes (3: prepared 4D mask)
 
 
 def onnx_available() -> bool:

@@ -43,3 +43,17 @@ def test_eval_with_broken_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
     data.write_text(json.dumps({"prompt": "x", "response_tokens_llama2": 3}) + "\n")
     res = CliRunner().invoke(load_predictor, ["eval", "--data", str(data), "--model", str(tmp_path / "none")])
     assert res.exit_code != 0 and "config.json" in res.output
+
+
+def test_train_encoder_layers_options(tiny_encoder: str, tmp_path: Path) -> None:
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("\n".join(json.dumps({**asdict(e), "response_tokens_llama2": e.output_tokens})
+                              for e in synthetic_examples(60)) + "\n")
+    base = ["train", "--data", str(data), "--out", str(tmp_path / "ck"), "--epochs", "1", "--encoder", tiny_encoder,
+            "--max-length", "48", "--n-soft", "4", "--batch-size", "16"]
+    runner = CliRunner()
+    res = runner.invoke(load_predictor, [*base, "--encoder-layers", "1", "--train-last-layers", "2"])
+    assert res.exit_code == 2 and "train_last_layers=2 exceeds encoder_layers=1" in res.output
+    res = runner.invoke(load_predictor, [*base, "--encoder-layers", "1"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "ck" / "config.json").read_text())["model"]["encoder_layers"] == 1

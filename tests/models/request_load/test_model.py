@@ -114,3 +114,28 @@ def test_lora_adapters_train_alone_and_merge_exactly(tiny_encoder: str) -> None:
         after = model.merge_adapters()(b.input_ids, b.attention_mask, b.token_type_ids, b.model_ids)[0]
     assert not any(".lora_" in n for n, _ in model.named_parameters())
     torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-4)
+
+
+def test_encoder_layers_keeps_the_first_layers_and_trains_the_top_of_them(tiny_encoder: str) -> None:
+    full = load_backbone(tiny_encoder)
+    cfg = LengthModelConfig(encoder=tiny_encoder, n_soft=4, max_length=64, encoder_layers=1)
+    model = LengthModel(cfg, load_backbone(tiny_encoder))
+    assert len(find_layer_stack(model.backbone)) == 1 and model.backbone.config.num_hidden_layers == 1
+    kept = model.backbone.encoder.layer[0].state_dict()
+    for k, v in full.encoder.layer[0].state_dict().items():  # the FIRST layer is kept, unchanged
+        torch.testing.assert_close(kept[k], v)
+    trainable = set(model.trainable_state())
+    assert any(k.startswith("backbone.encoder.layer.0.") for k in trainable)  # top of the kept stack
+    assert not any(".layer.1." in k for k in model.state_dict())
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"encoder_layers": 3}, "encoder has 2 transformer layers"),
+    ({"encoder_layers": 0}, "encoder_layers must be >= 1"),
+    ({"encoder_layers": 1, "train_last_layers": 2}, "train_last_layers=2 exceeds encoder_layers=1"),
+    ({"train_last_layers": 3}, "exceeds the encoder's 2 transformer layers"),
+])
+def test_bad_layer_counts_are_clear_errors(tiny_encoder: str, kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        LengthModel(LengthModelConfig(encoder=tiny_encoder, n_soft=4, max_length=64, **kwargs),
+                    load_backbone(tiny_encoder))

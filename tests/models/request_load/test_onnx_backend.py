@@ -9,6 +9,7 @@ import torch
 from models.request_load.encoding import RowEncoder, load_backbone, load_tokenizer
 from models.request_load.engine import EngineConfig, LengthEngine
 from models.request_load.model import LengthModel, LengthModelConfig
+from models.request_load.onnx_backend import weights_key
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
@@ -47,3 +48,18 @@ def test_onnx_int8_stays_close_to_fp32(tiny_encoder: str, tmp_path: Path, monkey
     ref = _engine(tiny_encoder, tmp_path).run(PROMPTS, MODELS)
     q8 = _engine(tiny_encoder, tmp_path, backend="onnx", int8=True).run(PROMPTS, MODELS)
     assert np.abs(np.log1p(q8.quantiles) - np.log1p(ref.quantiles)).max() < 0.1
+
+
+def test_truncated_encoder_exports_under_its_own_key(tiny_encoder: str, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PRESERVE_ONNX_CACHE", str(tmp_path))
+    cfg = LengthModelConfig(encoder=tiny_encoder, n_soft=4, max_length=64, models=("gpt-3.5", "llama"))
+    torch.manual_seed(0)
+    full = LengthModel(cfg, load_backbone(tiny_encoder))
+    torch.manual_seed(0)
+    cut = LengthModel(LengthModelConfig(**{**cfg.to_dict(), "encoder_layers": 1}), load_backbone(tiny_encoder))
+    assert weights_key(cut, True) != weights_key(full, True)
+    rows = RowEncoder(load_tokenizer(tiny_encoder), cfg.max_length, cfg.n_soft, cfg.max_model_tokens)
+    ref = LengthEngine(cut, rows, EngineConfig()).run(PROMPTS, MODELS)
+    onnx = LengthEngine(cut, rows, EngineConfig(backend="onnx")).run(PROMPTS, MODELS)
+    np.testing.assert_allclose(np.log1p(onnx.quantiles), np.log1p(ref.quantiles), atol=1e-4)

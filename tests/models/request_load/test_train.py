@@ -7,10 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from models.request_load.checkpoint import load_checkpoint
+from models.request_load.baselines import fit_baselines
+from models.request_load.checkpoint import CheckpointMeta, load_checkpoint, read_meta, save_checkpoint
 from models.request_load.data import SplitConfig
+from models.request_load.encoding import RowEncoder, load_backbone, load_tokenizer
 from models.request_load.engine import EngineConfig, LengthEngine
-from models.request_load.model import LengthModelConfig
+from models.request_load.model import LengthModel, LengthModelConfig, find_layer_stack
 from models.request_load.train import TrainConfig, length_batches, long_tail_weights, train
 from tests.models.request_load.conftest import synthetic_examples
 
@@ -102,3 +104,23 @@ def test_swa_and_every_quantile_compete_on_validation(tiny_encoder: str, tmp_pat
     want = raw.mean if meta["point_estimate"] == "mean" else raw.quantiles[:, names.index(meta["point_estimate"])]
     got = pred.predict(["write a long essay please"], [5], ["gpt-3.5"]).mean
     np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+def test_truncated_encoder_checkpoint_round_trips(tiny_encoder: str, tmp_path: Path) -> None:
+    cfg = LengthModelConfig(encoder=tiny_encoder, n_soft=4, max_length=48, models=("gpt-3.5",), encoder_layers=1)
+    torch.manual_seed(0)
+    model = LengthModel(cfg, load_backbone(tiny_encoder)).eval()
+    with torch.no_grad():  # trained-looking weights that survive the checkpoint's fp16 storage exactly
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(0.05 * torch.randn_like(p)).copy_(p.half().float())
+    rows = RowEncoder(load_tokenizer(tiny_encoder), cfg.max_length, cfg.n_soft, cfg.max_model_tokens)
+    prompts, models = ["write a long essay about code", "give one word"], ["gpt-3.5", "unseen-model"]
+    before = LengthEngine(model, rows, EngineConfig()).run(prompts, models)
+    save_checkpoint(tmp_path, model, CheckpointMeta(), fit_baselines([3, 5], [10.0, 20.0], ["gpt-3.5"] * 2))
+    assert read_meta(tmp_path)[0].encoder_layers == 1
+    loaded = load_checkpoint(tmp_path)  # rebuilt from the full 2-layer encoder path + config.json
+    assert len(find_layer_stack(loaded.model.backbone)) == 1
+    after = LengthEngine(loaded.model, loaded.rows, EngineConfig()).run(prompts, models)
+    np.testing.assert_allclose(after.quantiles, before.quantiles, rtol=1e-5)
+    np.testing.assert_allclose(after.mean, before.mean, rtol=1e-5)
