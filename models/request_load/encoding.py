@@ -19,11 +19,19 @@ import numpy as np
 import torch
 
 __all__ = ["resolve_encoder", "load_backbone", "load_tokenizer", "RowEncoder", "Row", "pack", "masks", "collate",
-           "Batch"]
+           "Batch", "clip_text"]
 
 # Prompts longer than this many chars per kept token are cut (head + tail) before tokenizing: bounds the
 # tokenizer's work. English averages ~4.5 chars per WordPiece token, so 6 rarely cuts what would be kept.
 CHARS_PER_TOKEN_CAP = 6
+
+
+def clip_text(prompt: str, budget: int) -> str:
+    """The part of ``prompt`` that can reach a row of ``budget`` ids: all of it, or its head and tail within
+    ``budget * CHARS_PER_TOKEN_CAP`` characters. Prompts with the same clip get the same row, hence the same
+    prediction: the predictor's cache keys on the clip (hashing a 100 kB prompt would cost more than its row)."""
+    cap = budget * CHARS_PER_TOKEN_CAP
+    return prompt if len(prompt) <= cap else prompt[: cap // 2] + " " + prompt[-cap // 2:]
 
 
 def resolve_encoder(name: str) -> str:
@@ -113,8 +121,7 @@ class RowEncoder:
     def encode(self, prompts: Sequence[str], models: Sequence[str], budget: int | None = None) -> list[Row]:
         """One ``Row`` per prompt; ``budget`` (ids per row) defaults to ``max_length - n_soft``."""
         budget = min(budget or self.budget, self.budget)
-        cap = budget * CHARS_PER_TOKEN_CAP
-        texts = [p if len(p) <= cap else p[: cap // 2] + " " + p[-cap // 2:] for p in prompts]
+        texts = [clip_text(p, budget) for p in prompts]
         rows = []
         for ids, name in zip(self._tokenize(texts), models, strict=True):
             head = self._name_ids(name)

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from models.request_load.base_predictor import LengthPredictions
+from models.request_load.encoding import clip_text
 from models.request_load.engine import EngineConfig, LengthEngine, RawOutputs
 from models.request_load.model import POINT_MEAN, quantile_name
 from models.request_load.simple_predictors import FallbackPredictor
@@ -142,7 +143,7 @@ class ModelPredictor:
             for i, (p, s) in enumerate(zip(prompts, services, strict=True)):
                 if not p:
                     continue
-                key = prompt_key(s, p)
+                key = prompt_key(s, clip_text(p, self.engine.budget))  # what the model sees decides the answer
                 hit = self._cache_get(key) if self.cache_size else None
                 if hit is None:
                     miss.append(i)

@@ -34,6 +34,22 @@ def test_model_predictor_answers_and_caches(ckpt: Path) -> None:
     assert again.mean[0] == pytest.approx(first.mean[1])
 
 
+def test_cache_keys_on_what_the_model_sees(ckpt: Path) -> None:
+    """Two long prompts that differ only in a middle the row never holds share one cache entry."""
+    pred = load_model_predictor(ckpt)
+    assert isinstance(pred, ModelPredictor) and pred.engine is not None
+    pad = "one word " * (pred.engine.budget * 3)  # longer than the clip's head and tail
+
+    def prompt(head: str, middle: str) -> str:
+        return f"write a {head} essay {pad}{middle}{pad} a poem"
+
+    first = pred.predict([prompt("long", "code")], [900], ["gpt-3.5"])
+    again = pred.predict([prompt("long", "story")], [900], ["gpt-3.5"])
+    assert pred.stats.cache_hits == 1 and again.mean[0] == first.mean[0]
+    pred.predict([prompt("short", "code")], [900], ["gpt-3.5"])  # the head differs: a miss
+    assert pred.stats.cache_hits == 1 and pred.stats.model_rows == 2
+
+
 def test_missing_prompt_rows_use_the_fallback(ckpt: Path) -> None:
     pred = load_model_predictor(ckpt)
     out = pred.predict(["give one word", None], [3, 400], ["gpt-3.5", "gpt-3.5"])
@@ -63,6 +79,7 @@ class _SlowEngine:
 
     def __init__(self, engine: object, delay_s: float) -> None:
         self.inner, self.delay_s, self.model = engine, delay_s, engine.model  # type: ignore[attr-defined]
+        self.budget = engine.budget  # type: ignore[attr-defined]
 
     def run(self, prompts: list[str], services: list[str]) -> RawOutputs:
         time.sleep(self.delay_s)
