@@ -1,6 +1,7 @@
 """``get_predictor(spec, **ctx)``: the one way the simulator harness and the live agents get a predictor.
 
-Specs: ``"model"``, ``"model(path=DIR,device=cuda,timeout_s=0.05)"``, ``"fallback"``, ``"fallback(path=DIR)"``,
+Specs: ``"model"``, ``"model(path=DIR,device=cuda,timeout_s=0.05,cuda_graphs=false)"`` (options:
+``model_options()``), ``"fallback"``, ``"fallback(path=DIR)"``,
 ``"oracle"``, ``"noisy-oracle(sigma=0.3)"``, ``"noisy-oracle(sigma=0.3,seed=1)"``. Arguments in the spec
 override ``ctx``; ``ctx`` carries what the caller knows, e.g. ``true_lengths=`` for the oracles (see
 ``OraclePredictor``), ``device=`` or ``path=``. Unknown ctx keys are ignored so callers can pass one ctx to
@@ -19,7 +20,8 @@ from models.request_load.base_predictor import LengthPredictor
 from models.request_load.baselines import Baselines
 from models.request_load.simple_predictors import FallbackPredictor, NoisyOraclePredictor, OraclePredictor
 
-__all__ = ["get_predictor", "parse_spec", "default_checkpoint_dir", "PREDICTORS", "InvalidPredictorSpec"]
+__all__ = ["get_predictor", "parse_spec", "default_checkpoint_dir", "model_options", "PREDICTORS",
+           "InvalidPredictorSpec"]
 
 _SPEC = re.compile(r"^\s*([a-z][a-z0-9_-]*)\s*(?:\((.*)\))?\s*$")
 
@@ -75,13 +77,23 @@ def _noisy_oracle(args: dict[str, Any]) -> LengthPredictor:
     return NoisyOraclePredictor(float(args["sigma"]), args.get("true_lengths"), seed=int(args.get("seed", 0)))
 
 
+def model_options() -> frozenset[str]:
+    """What ``model(...)`` takes: the checkpoint ``path``, the predictor's ``timeout_s`` / ``cache_size`` and every
+    ``EngineConfig`` field (``device``, ``dtype``, ``max_batch_size``, ``cpu_batch_rows``, ``max_length``, ``int8``,
+    ``backend``, ``threads``, ``compile``, ``cuda_graphs``, ``eager_full_positions``, ``tokenizer_threads``, ...)."""
+    from dataclasses import fields
+
+    from models.request_load.engine import EngineConfig  # torch: import only when asked for
+
+    return frozenset({"path", "timeout_s", "cache_size"} | {f.name for f in fields(EngineConfig)})
+
+
 def _model(args: dict[str, Any]) -> LengthPredictor:
     from models.request_load.inference import load_model_predictor  # torch: import only when asked for
 
-    return load_model_predictor(Path(args.get("path") or default_checkpoint_dir()), **{
-        k: v for k, v in args.items() if k in ("device", "timeout_s", "max_batch_size", "max_wait_s",
-                                               "max_length", "int8", "threads", "cache_size", "dtype",
-                                               "compile", "tokenizer_threads", "backend")})
+    known = model_options() - {"path"}
+    return load_model_predictor(Path(args.get("path") or default_checkpoint_dir()),
+                                **{k: v for k, v in args.items() if k in known})
 
 
 PREDICTORS: dict[str, Callable[[dict[str, Any]], LengthPredictor]] = {
@@ -97,4 +109,8 @@ def get_predictor(spec: str, **ctx: Any) -> LengthPredictor:
     name, kwargs = parse_spec(spec)
     if name not in PREDICTORS:
         raise InvalidPredictorSpec(f"unknown predictor {name!r}; known: {sorted(PREDICTORS)}")
+    if name == "model" and (unknown := set(kwargs) - model_options()):
+        # ctx may carry keys for other predictors (ignored); a typo in the spec itself must not pass silently
+        raise InvalidPredictorSpec(f"unknown option(s) {sorted(unknown)} in {spec!r}; model takes "
+                                   f"{sorted(model_options())}")
     return PREDICTORS[name]({**ctx, **kwargs})

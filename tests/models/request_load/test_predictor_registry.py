@@ -46,3 +46,13 @@ def test_model_spec_with_missing_checkpoint_falls_back(tmp_path) -> None:  # typ
     pred = get_predictor(f"model(path={tmp_path / 'nothing'})")
     out = pred.predict(["hello"], [3], ["gpt-3.5-turbo-0613"])
     assert out.source == "fallback" and out.mean[0] > 0
+
+
+def test_model_spec_rejects_unknown_options_but_ignores_unknown_ctx(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A typo in the spec fails loudly (it used to be dropped, or to break the engine into fallback-only);
+    keys the caller's ctx carries for other predictors stay ignored."""
+    with pytest.raises(InvalidPredictorSpec, match="cuda_graph"):
+        get_predictor("model(cuda_graph=false)")
+    pred = get_predictor(f"model(path={tmp_path / 'nothing'},cuda_graphs=false,cpu_batch_rows=4)",
+                         true_lengths=[1], unrelated="ignored")
+    assert pred.predict(["hello"], [3], ["gpt-3.5-turbo-0613"]).source == "fallback"
