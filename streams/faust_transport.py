@@ -36,7 +36,7 @@ from faust.transport import consumer as base_consumer
 from faust.transport.drivers import TRANSPORTS
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, Message
-from mode import Service
+from mode import ServiceT
 
 __all__ = ["DRAIN_WAIT_S", "FAUST_DRAIN_WAIT_S", "FETCH_MAX_WAIT_MS", "SCHEME", "LeanConsumer", "Transport",
            "deliver"]
@@ -105,7 +105,7 @@ class LeanConsumer(faust_aiokafka.Consumer):
             for tp, offsets in held.items():
                 self._acked[tp].extend(offsets)  # committable once the message below them is acked
 
-    async def _drain_messages(self, fetcher: Service) -> None:  # the loop of Faust 0.15's Consumer, see above
+    async def _drain_messages(self, fetcher: ServiceT) -> None:  # the loop of Faust 0.15's Consumer, see above
         try:
             while not (self.should_stop or fetcher.should_stop):
                 self.diag.set_flag(base_consumer.CONSUMER_FETCHING)

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator
-from typing import Any
+from typing import Any, cast
 
 import faust
-from faust.types import EventT
+from faust.types import ChannelT, EventT
 
 __all__ = ["ReadyBatchStream", "STRAGGLER_WAIT_S"]
 
@@ -44,7 +44,7 @@ class ReadyBatchStream(faust.Stream):  # type: ignore[type-arg]
         ready = asyncio.Event()  # the buffer is full, or nothing more is queued behind its last event
         consumed = asyncio.Event()  # the caller is done with a full buffer
         consuming: asyncio.Future[None] | None = None  # set while the caller holds a batch
-        channel_it = aiter(self.channel)
+        channel_it = cast(ChannelT, aiter(self.channel))  # a channel's iterator is a channel (Faust's typing says less)
         queued = channel_it.queue
         loop = asyncio.get_running_loop()
 
