@@ -8,11 +8,15 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from models.request_load.predictor_registry import default_checkpoint_dir
+
+if TYPE_CHECKING:
+    from models.request_load.engine import EngineConfig
+    from models.request_load.model import LengthModelConfig
 
 
 def _read_all(paths: tuple[str, ...], on_bad: str, encoder: str) -> list[Any]:
@@ -99,6 +103,36 @@ def train_cmd(data: tuple[str, ...], out: str, epochs: int, device: str, encoder
                            **result["metrics"]}, indent=1))
 
 
+def _engine_config(device: str, dtype: str, batch_size: int, backend: str, int8: bool, max_length: int | None,
+                   model_cfg: LengthModelConfig) -> EngineConfig:
+    """The ``EngineConfig`` of ``eval``; combinations the engine cannot run are usage errors (exit 2) that name
+    the option, rather than an assert deep inside the engine."""
+    import torch
+
+    from models.request_load.engine import EngineConfig
+    from models.request_load.inference import torch_device_type
+    from models.request_load.onnx_backend import onnx_available
+
+    cfg = EngineConfig(device=device, dtype=dtype, max_batch_size=batch_size, backend=backend, int8=int8,
+                       max_length=max_length)
+    cpu_paths = " ".join(["--backend onnx"] * (backend == "onnx") + ["--int8"] * int8)
+    if cpu_paths and torch_device_type(device) != "cpu":
+        raise click.BadParameter(f"{cpu_paths}: CPU serving only; use --device cpu (got {device!r})",
+                                 param_hint="--device")
+    if cpu_paths and cfg.torch_dtype() != torch.float32:
+        raise click.BadParameter(f"{cpu_paths} runs from fp32 weights; use --dtype fp32 or auto (got {dtype!r})",
+                                 param_hint="--dtype")
+    if backend == "onnx" and not onnx_available():
+        raise click.BadParameter("ONNX Runtime is not installed; install the CPU serving extra with "
+                                 "pip install -e '.[cpu]' (onnxruntime, onnx)", param_hint="--backend")
+    # a row holds the soft prompt, [CLS] name [SEP] (name capped at max_model_tokens), prompt ids and [SEP]
+    floor = model_cfg.n_soft + model_cfg.max_model_tokens + 5  # as LengthModelConfig demands of max_length
+    if max_length is not None and not floor <= max_length <= model_cfg.max_length:
+        raise click.BadParameter(f"{max_length} is outside [{floor}, {model_cfg.max_length}] (soft prompt + model "
+                                 "name + separators, up to the checkpoint's max_length)", param_hint="--max-length")
+    return cfg
+
+
 @load_predictor.command("eval")
 @click.option("--data", "data", multiple=True, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--model", "model_dir", type=click.Path(file_okay=False), default=None,
@@ -111,29 +145,42 @@ def train_cmd(data: tuple[str, ...], out: str, epochs: int, device: str, encoder
 @click.option("--batch-size", default=128, show_default=True)
 @click.option("--dtype", type=click.Choice(["fp32", "bf16", "fp16", "auto"]), default="fp32", show_default=True,
               help="Inference precision (auto = bf16 on CUDA, fp32 on CPU).")
+@click.option("--backend", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True,
+              help="CPU only: onnx = ONNX Runtime, the default CPU serving path (needs the cpu extra: "
+                   "pip install -e '.[cpu]'); torch keeps figures comparable with earlier evals.")
+@click.option("--int8/--no-int8", default=False, show_default=True,
+              help="CPU only: dynamic int8 quantisation, as CPU serving does by default.")
+@click.option("--max-length", type=click.IntRange(min=1), default=None,
+              help="Truncate rows to N encoder positions incl. the soft prompt, like the serving option "
+                   "(default: the checkpoint's).")
 @click.option("--limit", type=int, default=None, help="Evaluate only the first N selected examples.")
 def eval_cmd(data: tuple[str, ...], model_dir: str | None, json_out: str | None, split: str, device: str,
-             encoder: str | None, batch_size: int, dtype: str, limit: int | None) -> None:
-    """Evaluate a checkpoint and its baselines (fitted on its training data) on FILE(s), with breakdowns."""
+             encoder: str | None, batch_size: int, dtype: str, backend: str, int8: bool, max_length: int | None,
+             limit: int | None) -> None:
+    """Evaluate a checkpoint and its baselines (fitted on its training data) on FILE(s), with breakdowns.
+
+    The defaults evaluate torch fp32 at the checkpoint's full length; to measure what CPU serving answers,
+    add --backend onnx --int8 (and --max-length N if it serves truncated rows). The JSON's "engine" records
+    the settings used.
+    """
     from models.request_load.checkpoint import InvalidCheckpoint, load_checkpoint
-    from models.request_load.engine import EngineConfig
     from models.request_load.evaluate import evaluate_checkpoint, select_split
 
     try:
         loaded = load_checkpoint(Path(model_dir or default_checkpoint_dir()), device="cpu", encoder=encoder)
     except InvalidCheckpoint as err:
         raise click.ClickException(str(err)) from err
+    engine_cfg = _engine_config(device, dtype, batch_size, backend, int8, max_length, loaded.model.config)
     examples = _read_all(data, "skip", loaded.model.config.encoder)
     chosen, used = select_split(examples, loaded, split, data)
     chosen = chosen[:limit]
     if not chosen:
         raise click.ClickException(f"no examples in split {used!r}")
-    engine_cfg = EngineConfig(device=device, dtype=dtype, max_batch_size=batch_size)
     result = {"split": used, "dtype": dtype, **evaluate_checkpoint(loaded, chosen, engine_cfg)}
     text = json.dumps(result, indent=1)
     if json_out:
         Path(json_out).write_text(text)
-    summary = {k: result[k] for k in ("n", "split", "model", "best_baseline", "mae_ratio_to_best_baseline")}
+    summary = {k: result[k] for k in ("n", "split", "model", "best_baseline", "mae_ratio_to_best_baseline", "engine")}
     click.echo(json.dumps(summary, indent=1) if json_out else text)
 
 

@@ -4,7 +4,10 @@ Output (the issue's eval JSON plus breakdowns)::
 
   {"n", "split", "model": {mae, acc_25, acc_50, acc_100, r2, kendall_tau}, "p90_coverage",
    "baselines": {"global_mean": {...}, "per_model_mean": {...}, "prompt_length_linear": {...}},
-   "fallback": {...}, "per_source": {src: {"n", "model", "baselines"}}, "per_model": {name: {...}}}
+   "fallback": {...}, "per_source": {src: {"n", "model", "baselines"}}, "per_model": {name: {...}},
+   "point_estimate", "engine": {device, dtype, backend, int8, max_length}}
+
+The rows are encoded by the engine itself, so its ``max_length`` truncates them exactly as serving does.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ import numpy as np
 from models.request_load.baselines import BASELINE_NAMES, Baselines
 from models.request_load.checkpoint import LoadedModel
 from models.request_load.data import LengthExample, SplitConfig, split_examples
+from models.request_load.encoding import Row
 from models.request_load.engine import EngineConfig, LengthEngine
 from models.request_load.metrics import length_metrics
-from models.request_load.train import _encode, point_predictions
+from models.request_load.train import point_predictions
 
 __all__ = ["evaluate_predictions", "evaluate_checkpoint", "select_split"]
 
@@ -71,11 +75,29 @@ def _fallback(baselines: Baselines, pt: Sequence[int], models: Sequence[str]) ->
     return FallbackPredictor(baselines.fallback).lookup(pt, models)
 
 
+def _engine_rows(engine: LengthEngine, examples: Sequence[LengthExample], chunk: int = 2048) -> list[Row]:
+    """Rows within the engine's budget (its ``max_length``, else the checkpoint's), tokenized in chunks."""
+    rows: list[Row] = []
+    for s in range(0, len(examples), chunk):
+        part = examples[s:s + chunk]
+        rows += engine.encode([e.prompt for e in part], [e.model for e in part])
+    return rows
+
+
+def _engine_record(engine: LengthEngine) -> dict[str, Any]:
+    """What the predictions came from: the eval JSON's ``engine`` (dtype resolved, max_length in effect)."""
+    cfg = engine.cfg
+    n_soft = engine.model.config.n_soft
+    return {"device": cfg.device, "dtype": str(cfg.torch_dtype()).removeprefix("torch."), "backend": cfg.backend,
+            "int8": cfg.int8, "max_length": min(engine.budget, engine.rows.budget) + n_soft}
+
+
 def evaluate_checkpoint(loaded: LoadedModel, examples: Sequence[LengthExample],
                         engine_cfg: EngineConfig) -> dict[str, Any]:
     engine = LengthEngine(loaded.model, loaded.rows, engine_cfg)
-    preds = point_predictions(engine, _encode(loaded.rows, examples), [e.model for e in examples],
+    preds = point_predictions(engine, _engine_rows(engine, examples), [e.model for e in examples],
                               loaded.model.config.quantiles)
     out = evaluate_predictions(preds[loaded.meta.point_estimate], preds["p90"], examples, loaded.baselines)
     out["point_estimate"] = loaded.meta.point_estimate
+    out["engine"] = _engine_record(engine)
     return out

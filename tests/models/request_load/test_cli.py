@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
 from preserve_cli.load_predictor_cmd import load_predictor
@@ -57,3 +60,71 @@ def test_train_encoder_layers_options(tiny_encoder: str, tmp_path: Path) -> None
     res = runner.invoke(load_predictor, [*base, "--encoder-layers", "1"])
     assert res.exit_code == 0, res.output
     assert json.loads((tmp_path / "ck" / "config.json").read_text())["model"]["encoder_layers"] == 1
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_encoder: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(data file, checkpoint) of a 1-epoch tiny model at max_length 48 with 4 soft-prompt vectors."""
+    folder = tmp_path_factory.mktemp("eval_engine")
+    data = folder / "pairs.jsonl"
+    data.write_text("\n".join(json.dumps({**asdict(e), "response_tokens_llama2": e.output_tokens})
+                              for e in synthetic_examples(80)) + "\n")
+    res = CliRunner().invoke(load_predictor, ["train", "--data", str(data), "--out", str(folder / "ck"), "--epochs",
+                                              "1", "--encoder", tiny_encoder, "--max-length", "48", "--n-soft", "4",
+                                              "--batch-size", "16"])
+    assert res.exit_code == 0, res.output
+    return data, folder / "ck"
+
+
+def _eval(trained: tuple[Path, Path], out: Path, *extra: str) -> dict[str, Any]:
+    data, ck = trained
+    res = CliRunner().invoke(load_predictor, ["eval", "--data", str(data), "--model", str(ck), "--split", "all",
+                                              "--json", str(out), *extra])
+    assert res.exit_code == 0, res.output
+    return json.loads(out.read_text())
+
+
+def test_eval_records_the_engine_and_max_length_truncates_rows(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    full = _eval(trained, tmp_path / "full.json")
+    assert full["engine"] == {"device": "cpu", "dtype": "float32", "backend": "torch", "int8": False,
+                              "max_length": 48}  # the checkpoint's
+    assert full["dtype"] == "fp32" and full["point_estimate"]  # the existing keys stay
+    assert _eval(trained, tmp_path / "same.json", "--max-length", "48")["model"] == full["model"]  # deterministic
+    # 21, the floor (4 soft + [CLS] + <= 12 name pieces + [SEP] + prompt + [SEP]): most prompts lose words
+    cut = _eval(trained, tmp_path / "cut.json", "--max-length", "21")
+    assert cut["engine"]["max_length"] == 21
+    assert cut["model"] != full["model"]
+
+
+def test_eval_onnx_int8_is_close_to_torch_fp32(trained: tuple[Path, Path], tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    if importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnx") is None:
+        pytest.skip("onnxruntime/onnx not installed (the cpu extra: pip install -e '.[cpu]')")
+    monkeypatch.setenv("PRESERVE_ONNX_CACHE", str(tmp_path / "onnx"))
+    ref = _eval(trained, tmp_path / "torch.json")
+    q8 = _eval(trained, tmp_path / "onnx.json", "--backend", "onnx", "--int8")
+    assert q8["engine"] == {**ref["engine"], "backend": "onnx", "int8": True}
+    assert q8["model"]["mae"] == pytest.approx(ref["model"]["mae"], rel=0.05)
+    assert q8["p90_coverage"] == pytest.approx(ref["p90_coverage"], abs=0.05)
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--backend", "onnx", "--device", "cuda"], "--backend onnx: CPU serving only; use --device cpu"),
+    (["--int8", "--device", "cuda:0"], "--int8: CPU serving only; use --device cpu"),
+    (["--backend", "onnx", "--dtype", "bf16"], "runs from fp32 weights; use --dtype fp32 or auto"),
+    (["--max-length", "20"], "20 is outside [21, 48]"),
+    (["--max-length", "49"], "49 is outside [21, 48]"),
+])
+def test_eval_rejects_engine_settings_it_cannot_run(trained: tuple[Path, Path], extra: list[str],
+                                                    message: str) -> None:
+    data, ck = trained
+    res = CliRunner().invoke(load_predictor, ["eval", "--data", str(data), "--model", str(ck), *extra])
+    assert res.exit_code == 2 and message in res.output, res.output
+
+
+def test_eval_onnx_without_onnxruntime_says_how_to_install(trained: tuple[Path, Path],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("models.request_load.onnx_backend.onnx_available", lambda: False)
+    data, ck = trained
+    res = CliRunner().invoke(load_predictor, ["eval", "--data", str(data), "--model", str(ck), "--backend", "onnx"])
+    assert res.exit_code == 2 and "pip install -e '.[cpu]'" in res.output, res.output
