@@ -12,7 +12,8 @@ graph ran the fp32 math kernel, 3x slower than eager. With a prepared mask the g
 kernel; measured on an H200 it is 1.0-3x the eager rate (the gain is at small batches, where launches dominate). All graphs share one memory pool:
 they run on one stream, never concurrently, and each replay's outputs are copied out before the next replay.
 Graphs are captured lazily, on a shape's first use (tens of milliseconds each). The forward must not read device
-values on the host (``LengthModel._backbone_mask`` keeps it sync-free); ``capturable`` says when it is.
+values on the host (``LengthModel._backbone_mask`` keeps it sync-free); ``LengthModel.mask_read_on_host``
+says when it is not.
 """
 
 from __future__ import annotations
@@ -25,19 +26,9 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from models.request_load.encoding import masks
-from models.request_load.model import FOUR_D_MASKS, LengthModel
+from models.request_load.model import LengthModel
 
-__all__ = ["GraphedForward", "capturable"]
-
-
-def capturable(model: LengthModel) -> str | None:
-    """None if the forward can be captured, else why not (then the engine runs it eagerly)."""
-    impl = getattr(model.backbone.config, "_attn_implementation", None)
-    if not FOUR_D_MASKS:
-        return "transformers < 5 reads the attention mask on the host in every forward"
-    if impl not in ("sdpa", "eager"):
-        return f"attention implementation {impl!r} takes a 2D mask that is read on the host"
-    return None
+__all__ = ["GraphedForward"]
 
 
 @dataclass

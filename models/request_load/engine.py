@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from models.request_load.cuda_graphs import GraphedForward, capturable
+from models.request_load.cuda_graphs import GraphedForward
 from models.request_load.encoding import Row, RowEncoder, masks, pack
 from models.request_load.model import LengthModel, quantile_tokens
 
@@ -88,7 +88,7 @@ class LengthEngine:
                                                                            cfg.cpu_batch_rows or cfg.max_batch_size)
         self.graphed: GraphedForward | None = None
         if self.device.type == "cuda" and cfg.cuda_graphs and not cfg.compile:
-            why_not = capturable(model)
+            why_not = model.mask_read_on_host()
             if why_not is None:
                 self.graphed = GraphedForward(model, self.device, cfg.max_batch_size)
             else:

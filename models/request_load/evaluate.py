@@ -20,10 +20,9 @@ import numpy as np
 from models.request_load.baselines import BASELINE_NAMES, Baselines
 from models.request_load.checkpoint import LoadedModel
 from models.request_load.data import LengthExample, SplitConfig, split_examples
-from models.request_load.encoding import Row
 from models.request_load.engine import EngineConfig, LengthEngine
 from models.request_load.metrics import length_metrics
-from models.request_load.train import point_predictions
+from models.request_load.train import encode_examples, point_predictions
 
 __all__ = ["evaluate_predictions", "evaluate_checkpoint", "select_split"]
 
@@ -75,15 +74,6 @@ def _fallback(baselines: Baselines, pt: Sequence[int], models: Sequence[str]) ->
     return FallbackPredictor(baselines.fallback).lookup(pt, models)
 
 
-def _engine_rows(engine: LengthEngine, examples: Sequence[LengthExample], chunk: int = 2048) -> list[Row]:
-    """Rows within the engine's budget (its ``max_length``, else the checkpoint's), tokenized in chunks."""
-    rows: list[Row] = []
-    for s in range(0, len(examples), chunk):
-        part = examples[s:s + chunk]
-        rows += engine.encode([e.prompt for e in part], [e.model for e in part])
-    return rows
-
-
 def _engine_record(engine: LengthEngine) -> dict[str, Any]:
     """What the predictions came from: the eval JSON's ``engine`` (dtype resolved, max_length in effect)."""
     cfg = engine.cfg
@@ -95,7 +85,7 @@ def _engine_record(engine: LengthEngine) -> dict[str, Any]:
 def evaluate_checkpoint(loaded: LoadedModel, examples: Sequence[LengthExample],
                         engine_cfg: EngineConfig) -> dict[str, Any]:
     engine = LengthEngine(loaded.model, loaded.rows, engine_cfg)
-    preds = point_predictions(engine, _engine_rows(engine, examples), [e.model for e in examples],
+    preds = point_predictions(engine, encode_examples(engine.rows, examples, engine.budget), [e.model for e in examples],
                               loaded.model.config.quantiles)
     out = evaluate_predictions(preds[loaded.meta.point_estimate], preds["p90"], examples, loaded.baselines)
     out["point_estimate"] = loaded.meta.point_estimate

@@ -197,6 +197,16 @@ class LengthModel(nn.Module):
         q = torch.cat([out[:, :1], F.softplus(out[:, 1:-1])], dim=1).cumsum(dim=1) + 5.0  # (B, Q), ~log(150)
         return q, F.softplus(out[:, -1])
 
+    def mask_read_on_host(self) -> str | None:
+        """Why the backbone reads a padded batch's attention mask on the host in every forward (a device->host
+        sync, which also rules out CUDA-graph capture), or None when ``_backbone_mask`` hands it a prepared one."""
+        impl = getattr(self.backbone.config, "_attn_implementation", None)
+        if not FOUR_D_MASKS:
+            return "transformers < 5 reads the attention mask on the host in every forward"
+        if impl not in ("sdpa", "eager"):
+            return f"attention implementation {impl!r} takes a 2D mask that is read on the host"
+        return None
+
     def _backbone_mask(self, mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """The (B, L) keep-mask as the backbone's attention takes it, built without reading it on the host.
 
@@ -205,11 +215,10 @@ class LengthModel(nn.Module):
         capture in a CUDA graph. A prepared 4D mask is used as is (transformers >= 5): a boolean one for SDPA,
         an additive one for eager attention. Other attention kernels (flash-attention's varlen path) and older
         transformers get the 2D mask."""
-        impl = getattr(self.backbone.config, "_attn_implementation", None)
-        if not FOUR_D_MASKS or impl not in ("sdpa", "eager"):
+        if self.mask_read_on_host() is not None:
             return mask
         keep = mask[:, None, None, :].bool()  # (B, 1, 1, L), broadcast over heads and queries
-        if impl == "sdpa":
+        if getattr(self.backbone.config, "_attn_implementation", None) == "sdpa":
             return keep
         return torch.zeros(keep.shape, dtype=dtype, device=mask.device).masked_fill(~keep, torch.finfo(dtype).min)
 

@@ -25,7 +25,7 @@ from models.request_load.engine import EngineConfig, LengthEngine
 from models.request_load.metrics import length_metrics
 from models.request_load.model import POINT_MEAN, LengthModel, LengthModelConfig, length_loss, quantile_name
 
-__all__ = ["TrainConfig", "train", "long_tail_weights", "length_batches", "point_predictions"]
+__all__ = ["TrainConfig", "train", "long_tail_weights", "length_batches", "point_predictions", "encode_examples"]
 
 TAIL_EDGES = (64, 128, 256, 512, 1024, 2048)  # output-token bins for long-tail re-weighting
 
@@ -142,11 +142,13 @@ def _validate(engine: LengthEngine, rows_va: Sequence[Any], va: Sequence[LengthE
     return maes, point, length_metrics(preds[point], y_va)
 
 
-def _encode(rows_enc: RowEncoder, examples: Sequence[LengthExample], chunk: int = 2048) -> list[Any]:
+def encode_examples(rows_enc: RowEncoder, examples: Sequence[LengthExample], budget: int | None = None,
+                    chunk: int = 2048) -> list[Any]:
+    """Rows of ``examples`` (ids per row: ``budget``, default the model's), tokenized in chunks with a progress bar."""
     out: list[Any] = []
     for s in tqdm(range(0, len(examples), chunk), desc="tokenize", leave=False):
         part = examples[s:s + chunk]
-        out += rows_enc.encode([e.prompt for e in part], [e.model for e in part])
+        out += rows_enc.encode([e.prompt for e in part], [e.model for e in part], budget=budget)
     return out
 
 
@@ -164,7 +166,7 @@ def train(examples: Sequence[LengthExample], out_dir: Path, cfg: TrainConfig, mo
     model = LengthModel(model_cfg, load_backbone(model_cfg.encoder)).to(cfg.device)
     rows_enc = RowEncoder(load_tokenizer(model_cfg.encoder), model_cfg.max_length, model_cfg.n_soft,
                           model_cfg.max_model_tokens)
-    rows_tr, rows_va = _encode(rows_enc, tr), _encode(rows_enc, va)
+    rows_tr, rows_va = encode_examples(rows_enc, tr), encode_examples(rows_enc, va)
     y = np.array([e.output_tokens for e in tr], dtype=np.float64)
     w = long_tail_weights(y, cfg.tail_alpha)
     models = [e.model for e in tr]
@@ -206,7 +208,7 @@ def train(examples: Sequence[LengthExample], out_dir: Path, cfg: TrainConfig, mo
                                  "seconds": round(time.time() - t0, 1), "data_files": list(data_files)})
     if te:
         engine = LengthEngine(model, rows_enc, eng_cfg)
-        preds = point_predictions(engine, _encode(rows_enc, te), [e.model for e in te], model_cfg.quantiles)
+        preds = point_predictions(engine, encode_examples(rows_enc, te), [e.model for e in te], model_cfg.quantiles)
         y_te = np.array([e.output_tokens for e in te])
         meta.metrics = {"test": length_metrics(preds[best[1]], y_te),
                         "test_p90_coverage": round(float((y_te <= preds["p90"]).mean()), 4)}
