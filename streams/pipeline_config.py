@@ -26,7 +26,7 @@ class PipelineConfig:
     # load by themselves, up to these sizes, and no event waits for a timer.
     predict_batch: int = field(default=256, metadata={"help": "most requests per predictor call"})
     route_batch: int = field(default=512, metadata={"help": "most events per route/scale agent iteration"})
-    # The encoder must never make routing wait: on a CPU it serves ~70-280 requests/s, so a burst would queue.
+    # The encoder must never make routing wait: on a 2-core CPU it serves ~200-380 requests/s, so a burst would queue.
     predict_max_lag_s: float = field(default=1.0, metadata={"help": "a batch whose oldest request waited longer "
                                                            "than this (Kafka time to now) gets the fallback's answers, "
                                                            "flagged; 0 = never"})
