@@ -68,10 +68,47 @@ def sample(all_mutants: list[Mutant], n: int, seed: int, module: str) -> list[Mu
     return sorted(random.Random(f"{seed}:{module}").sample(all_mutants, n))
 
 
+def _env(copy: Path) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1",
+            "PRESERVE_DATA": os.environ.get("PRESERVE_DATA", str((ROOT / ".." / "shared" / "data").resolve()))}
+
+
+class TestRunner:
+    """Runs a module's tests in the copy: through a warm fork server (default) or a fresh pytest process each
+    time (``fresh=True``, the reference, ~2-3 s slower per mutant)."""
+
+    def __init__(self, copy: Path, niceness: int, fresh: bool) -> None:
+        self.copy, self.niceness, self.fresh = copy, niceness, fresh
+        self._server: subprocess.Popen[str] | None = None
+
+    def run(self, tests: tuple[str, ...], timeout_s: float) -> tuple[str, float]:
+        if self.fresh:
+            return run_tests(self.copy, tests, timeout_s, self.niceness)
+        if self._server is None:
+            self._server = subprocess.Popen(
+                ["nice", "-n", str(self.niceness), sys.executable, "-m", "bench.mutation.forkserver"],
+                cwd=self.copy, env=_env(self.copy), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL, text=True)
+        assert self._server.stdin is not None and self._server.stdout is not None
+        self._server.stdin.write(json.dumps({"tests": list(tests), "timeout": timeout_s}) + "\n")
+        self._server.stdin.flush()
+        line = self._server.stdout.readline()
+        if not line:
+            raise RuntimeError("the fork server died; rerun with --fresh-processes")
+        reply = json.loads(line)
+        return reply["status"], float(reply["seconds"])
+
+    def close(self) -> None:
+        if self._server is not None:
+            assert self._server.stdin is not None
+            self._server.stdin.close()
+            self._server.wait(timeout=30)
+            self._server = None
+
+
 def run_tests(copy: Path, tests: tuple[str, ...], timeout_s: float, niceness: int) -> tuple[str, float]:
     """('pass' | 'fail' | 'timeout', seconds) of the listed tests in the copy, in their own process group."""
-    env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1",
-           "PRESERVE_DATA": os.environ.get("PRESERVE_DATA", str((ROOT / ".." / "shared" / "data").resolve()))}
+    env = _env(copy)
     cmd = ["nice", "-n", str(niceness), sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
            "--no-header", *tests]
     start = time.monotonic()
@@ -87,14 +124,15 @@ def run_tests(copy: Path, tests: tuple[str, ...], timeout_s: float, niceness: in
 
 
 def run_module(copy: Path, target: Target, n: int, seed: int, timeout_s: float | None, niceness: int,
-               log: bool) -> ModuleResult:
+               log: bool, fresh: bool = False) -> ModuleResult:
     path = copy / target.module
     original = path.read_text()
     lines = original.splitlines()
     every = mutants(original)
     chosen = sample(every, n, seed, target.module)
     res = ModuleResult(target.module, list(target.tests), len(every))
-    status, res.baseline_s = run_tests(copy, target.tests, 600.0, niceness)
+    runner = TestRunner(copy, niceness, fresh)
+    status, res.baseline_s = runner.run(target.tests, 600.0)
     if status != "pass":
         raise SystemExit(f"{target.module}: its tests do not pass unmutated ({status}): "
                          f"{' '.join(target.tests)}")
@@ -103,7 +141,7 @@ def run_module(copy: Path, target: Target, n: int, seed: int, timeout_s: float |
     try:
         for k, m in enumerate(chosen, 1):
             path.write_text(apply(original, m))
-            status, secs = run_tests(copy, target.tests, limit, niceness)
+            status, secs = runner.run(target.tests, limit)
             res.tried += 1
             if status == "pass":
                 res.survivors.append({"line": m.line, "mutation": m.description, "key": m.key,
@@ -117,8 +155,13 @@ def run_module(copy: Path, target: Target, n: int, seed: int, timeout_s: float |
                       f" {secs:.1f}s", file=sys.stderr, flush=True)
     finally:
         path.write_text(original)
+        runner.close()
     res.seconds = time.monotonic() - start
     return res
+
+
+def _exists_at(rev: str, path: str) -> bool:
+    return subprocess.run(["git", "cat-file", "-e", f"{rev}:{path}"], cwd=ROOT, capture_output=True).returncode == 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,13 +177,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--nice", type=int, default=10, help="niceness of the test processes")
     ap.add_argument("--json", type=Path, default=None, help="write the list / the results here")
     ap.add_argument("--quiet", action="store_true", help="no per-mutant progress on stderr")
-    ap.add_argument("--skip-missing-tests", action="store_true",
-                    help="drop listed test files that do not exist (to score an older tree as a baseline)")
+    ap.add_argument("--fresh-processes", action="store_true",
+                    help="a new pytest process per mutant instead of the warm fork server (slower; the reference)")
+    ap.add_argument("--baseline-rev", default=None,
+                    help="run only the listed test files that existed at this git revision (the score before "
+                         "newer tests were written)")
     args = ap.parse_args(argv)
 
     targets = [target_for(m) for m in args.module] if args.module else list(TARGETS)
-    if args.skip_missing_tests:
-        targets = [Target(t.module, tuple(p for p in t.tests if (ROOT / p).is_file())) for t in targets]
+    if args.baseline_rev:
+        targets = [Target(t.module, tuple(p for p in t.tests if _exists_at(args.baseline_rev, p))) for t in targets]
     missing = [p for t in targets for p in (t.module, *t.tests) if not (ROOT / p).is_file()]
     if missing:
         print(f"listed files missing (update bench/mutation/modules.py): {missing}", file=sys.stderr)
@@ -158,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
         copy = Path(tmp)
         copy_repo(copy)
         for t in targets:
-            r = run_module(copy, t, args.mutants, args.seed, args.timeout, args.nice, not args.quiet)
+            r = run_module(copy, t, args.mutants, args.seed, args.timeout, args.nice, not args.quiet,
+                           args.fresh_processes)
             results.append(r)
             print(f"{r.module}: {r.score:.2f} ({r.killed} / {r.tried} killed, {r.timeouts} by timeout; "
                   f"{r.total} mutants in all; {r.seconds:.0f} s)", flush=True)
