@@ -24,6 +24,7 @@ import ast
 import copy
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = ["Mutant", "mutants", "apply"]
 
@@ -99,12 +100,12 @@ def _walk(tree: ast.AST) -> Iterator[tuple[ast.AST, ast.AST | None, str | None, 
     yield from rec(tree, None, None, None)
 
 
-def _const_variants(v: object) -> list[tuple[str, object]]:
+def _const_variants(v: object) -> list[tuple[str, Any]]:
     if isinstance(v, bool):
         return [("not", not v)]
     if not isinstance(v, int | float):
         return []
-    out: list[tuple[str, object]] = []
+    out: list[tuple[str, Any]] = []
     seen = {v}
     zero, one = (0, 1) if isinstance(v, int) else (0.0, 1.0)
     for label, new in (("0", zero), ("1", one), ("+1", v + 1), ("x2", v * 2)):
@@ -118,29 +119,30 @@ def _site_mutants(node: ast.AST, parent: ast.AST | None, field: str | None) -> I
     """(op, arg, description) of every mutation at ``node``."""
     if isinstance(node, ast.Compare):
         for i, o in enumerate(node.ops):
-            for new in _CMP_SWAPS.get(type(o), ()):
-                yield "cmp", f"{i}:{new.__name__}", f"{_SYMBOL[type(o)]} -> {_SYMBOL[new]}"
+            for new_cmp in _CMP_SWAPS.get(type(o), ()):
+                yield "cmp", f"{i}:{new_cmp.__name__}", f"{_SYMBOL[type(o)]} -> {_SYMBOL[new_cmp]}"
         yield "cmp", "negate", "comparison negated (not ...)"
     elif isinstance(node, ast.BinOp | ast.AugAssign):
-        for new in _BIN_SWAPS.get(type(node.op), ()):
+        for new_op in _BIN_SWAPS.get(type(node.op), ()):
             aug = "=" if isinstance(node, ast.AugAssign) else ""
-            yield "arith", new.__name__, f"{_SYMBOL[type(node.op)]}{aug} -> {_SYMBOL[new]}{aug}"
+            yield "arith", new_op.__name__, f"{_SYMBOL[type(node.op)]}{aug} -> {_SYMBOL[new_op]}{aug}"
     elif isinstance(node, ast.UnaryOp):
         if isinstance(node.op, ast.USub):
             yield "arith", "drop-neg", "unary minus dropped"
         elif isinstance(node.op, ast.Not):
             yield "bool", "drop-not", "not dropped"
     elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("max", "min"):
-        new = "min" if node.func.id == "max" else "max"
-        yield "call", new, f"{node.func.id}() -> {new}()"
+        other = "min" if node.func.id == "max" else "max"
+        yield "call", other, f"{node.func.id}() -> {other}()"
     elif isinstance(node, ast.Constant) and not (isinstance(parent, ast.UnaryOp) and field == "operand"):
         for label, _ in _const_variants(node.value):
             yield "const", label, f"{node.value!r} -> {label}"
     elif isinstance(node, ast.BoolOp):
-        new = "Or" if isinstance(node.op, ast.And) else "And"
-        yield "bool", new, f"{'and' if new == 'Or' else 'or'} -> {new.lower()}"
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant):
-        for label, _ in _const_variants(node.operand.value):
+        flipped = "Or" if isinstance(node.op, ast.And) else "And"
+        yield "bool", flipped, f"{'and' if flipped == 'Or' else 'or'} -> {flipped.lower()}"
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant) \
+            and isinstance(node.operand.value, int | float) and not isinstance(node.operand.value, bool):
+        for label, _ in _const_variants(-node.operand.value):
             yield "const", f"neg{label}", f"-{node.operand.value!r} -> {label}"
     if isinstance(node, ast.stmt) and not isinstance(
             node, ast.Pass | ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Global | ast.Nonlocal):
@@ -200,7 +202,7 @@ def _mutate(node: ast.AST, parent: ast.AST | None, field: str | None, index: int
         node.func = ast.Name(m.arg, ast.Load())
     elif m.op == "const" and m.arg.startswith("neg"):
         assert isinstance(node, ast.UnaryOp) and isinstance(node.operand, ast.Constant)
-        value = dict(_const_variants(node.operand.value))[m.arg[3:]]
+        value = dict(_const_variants(-node.operand.value))[m.arg[3:]]
         _replace(parent, field, index, ast.Constant(value))
     elif m.op == "const":
         assert isinstance(node, ast.Constant)
