@@ -202,6 +202,7 @@ def _mutate(node: ast.AST, parent: ast.AST | None, field: str | None, index: int
         node.func = ast.Name(m.arg, ast.Load())
     elif m.op == "const" and m.arg.startswith("neg"):
         assert isinstance(node, ast.UnaryOp) and isinstance(node.operand, ast.Constant)
+        assert isinstance(node.operand.value, int | float)
         value = dict(_const_variants(-node.operand.value))[m.arg[3:]]
         _replace(parent, field, index, ast.Constant(value))
     elif m.op == "const":
