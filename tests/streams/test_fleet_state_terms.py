@@ -113,7 +113,7 @@ def test_expect_adds_placeholders_that_real_instances_replace() -> None:
 
 def test_expect_drains_the_newest_starting_first_then_the_least_loaded() -> None:
     f = FleetState("svc")
-    f.apply(ev(T, "busy", K.STATUS, St.READY, running=5, waiting=1))
+    f.apply(ev(T, "busy", K.STATUS, St.READY, running=1, waiting=5))
     f.apply(ev(T, "idle", K.STATUS, St.READY, running=1))
     f.apply(ev(T + 5, "old", K.START_REQUESTED, St.STARTING))
     f.apply(ev(T + 9, "new", K.START_REQUESTED, St.STARTING))

@@ -9,7 +9,13 @@ from dataclasses import dataclass
 import pandas as pd
 import pytest
 
-from streams.token_density import DENSITY_COLUMNS, DensityAccumulator, density_frame, density_series, window_start_of
+from streams.token_density import (
+    DENSITY_COLUMNS,
+    DensityAccumulator,
+    density_frame,
+    density_series,
+    window_start_of,
+)
 
 W = 7.5
 B = 6000.0  # a window boundary (800 x 7.5)

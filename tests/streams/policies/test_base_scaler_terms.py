@@ -6,7 +6,14 @@ from __future__ import annotations
 import pytest
 
 from streams.policies.base_scaler import BaseScaler
-from streams.policies.fleet_view import CompletionInfo, FleetView, InstanceState, InstanceView, RequestInfo, ScaleDecision
+from streams.policies.fleet_view import (
+    CompletionInfo,
+    FleetView,
+    InstanceState,
+    InstanceView,
+    RequestInfo,
+    ScaleDecision,
+)
 
 T = 9000.0
 

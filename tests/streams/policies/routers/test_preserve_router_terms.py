@@ -160,7 +160,7 @@ def test_p90_is_preferred_and_the_mean_is_the_fallback() -> None:
 def test_ties_go_to_fewer_requests_then_to_the_id() -> None:
     r = router()
     new = req("n", 10, 1, predicted=1)
-    busy, idle = inst("a", running=3), inst("b", running=1, waiting=1)
+    busy, idle = inst("a", running=1, waiting=2), inst("b", running=2)
     assert r.choose(new, fleet(busy, idle), now=T).instance_id == "b"
     assert r.choose(new, fleet(inst("z"), inst("m")), now=T).instance_id == "m"
     assert r.choose(new, fleet(inst("m"), inst("z")), now=T).instance_id == "m"

@@ -105,6 +105,14 @@ def test_recent_load_alone_counts_predicted_output_at_arrival() -> None:
     assert d.details["need / anticipated KV peak"] == 1.0
 
 
+def test_a_burst_of_arrivals_at_one_instant_is_spread_over_one_interval() -> None:
+    s = scaler(interval_s=2.0)
+    for k in range(10):
+        arrive(s, f"a{k}", T, 1000, 100.0)
+    s.decide(view(1), now=T)
+    assert s.last_details["u_recent"] == pytest.approx(s.capacity().utilisation(10 * 1000 / 2.0, 10 * 100 / 2.0))
+
+
 def test_p90_is_the_fallback_prediction_of_an_arrival() -> None:
     s = scaler()
     for k in range(100):
@@ -326,6 +334,25 @@ def test_mid_load_scale_down_is_one_instance_when_the_rest_can_carry_the_load() 
     assert d.details["u_forecast"] == pytest.approx(2.6, rel=0.02)
 
 
+def test_load_that_left_the_recent_window_no_longer_holds_capacity() -> None:
+    """Three instances' worth of arrivals from T - 200 to T - 140 (each done within 2 s): by T they left the
+    60 s window, so the fleet of 4 may shrink."""
+    s = quiet_scaler()
+    rate = 3.0 / s.capacity().utilisation(1000, 200)
+    events = []
+    for k in range(round(60 * rate)):
+        t = T - 200.0 + k / rate
+        events += [(t, 0, k), (t + 2.0, 1, k)]
+    for t, kind, k in sorted(events):
+        if kind == 0:
+            arrive(s, f"a{k}", t, 1000, 200.0)
+        else:
+            s.observe_completion(CompletionInfo(f"a{k}", "r0", t - 2.0, t, 1000, 200, 0.1), now=t)
+    d = s.decide(view(4), now=T)
+    assert d is not None and d.target_instances == 3
+    assert d.details["need / recent load"] == 1.0  # only completions within the mix span remain
+
+
 def test_no_scale_down_when_the_rest_would_run_above_down_util() -> None:
     s = quiet_scaler(u_oracle=2.8)  # 2.8 / 3 = 0.93 > 0.9, though ceil(2.8 / 0.95) = 3 < 4
     assert s.decide(view(4), now=T) is None
@@ -379,6 +406,14 @@ def test_recent_misses_block_scale_down() -> None:
         complete(s2, f"c{k}", T - 100 + k * 0.5, ttft=3.0 if k == 0 else 0.5, decode_s=1.0)
     d = s2.decide(view(3), now=T)
     assert d is not None and d.target_instances == 2
+
+
+def test_a_miss_share_exactly_at_slo_miss_down_allows_scale_down() -> None:
+    s = quiet_scaler()
+    for k in range(500):  # 1 in 500 = 0.002
+        complete(s, f"c{k}", T - 170 + k * 0.3, ttft=3.0 if k == 0 else 0.5, decode_s=1.0)
+    d = s.decide(view(3), now=T)
+    assert d is not None and d.details["slo_miss"] == 0.002 and d.target_instances == 2
 
 
 def test_min_instances_stops_scale_down() -> None:
@@ -455,6 +490,7 @@ def test_parameters_are_validated_and_stored() -> None:
     s = PreServeScaler(forecast="oracle", target_util=1.0, high_water=1.0)
     assert (s.target_util, s.high_water) == (1.0, 1.0)
     d = PreServeScaler(forecast="oracle")
+    assert (d.min_instances, d.max_instances, d.freeze_s, d.interval_s, d.cold_start_s) == (1, 8, 60.0, 5.0, None)
     assert (d.window_s, d.target_util, d.down_util, d.high_water, d.emergency_waiting, d.ttft_slo_s,
             d.tpot_slo_s, d.tpot_target_s, d.down_stabilization_s, d.burst_share, d.slo_miss_up,
             d.slo_miss_down, d.slo_miss_alpha) == (60.0, 0.95, 0.9, 0.95, 4.0, 1.0, 0.1, 0.05, 120.0, 0.7,
