@@ -229,7 +229,9 @@ class PreServeScaler(BaseScaler):
         if now - self._first_seen < 2 * self.window_s:
             return None  # too little seen to release capacity
         kv_room = self.high_water * self.engine.kv_capacity_tokens * (current - 1)
-        if current > self.min_instances and d["waiting"] == 0 and u / (current - 1) < self.down_util \
+        # u < down_util x (current - 1), not u / (current - 1): with min_instances=0 a fleet of one would divide
+        # by zero; no load fits in zero instances, so the last one stays (as the KV room of zero says too)
+        if current > self.min_instances and d["waiting"] == 0 and u < self.down_util * (current - 1) \
                 and d["kv_peak"] < kv_room and d["slo_miss"] <= self.slo_miss_down \
                 and max(n for _, n in self._needs) < current:
             return ScaleDecision(current - 1, f"scale down: util {u:.2f} < {self.down_util} x {current - 1}", d)

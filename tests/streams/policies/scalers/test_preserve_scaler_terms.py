@@ -416,6 +416,14 @@ def test_a_miss_share_exactly_at_slo_miss_down_allows_scale_down() -> None:
     assert d is not None and d.details["slo_miss"] == 0.002 and d.target_instances == 2
 
 
+def test_with_min_instances_zero_the_last_instance_stays_and_nothing_divides_by_zero() -> None:
+    """Regression: ``u / (current - 1)`` raised ZeroDivisionError for a fleet of one when min_instances=0."""
+    s = quiet_scaler(min_instances=0)
+    assert s.decide(view(1), now=T) is None
+    d = s.decide(view(2), now=T + 1)
+    assert d is not None and d.target_instances == 1
+
+
 def test_min_instances_stops_scale_down() -> None:
     s = quiet_scaler(min_instances=2)
     assert s.decide(view(2), now=T) is None
