@@ -38,6 +38,7 @@ class ModuleResult:
     baseline_s: float = 0.0
     seconds: float = 0.0
     survivors: list[dict[str, object]] = field(default_factory=list)
+    error: str = ""
 
     @property
     def score(self) -> float:
@@ -47,7 +48,7 @@ class ModuleResult:
         return {"module": self.module, "tests": self.tests, "mutants_total": self.total, "tried": self.tried,
                 "killed": self.killed, "timeouts": self.timeouts, "score": round(self.score, 4),
                 "baseline_s": round(self.baseline_s, 2), "seconds": round(self.seconds, 1),
-                "survivors": self.survivors}
+                "survivors": self.survivors, **({"error": self.error} if self.error else {})}
 
 
 def copy_repo(dest: Path) -> None:
@@ -134,8 +135,9 @@ def run_module(copy: Path, target: Target, n: int, seed: int, timeout_s: float |
     runner = TestRunner(copy, niceness, fresh)
     status, res.baseline_s = runner.run(target.tests, 600.0)
     if status != "pass":
-        raise SystemExit(f"{target.module}: its tests do not pass unmutated ({status}): "
-                         f"{' '.join(target.tests)}")
+        runner.close()
+        res.error = f"its tests do not pass unmutated ({status}): {' '.join(target.tests)}"
+        return res
     limit = timeout_s if timeout_s is not None else 3 * res.baseline_s + 10.0
     start = time.monotonic()
     try:
@@ -207,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
             r = run_module(copy, t, args.mutants, args.seed, args.timeout, args.nice, not args.quiet,
                            args.fresh_processes)
             results.append(r)
+            if r.error:
+                print(f"{r.module}: NOT SCORED: {r.error}", flush=True)
+                continue
             print(f"{r.module}: {r.score:.2f} ({r.killed} / {r.tried} killed, {r.timeouts} by timeout; "
                   f"{r.total} mutants in all; {r.seconds:.0f} s)", flush=True)
             for s in r.survivors:
@@ -214,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps({"seed": args.seed, "mutants_per_module": args.mutants,
                                          "modules": [r.as_json() for r in results]}, indent=2) + "\n")
-    return 0
+    return 1 if any(r.error for r in results) else 0
 
 
 if __name__ == "__main__":
