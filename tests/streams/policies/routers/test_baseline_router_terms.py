@@ -149,7 +149,12 @@ def test_token_load_ledger_uses_prediction_then_mean_then_prior() -> None:
 def test_token_load_ties_go_to_the_first_and_unknown_instances_are_empty() -> None:
     r = TokenLoadRouter()
     r.on_routed(req("a", 10), "i0", T)
-    assert r.choose(req(), fleet(inst("i0"), inst("i1"), inst("i2")), T).instance_id == "i1"
+    c = r.choose(req(), fleet(inst("i0"), inst("i1"), inst("i2")), T)
+    assert (c.instance_id, c.score) == ("i1", 0.0)
+    tiny = TokenLoadRouter()
+    tiny.on_routed(req("t", 0, predicted=0.5), "i0", T)  # half a token in flight: still more than nothing
+    assert tiny.expected_output(req(predicted=0.5)) == 0.5
+    assert tiny.choose(req(), fleet(inst("i0"), inst("i1")), T).instance_id == "i1"
     r.on_routed(req("b", 10), "i1", T)
     assert r.choose(req(), fleet(inst("i0"), inst("i1")), T).instance_id == "i0"
 
