@@ -46,6 +46,14 @@ def test_profile_one_bucket_later_moves_the_grid() -> None:
     assert loads[:3] == pytest.approx([90.0, 110.0, 130.0])
 
 
+def test_a_cached_profile_moves_with_the_bucket_of_now() -> None:
+    a = fixture()
+    a.profile(NOW)
+    t0, loads = a.profile(T0 + 4.0)  # bucket 2, nothing changed in between (x ends at 5 s: no extension)
+    assert t0 == pytest.approx(T0 + 6.0)
+    assert loads[:2] == pytest.approx([90.0, 110.0])
+
+
 def test_max_load_reads_the_horizon_it_is_given() -> None:
     a = fixture()
     assert a.max_load(NOW, horizon_s=0.0) == pytest.approx(80.0)  # the current load only
@@ -207,6 +215,7 @@ def test_config_is_validated() -> None:
         with pytest.raises(ValueError):
             AnticipatorConfig(**bad)
     AnticipatorConfig(rate_ewma=1.0, growth=1.01)
+    AnticipatorConfig(horizon_s=0.5, bucket_s=0.5, decode_tokens_per_s=0.5, rate_ewma=0.01)
 
 
 def test_defaults() -> None:
