@@ -37,6 +37,7 @@ def test_the_kv_share_bounds_the_batch() -> None:
     assert capacity_at(LinearStep(), 20_000, 256, 1000, 200, 0.0625).batch == 16
     assert capacity_at(LinearStep(), 20_000, 256, 1000, 200, 0.0625, kv_fill=0.5).batch == 9
     assert capacity_at(LinearStep(), 1_000, 256, 1000, 200, 0.0625).batch == 1  # not even one fits: one
+    assert capacity_at(LinearStep(), 100_000, 256, 1000, 200, 1.0, kv_fill=0.55).batch == 50  # 3 digits of kv_fill
 
 
 def test_max_num_seqs_bounds_the_batch() -> None:

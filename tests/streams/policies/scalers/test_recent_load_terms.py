@@ -63,6 +63,13 @@ def test_calibration_uses_only_completions_that_had_a_prediction() -> None:
     assert r.mix() == pytest.approx((100.0, (150 + 1000 + 7) / 3))
 
 
+def test_a_prediction_under_one_token_still_counts() -> None:
+    r = RecentLoad(span_s=20.0, mix_span_s=50.0)
+    r.arrival(T, "p", 100, 0.5)
+    r.completion(T + 1.0, "p", 100, 2, None)
+    assert r.calibration() == pytest.approx(4.0)
+
+
 def test_a_prediction_is_used_once() -> None:
     r = RecentLoad(span_s=20.0, mix_span_s=50.0)
     r.arrival(T, "p", 100, 50.0)
@@ -133,5 +140,6 @@ def test_binomial_tail_exact_values_and_edges() -> None:
     assert binomial_tail(2, 5, 1.0) == 1.0
     assert binomial_tail(6, 5, 0.5) == 0.0
     assert binomial_tail(2, 5, 0.0) == 0.0
+    assert binomial_tail(0, 5, 0.0) == 1.0  # zero or more misses: certain, whatever the rate
     assert binomial_tail(50, 50, 0.01) == pytest.approx(math.exp(50 * math.log(0.01)), abs=1e-12)
     assert binomial_tail(1, 200, 1e-9) == pytest.approx(200 * 1e-9, rel=1e-3)
