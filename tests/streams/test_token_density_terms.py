@@ -171,6 +171,12 @@ def test_parameters_are_validated(window_s: float, grace_s: float) -> None:
                       window_s, grace_s)
 
 
+def test_small_positive_window_and_grace_are_valid() -> None:
+    frame, _ = density_frame(pd.DataFrame({"service": ["a"], "ts": [B], "prompt_tokens": [1], "output_tokens": [1]}),
+                             0.5, 0.5)
+    assert frame["window_start"].tolist() == [B] and frame["window_s"].tolist() == [0.5]
+
+
 def test_frame_of_nothing() -> None:
     frame, late = density_frame(pd.DataFrame(columns=["service", "ts", "prompt_tokens", "output_tokens"]), W)
     assert list(frame.columns) == DENSITY_COLUMNS and frame.empty and late.shape == (0,)

@@ -72,6 +72,7 @@ def test_reactive_bad_parameters(kw: dict[str, float]) -> None:
 def test_reactive_edge_parameters() -> None:
     s = ReactiveScaler(up=1.0, down=0.0, step=1)
     assert (s.up, s.down) == (1.0, 0.0)
+    assert ReactiveScaler().freeze_s == 60.0
 
 
 # ----------------------------------------------------------------- queue depth
@@ -96,7 +97,9 @@ def test_queue_depth_scales_down_to_the_window_maximum_at_its_exact_edge() -> No
 
 def test_queue_depth_defaults() -> None:
     s = QueueDepthScaler()
-    assert (s.threshold, s.cooldown, s.interval_s, s.freeze_s) == (5.0, 300.0, 15.0, 60.0)
+    assert (s.threshold, s.cooldown, s.interval_s, s.freeze_s, s.min_instances, s.max_instances) == (
+        5.0, 300.0, 15.0, 60.0, 1, 8)
+    assert QueueDepthScaler(threshold=0.5, cooldown=0.5).threshold == 0.5
     assert QueueDepthScaler(interval=15, interval_s=7.0).interval_s == 7.0
 
 
@@ -124,5 +127,5 @@ def test_fixed_widens_its_bounds_and_defaults_to_min() -> None:
     assert (s.min_instances, s.max_instances) == (1, 12)
     s = FixedScaler()
     assert (s.n, s.min_instances, s.max_instances, s.freeze_s, s.interval_s) == (1, 1, 8, 60.0, 5.0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"fixed\(n=-1\) needs n >= 0"):
         FixedScaler(n=-1)
