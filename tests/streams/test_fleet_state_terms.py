@@ -23,7 +23,8 @@ def done(iid: str, prompt: int, output: int) -> Completion:
 
 def test_view_parameters() -> None:
     f = FleetState("svc", min_instances=2, max_instances=5, cold_start_s=42.0)
-    assert (f.view.service, f.view.min_instances, f.view.max_instances, f.view.cold_start_s) == ("svc", 2, 5, 42.0)
+    assert (f.service, f.view.service, f.view.min_instances, f.view.max_instances, f.view.cold_start_s) == (
+        "svc", "svc", 2, 5, 42.0)
     d = FleetState("svc")
     assert (d.view.min_instances, d.view.max_instances, d.view.cold_start_s, d.view.instances) == (1, 8, 0.0, [])
 
@@ -103,7 +104,7 @@ def test_expect_adds_placeholders_that_real_instances_replace() -> None:
     f.expect(3, now=T + 1.25)
     assert sorted(f.instances) == ["pending:8001.250-0", "pending:8001.250-1", "r"]
     assert all(f.instances[p].state is St.STARTING and f.instances[p].start_requested_at == T + 1.25
-               for p in f.instances if p != "r")
+               and f.instances[p].kv_capacity_tokens == 0 for p in f.instances if p != "r")
     assert f.view.provisioned == 3
     f.apply(ev(T + 2, "s1", K.START_REQUESTED, St.STARTING))
     assert sorted(f.instances) == ["pending:8001.250-1", "r", "s1"] and f.view.provisioned == 3
