@@ -147,11 +147,10 @@ class RouteAgentState:
                     out.extend(svc.on_request(rec, key))
                     if key is not None:
                         requests.append((key, svc, rec.request_id))
-                elif isinstance(rec, InstanceEvent):
-                    out.extend(svc.on_instance_event(rec))
-                elif isinstance(rec, Completion):
-                    svc.on_completion(rec)
+                elif isinstance(rec, InstanceEvent | Completion):
+                    svc.offer_fleet(rec)
         for svc in touched.values():
+            out.extend(svc.drain())
             out.extend(svc.due_snapshots())
         self._plan = AckPlan(frozenset(key for key, svc, rid in requests if svc.is_held(rid)),
                              [key for svc in touched.values() for key in svc.take_released()])
@@ -179,7 +178,7 @@ class ScaleAgentState:
         fleet = FleetState(service, self.cfg.min_instances, self.cfg.max_instances, _cold_start(self.cfg))
         scaler = build_policies(self.cfg)[1]
         return ServiceScaler(service, scaler, self.spec.label, fleet, scaler.initial_instances(self.cfg.instances),
-                             warmup_s=self.cfg.warmup_s)
+                             warmup_s=self.cfg.warmup_s, density=(self.cfg.density_window_s, self.cfg.density_grace_s))
 
     def handle(self, msgs: list[RawMessage], now: float) -> list[EventRecord | DeadLetter]:
         good, bad = parse_messages(msgs, now, self.REPORTS)

@@ -79,6 +79,8 @@ class ServiceFleet:
         self._last_status: dict[str, tuple[object, ...]] = {}
         self.heartbeat_s = heartbeat_s
         self._next_heartbeat: float | None = None
+        self.completions_out = 0  # completions of this service emitted so far (certified by instance events)
+        self.routes_in = 0  # route decisions of this service applied so far (idem)
 
     def active(self) -> list[ManagedInstance]:
         return [i for i in self.instances.values() if i.state is not InstanceState.STOPPED]
@@ -88,7 +90,8 @@ class ServiceFleet:
         return InstanceEvent(ts=ts, service=self.service, instance_id=inst.instance_id, kind=kind, state=inst.state,
                              running=st.running if st else 0, waiting=(st.waiting if st else 0) + len(inst.backlog),
                              kv_used_tokens=st.kv_used_tokens if st else 0,
-                             kv_capacity_tokens=st.kv_capacity_tokens if st else self.factory.kv_capacity_tokens)
+                             kv_capacity_tokens=st.kv_capacity_tokens if st else self.factory.kv_capacity_tokens,
+                             completions_published=self.completions_out, routes_applied=self.routes_in)
 
     def scale(self, cmd: ScaleCommand, now: float) -> list[EventRecord]:
         out: list[EventRecord] = []
@@ -138,6 +141,7 @@ class ServiceFleet:
         return out
 
     def route(self, d: RouteDecision, now: float) -> None:
+        self.routes_in += 1
         arrival = d.arrival_ts if d.arrival_ts is not None else d.ts
         req = LiveRequest(d.request_id, d.service, arrival, d.prompt_tokens, d.output_tokens,
                           predicted_tokens=d.predicted_tokens)
@@ -165,6 +169,7 @@ class ServiceFleet:
                 continue
             for f in inst.engine.advance(now):
                 self.counters.completions += 1
+                self.completions_out += 1
                 out.append(Completion(ts=f.finished_at, request_id=f.request_id, service=self.service,
                                       instance_id=inst.instance_id, arrival_ts=f.arrival, prompt_tokens=f.prompt_tokens,
                                       output_tokens=f.output_tokens, ttft_s=f.ttft_s, e2e_s=f.e2e_s,
