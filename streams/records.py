@@ -121,7 +121,7 @@ class RouteDecision(EventRecord):
     score: float | None = None
     reason: str = ""
     prompt_hash: str | None = None
-    # Provenance, for an exact replay from the archive (streams/decision_replay.py): how many inputs of each kind
+    # Provenance, for an exact replay from the archive (streams/stages/decision_replay.py): how many inputs of each kind
     # (see INPUT_KINDS) of this service the router had applied when it decided, and, for a request that waited
     # for a ready instance, when it was queued.
     inputs: dict[str, int] | None = None

@@ -3,8 +3,6 @@ snapshots, dead letters."""
 
 from __future__ import annotations
 
-from streams.control_state import AckPlan, DeferredAcks, RouteAgentState
-from streams.messages import RawMessage
 from streams.pipeline_config import PipelineConfig
 from streams.records import (
     Completion,
@@ -16,6 +14,8 @@ from streams.records import (
     RouteDecision,
     RoutingTable,
 )
+from streams.stages.control import AckPlan, DeferredAcks, RouteAgentState
+from streams.transport.messages import RawMessage
 
 SVC = "svc"
 

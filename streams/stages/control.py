@@ -16,7 +16,7 @@ are counted as ``duplicate_routes`` and dropped). Pending happens only while a s
 (start-up, scale from zero: about one cold start), so holding the partition's commit back that long is acceptable;
 a service that never gets an instance holds it for good (and its pending queue grows, as before).
 Committing past an un-acked message needed a fix in Faust's commit bookkeeping (``LeanConsumer`` in
-streams/faust_transport.py). A redelivered copy of a pending request (a rebalance that gives the partition back
+streams/transport/faust_transport.py). A redelivered copy of a pending request (a rebalance that gives the partition back
 to this worker) is held with it; if the partition moves to another worker, that worker gets the request
 redelivered and routes it, and the copy left here is routed at most once more, a duplicate the fleet drops.
 """
@@ -27,8 +27,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from streams.fleet_state import FleetState
-from streams.messages import RawMessage, parse_messages
 from streams.pipeline_config import PipelineConfig
 from streams.policies.base_router import BaseRouter
 from streams.policies.base_scaler import BaseScaler
@@ -42,8 +40,10 @@ from streams.records import (
     InstanceEvent,
     PredictedRequest,
 )
-from streams.route_state import MsgKey, ServiceRouter
-from streams.scale_state import ServiceScaler
+from streams.stages.fleet_state import FleetState
+from streams.stages.service_router import MsgKey, ServiceRouter
+from streams.stages.service_scaler import ServiceScaler
+from streams.transport.messages import RawMessage, parse_messages
 
 __all__ = ["build_policies", "AckPlan", "DeferredAcks", "msg_key", "RouteAgentState",
            "ScaleAgentState"]

@@ -21,8 +21,6 @@ import itertools
 from collections import OrderedDict, deque
 from typing import Any
 
-from streams.control_inputs import InputCounts, order_key
-from streams.fleet_state import FleetState
 from streams.policies.base_router import BaseRouter, NoReadyInstance
 from streams.policies.fleet_view import CompletionInfo, RequestInfo
 from streams.records import (
@@ -34,6 +32,8 @@ from streams.records import (
     RoutingTable,
     prompt_hash,
 )
+from streams.stages.control_inputs import InputCounts, order_key
+from streams.stages.fleet_state import FleetState
 
 __all__ = ["ServiceRouter", "DEDUP_WINDOW", "MsgKey"]
 
