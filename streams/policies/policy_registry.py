@@ -13,34 +13,33 @@ from streams.policies.base_router import BaseRouter
 from streams.policies.base_scaler import BaseScaler
 from streams.policies.spec_grammar import SpecError, split_spec
 
-__all__ = ["ROUTERS", "SCALERS", "register_router", "register_scaler", "PolicySpec", "parse_policy",
+C = TypeVar("C", bound=type)
+
+__all__ = ["Registry", "ROUTERS", "SCALERS", "register_router", "register_scaler", "PolicySpec", "parse_policy",
            "parse_policies", "PolicySpecError"]
 
-ROUTERS: dict[str, type[BaseRouter]] = {}
-SCALERS: dict[str, type[BaseScaler]] = {}
+class Registry(dict[str, C]):
+    """Name -> class of one kind of policy. A class registers once under one name, which it then carries
+    (``cls.name``), so a name means the same class in every driver and the CLI."""
 
-RT = TypeVar("RT", bound=type[BaseRouter])
-ST = TypeVar("ST", bound=type[BaseScaler])
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+
+    def register(self, name: str) -> Callable[[C], C]:
+        def deco(cls: C) -> C:
+            if name in self and self[name] is not cls:
+                raise ValueError(f"{self.kind} {name!r} registered twice")
+            cls.name = name  # type: ignore[attr-defined]
+            self[name] = cls
+            return cls
+        return deco
 
 
-def register_router(name: str) -> Callable[[RT], RT]:
-    def deco(cls: RT) -> RT:
-        if name in ROUTERS and ROUTERS[name] is not cls:
-            raise ValueError(f"router {name!r} registered twice")
-        cls.name = name
-        ROUTERS[name] = cls
-        return cls
-    return deco
-
-
-def register_scaler(name: str) -> Callable[[ST], ST]:
-    def deco(cls: ST) -> ST:
-        if name in SCALERS and SCALERS[name] is not cls:
-            raise ValueError(f"scaler {name!r} registered twice")
-        cls.name = name
-        SCALERS[name] = cls
-        return cls
-    return deco
+ROUTERS: Registry[type[BaseRouter]] = Registry("router")
+SCALERS: Registry[type[BaseScaler]] = Registry("scaler")
+register_router = ROUTERS.register
+register_scaler = SCALERS.register
 
 
 class PolicySpecError(ValueError):
