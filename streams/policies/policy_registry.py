@@ -69,7 +69,8 @@ def _part(text: str, what: str) -> tuple[str, dict[str, Any]]:
 
 
 def parse_policy(spec: str) -> PolicySpec:
-    """Parse ``router[:scaler]`` where either part may carry ``(k=v,...)``. Scaler defaults to ``fixed``."""
+    """Parse ``router[:scaler]`` where either part may carry ``(k=v,...)``. Without a scaler: the policy of the
+    same name when there is one (``preserve`` is PreServe's router *and* scaler), else ``fixed``."""
     depth, cut = 0, -1
     for i, ch in enumerate(spec):
         depth += ch == "("
@@ -77,10 +78,15 @@ def parse_policy(spec: str) -> PolicySpec:
         if ch == ":" and depth == 0:
             cut = i
             break
-    rtext, stext = (spec[:cut], spec[cut + 1:]) if cut >= 0 else (spec, "fixed")
-    r, rp = _part(rtext, "router")
-    s, sp = _part(stext, "scaler")
-    return PolicySpec(r, s, rp, sp)
+    if cut >= 0:
+        r, rp = _part(spec[:cut], "router")
+        s, sp = _part(spec[cut + 1:], "scaler")
+        return PolicySpec(r, s, rp, sp)
+    import streams.policies.routers  # noqa: F401  (registers the policies: a bare name is looked up)
+    import streams.policies.scalers  # noqa: F401
+
+    r, rp = _part(spec, "router")
+    return PolicySpec(r, r if r in SCALERS else "fixed", rp, {})
 
 
 def parse_policies(text: str) -> list[PolicySpec]:
