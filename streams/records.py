@@ -49,7 +49,10 @@ MAX_PROMPT_CHARS = 200_000  # ~50k tokens; larger prompts are rejected rather th
 MAX_TOKENS = 1_000_000  # no real request has a million-token prompt or output: such a value is a bug upstream
 FUTURE_SKEW_S = 24 * 3600.0  # event times more than a day ahead of the validator's clock are rejected
 
-Tokens = Annotated[int, Field(ge=0, le=MAX_TOKENS)]
+# Integers are strict (checked in pydantic-core, no Python on the hot path): JSON ``true`` or ``1.5`` is not a token
+# count, as the published schema says; pydantic's lax mode would have taken ``true`` as 1.
+Tokens = Annotated[int, Field(ge=0, le=MAX_TOKENS, strict=True)]
+Count = Annotated[int, Field(ge=0, strict=True)]
 MAX_ID_CHARS = 256
 Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)]
 
@@ -160,16 +163,16 @@ class InstanceEvent(EventRecord):
     instance_id: Id
     kind: InstanceEventKind
     state: InstanceState
-    running: int = Field(default=0, ge=0)
-    waiting: int = Field(default=0, ge=0)
+    running: Count = 0
+    waiting: Count = 0
     kv_used_tokens: Tokens = 0
     kv_capacity_tokens: Tokens = 0
     # Completions of this service the instance managers had published when they sent this event: a consumer
     # that has received that many knows every completion up to ``ts`` is in (the scale agent's watermark).
-    completions_published: int | None = Field(default=None, ge=0)
+    completions_published: Count | None = None
     # Route decisions of this service the instance managers had applied: a consumer of the requests that has
     # received that many has every request the fleet has seen (the scale agent's watermark, with the above).
-    routes_applied: int | None = Field(default=None, ge=0)
+    routes_applied: Count | None = None
 
 
 class Completion(EventRecord):
@@ -185,7 +188,7 @@ class Completion(EventRecord):
     predicted_tokens: float | None = Field(default=None, ge=0, le=MAX_TOKENS)
     ttft_s: float = Field(ge=0)
     e2e_s: float = Field(ge=0)
-    preemptions: int = Field(default=0, ge=0)
+    preemptions: Count = 0
 
 
 class TokenDensity(EventRecord):
@@ -195,9 +198,9 @@ class TokenDensity(EventRecord):
     service: Id
     window_start: float = Field(ge=0)
     window_s: float = Field(gt=0)
-    requests: int = Field(ge=0)
-    prompt_tokens: int = Field(ge=0)
-    output_tokens: int = Field(ge=0)
+    requests: Count
+    prompt_tokens: Count
+    output_tokens: Count
 
 
 class Forecast(EventRecord):
@@ -214,8 +217,8 @@ class Forecast(EventRecord):
 class ScaleCommand(EventRecord):
     topic: ClassVar[str] = "scale-commands"
     service: Id
-    target_instances: int = Field(ge=0, le=10_000)
-    current_instances: int = Field(ge=0, le=10_000)
+    target_instances: int = Field(ge=0, le=10_000, strict=True)
+    current_instances: int = Field(ge=0, le=10_000, strict=True)
     policy: str
     reason: str
     # A service's first command (its warm instances, as the simulator's t=0 fleet): the instance managers start
