@@ -119,6 +119,19 @@ def _table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _table_v2(result: dict[str, Any]) -> str:
+    hs = [0, result["horizon"] - 1] if result["horizon"] > 1 else [0]
+    lines = [f"{'model':<22}{'smape':>8}" + "".join(f"{'@h' + str(h + 1):>8}" for h in hs)
+             + f"{'cov.5':>7}{'cov.9':>7}{'cov.99':>7}{'under.9':>9}{'over-h.9':>10}{'LV@=under':>11}"]
+    for name, m in result["models"].items():
+        p9, cov = m["provisioning"]["0.9"], m["coverage"]
+        lines.append(f"{name:<22}{m['smape']:>8.4f}" + "".join(f"{m['smape_by_horizon'][h]:>8.4f}" for h in hs)
+                     + f"{cov['0.5']:>7.3f}{cov['0.9']:>7.3f}{cov['0.99']:>7.3f}{p9['under_share']:>9.4f}"
+                     f"{p9['over_instance_hours']:>10.1f}"
+                     f"{m['provisioning']['last_value_at_equal_under_0.9']['over_instance_hours']:>11.1f}")
+    return "\n".join(lines)
+
+
 @forecaster.command("eval")
 @click.option("--series", type=click.Path(exists=True, path_type=Path), required=True, help=SERIES_HELP)
 @click.option("--window", type=float, default=600.0, show_default=True, help="window size in seconds")
@@ -139,16 +152,27 @@ def _table(result: dict[str, Any]) -> str:
               help="test: origins in the last --test-frac; validation: cut the series to the training part and "
                    "use its last 15% as origins (for choosing settings without looking at the test part)")
 @click.option("--refit-every", type=int, default=0, show_default=True,
-              help="fine-tune the networks every N origins on the windows seen so far (0: train once)")
+              help="v1 only: fine-tune the networks every N origins on the windows seen so far (0: train once)")
+@click.option("--protocol", type=click.Choice(["v2", "v1"]), default="v2", show_default=True,
+              help="v2 (issue 16): train | calibration | test periods, conformal quantiles, provisioning score, "
+                   "bootstrap intervals, --seeds; v1 (issue 6): train on the first 70%, score the rest")
+@click.option("--seeds", default=None, help="v2: comma-separated seeds of the networks [default: --seed]")
+@click.option("--capacity", type=float, default=None,
+              help="v2: per-instance capacity in the series' unit for the provisioning score [default: the "
+                   "training part's median load / 8]")
+@click.option("--conformal-window", type=int, default=288, show_default=True,
+              help="v2: most recent residuals per horizon behind the conformal quantiles")
 @click.option("--threads", type=int, default=1, show_default=True,
               help="torch CPU threads (1 is fastest for these small models on a shared machine)")
 def eval_cmd(series: Path, window: float, horizon: int, json_out: Path, target: str, models: str,
              service: str | None, history: int, dim: int, epochs: int, seed: int, members: int | None,
-             level_alpha: float | None, test_frac: float, split: str, refit_every: int, threads: int) -> None:
-    """Rolling-origin evaluation on the last --test-frac of the series; writes the issue-6 JSON."""
+             level_alpha: float | None, test_frac: float, split: str, refit_every: int, protocol: str,
+             seeds: str | None, capacity: float | None, conformal_window: int, threads: int,
+             **memory: Any) -> None:
+    """Evaluation on the last --test-frac of the series (v2: see models/workload/README.md); writes JSON."""
     from tqdm import tqdm
 
-    from models.workload.evaluate import ALL_MODELS, rolling_origin_eval
+    from models.workload.evaluate import ALL_MODELS, protocol_eval, rolling_origin_eval
     from models.workload.features import resolve_target
 
     chosen = [m.strip() for m in models.split(",") if m.strip()]
@@ -159,18 +183,27 @@ def eval_cmd(series: Path, window: float, horizon: int, json_out: Path, target: 
         raise click.ClickException("--test-frac must be between 0 and 1")
     _set_threads(threads)
     s = _load(series, window, service)
-    fcfg, tcfg = _configs(history, horizon, dim, epochs, seed, members, level_alpha)
+    fcfg, tcfg = _configs(history, horizon, dim, epochs, seed, members, level_alpha, **memory)
+    try:
+        seed_list = [int(x) for x in seeds.split(",")] if seeds else [seed]
+    except ValueError as e:
+        raise click.ClickException(f"--seeds: {e}") from e
     with tqdm(total=len(chosen), desc="models", unit="model") as bar:
         def done(name: str) -> None:
             bar.set_postfix_str(name)
             bar.update(1)
 
         try:
-            result = rolling_origin_eval(s, horizon, resolve_target(target), chosen, fcfg, tcfg, test_frac,
-                                         on_done=done, refit_every=refit_every, split=split)
+            if protocol == "v1":
+                result = rolling_origin_eval(s, horizon, resolve_target(target), chosen, fcfg, tcfg, test_frac,
+                                             on_done=done, refit_every=refit_every, split=split)
+            else:
+                result = protocol_eval(s, horizon, resolve_target(target), chosen, fcfg, tcfg, seed_list, split,
+                                       test_frac, capacity=capacity, conformal_window=conformal_window,
+                                       on_done=done)
         except ValueError as e:
             raise click.ClickException(str(e)) from e
     json_out.parent.mkdir(parents=True, exist_ok=True)
     json_out.write_text(json.dumps(result, indent=2))
-    click.echo(_table(result))
+    click.echo(_table(result) if protocol == "v1" else _table_v2(result))
     click.echo(f"wrote {json_out}")

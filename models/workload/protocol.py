@@ -1,0 +1,159 @@
+"""Scoring tools of the v2 evaluation (issue 16): calibrated quantiles, provisioning cost, block bootstrap.
+
+Everything here is pure numpy over forecasts that were already made, so networks and baselines are scored by
+the same code.
+
+**Calibrated quantiles (split + rolling conformal).** A model's point forecast ``p`` becomes a quantile
+forecast ``expm1(log1p(p) + r_q)``, where ``r_q`` is the conformal q-quantile of past log residuals
+``log1p(y) - log1p(p)`` of the *same* model at the *same* horizon. The residuals start with a calibration period
+that lies before the test period and was not trained on; then, as the test goes on, each residual joins the
+pool once its outcome is known (origin + h <= the current origin), and only the last ``window`` residuals are
+kept. That is what a live forecaster can do (it sees its own errors), it never reads an outcome that was not
+yet observed at the origin, and it follows a change of noise level between calibration and test (m-mid's test
+period is noisier than its past). The quantile is the finite-sample conformal level ``ceil((n + 1) q) / n``.
+
+**Provisioning score.** What the scaler does with a forecast: ``instances = max(1, ceil(f_q / capacity))`` for a
+per-instance capacity in the series' unit; against the true load ``y`` a window is under-provisioned when
+``y > instances * capacity``, and ``max(0, instances - max(1, ceil(y / capacity)))`` instances were idle for the
+window (over-provisioned instance-hours). Last value and EWMA are scored the same way, with their own
+conformal quantiles; ``matched_headroom`` scales the last value by the smallest headroom factor whose
+under-provisioning is at most a given share, so a model can be compared with persistence *at equal
+under-provisioning* (the factor is chosen on the test part itself: that favours persistence).
+
+**Block bootstrap.** Test origins are consecutive and their errors correlated, so intervals resample blocks of
+``block`` consecutive origins (default 36 = 6 h of 600 s windows) with replacement; a difference of two models
+is resampled *paired* (same blocks for both).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["QUANTILES", "log_residuals", "rolling_conformal", "coverage", "provisioning",
+           "matched_headroom", "block_bootstrap", "smape_terms"]
+
+QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.99)
+
+
+def log_residuals(pred: np.ndarray, actual: np.ndarray) -> np.ndarray:
+    """``log1p(y) - log1p(p)``, elementwise (both clipped at 0)."""
+    return np.log1p(np.maximum(actual, 0.0)) - np.log1p(np.maximum(pred, 0.0))
+
+
+def conformal_level(n: int, q: float) -> float:
+    """Finite-sample split-conformal level for n residuals: ``min(1, ceil((n + 1) q) / n)``."""
+    return min(1.0, float(np.ceil((n + 1) * q)) / n) if n > 0 else 1.0
+
+
+def rolling_conformal(point: np.ndarray, origins: np.ndarray, cal_resid: np.ndarray, cal_origins: np.ndarray,
+                      cal_mask: np.ndarray, resid: np.ndarray, mask: np.ndarray,
+                      quantiles: Sequence[float] = QUANTILES, window: int = 288) -> dict[str, np.ndarray]:
+    """Quantile forecasts (see the module docstring).
+
+    :param point: (S, H) point forecasts at the test origins ``origins`` (S,), increasing.
+    :param cal_resid: (Sc, H) log residuals of the same model at calibration origins ``cal_origins`` (all before
+        the first test origin); ``cal_mask`` (Sc, H) marks the scored ones.
+    :param resid: (S, H) log residuals at the test origins (used only once observed); ``mask`` marks real ones.
+    :returns: ``{str(q): (S, H)}``, nondecreasing in q.
+    """
+    s, horizon = point.shape
+    all_o = np.concatenate([cal_origins, origins])
+    all_r = np.concatenate([cal_resid, resid])
+    all_m = np.concatenate([cal_mask, mask])
+    out = {str(q): np.empty_like(point, dtype=float) for q in quantiles}
+    logp = np.log1p(np.maximum(point, 0.0))
+    for h in range(horizon):
+        ok = all_m[:, h]
+        o_h, r_h = all_o[ok], all_r[ok, h]
+        # residual j is known at origin t when o_j + h + 1 <= t; o_h is sorted, so that is a prefix
+        n_known = np.searchsorted(o_h, origins - (h + 1), side="right")
+        for i in range(s):
+            pool = r_h[max(0, n_known[i] - window):n_known[i]]
+            if len(pool) == 0:
+                for q in quantiles:
+                    out[str(q)][i, h] = point[i, h]
+                continue
+            qs = np.quantile(pool, [conformal_level(len(pool), q) for q in quantiles], method="higher")
+            for q, r in zip(quantiles, np.maximum.accumulate(qs), strict=True):
+                out[str(q)][i, h] = np.expm1(logp[i, h] + r)
+    return out
+
+
+def coverage(quant: dict[str, np.ndarray], actual: np.ndarray, mask: np.ndarray) -> dict[str, float]:
+    """Observed share of outcomes at or below each quantile forecast (pooled over horizons)."""
+    return {q: float(np.mean(actual[mask] <= f[mask])) for q, f in quant.items()}
+
+
+def _instances(load: np.ndarray, capacity: float) -> np.ndarray:
+    return np.maximum(1.0, np.ceil(np.maximum(load, 0.0) / capacity - 1e-9))
+
+
+def provisioning(forecast: np.ndarray, actual: np.ndarray, mask: np.ndarray, capacity: float,
+                 window_s: float) -> dict[str, Any]:
+    """Size instances from ``forecast`` (S, H) and score them against ``actual`` (S, H) on ``mask``.
+
+    Returns per horizon (lists, h1..hH) the share of under-provisioned windows and the over-provisioned
+    instance-hours, plus their totals over all horizons.
+    """
+    inst = _instances(forecast, capacity)
+    need = _instances(actual, capacity)
+    under = (actual > inst * capacity) & mask
+    idle = np.where(mask, np.maximum(0.0, inst - need), 0.0) * window_s / 3600.0
+    n = np.maximum(mask.sum(axis=0), 1)
+    return {"under_share_by_horizon": (under.sum(axis=0) / n).round(5).tolist(),
+            "over_instance_hours_by_horizon": idle.sum(axis=0).round(3).tolist(),
+            "under_share": float(under.sum() / max(1, mask.sum())),
+            "over_instance_hours": float(idle.sum()),
+            "needed_instance_hours": float(np.where(mask, need, 0.0).sum() * window_s / 3600.0)}
+
+
+def matched_headroom(point: np.ndarray, actual: np.ndarray, mask: np.ndarray, capacity: float, window_s: float,
+                     under_share: float, grid: np.ndarray | None = None) -> dict[str, float]:
+    """Smallest headroom factor on ``point`` (e.g. the last value) whose under-provisioned share is at most
+    ``under_share``; returns the factor and the over-provisioned instance-hours it costs."""
+    grid = np.round(np.arange(1.0, 4.0001, 0.01), 2) if grid is None else grid
+    last: dict[str, Any] = {}
+    for g in grid:
+        last = provisioning(point * g, actual, mask, capacity, window_s)
+        if last["under_share"] <= under_share + 1e-12:
+            return {"headroom": float(g), "under_share": last["under_share"],
+                    "over_instance_hours": last["over_instance_hours"]}
+    return {"headroom": float(grid[-1]), "under_share": last["under_share"],
+            "over_instance_hours": last["over_instance_hours"]}
+
+
+def smape_terms(pred: np.ndarray, actual: np.ndarray) -> np.ndarray:
+    """Elementwise SMAPE ``2|p - y| / (|p| + |y|)`` with 0/0 = 0."""
+    denom = np.abs(actual) + np.abs(pred)
+    return np.where(denom > 0, 2 * np.abs(pred - actual) / np.where(denom > 0, denom, 1), 0.0)
+
+
+def block_bootstrap(terms: np.ndarray, mask: np.ndarray, terms_b: np.ndarray | None = None, block: int = 36,
+                    n_boot: int = 2000, seed: int = 0, ratio: bool = False) -> dict[str, float]:
+    """Mean of ``terms`` (S,) over ``mask`` -- or, with ``terms_b``, the paired difference (a - b) or ratio
+    (a / b) of the means -- with a 95% percentile interval from a bootstrap over blocks of consecutive origins."""
+    s = len(terms)
+    starts = np.arange(0, s, block)
+    blocks = [np.arange(b, min(s, b + block)) for b in starts]
+    sa = np.array([np.where(mask[ix], terms[ix], 0.0).sum() for ix in blocks])
+    cnt = np.array([mask[ix].sum() for ix in blocks], dtype=float)
+    sb = (np.array([np.where(mask[ix], terms_b[ix], 0.0).sum() for ix in blocks]) if terms_b is not None
+          else None)
+
+    def stat(idx: np.ndarray | slice) -> np.ndarray:
+        n = cnt[idx].sum(axis=-1)
+        a = sa[idx].sum(axis=-1) / n
+        if sb is None:
+            return a
+        b = sb[idx].sum(axis=-1) / n
+        return a / b if ratio else a - b
+
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(blocks), size=(n_boot, len(blocks)))
+    boot = stat(draws)
+    point = float(stat(slice(None)))
+    lo, hi = np.percentile(boot, [2.5, 97.5])
+    return {"value": point, "lo": float(lo), "hi": float(hi)}
