@@ -23,7 +23,8 @@ def _load(series: Path, window: float, service: str | None) -> Any:
 
 
 def _configs(history: int, horizon: int, dim: int, epochs: int, seed: int, members: int | None,
-             level_alpha: float | None, backbone: str = "mlstm") -> Any:
+             level_alpha: float | None, backbone: str = "mlstm", day_lags: int = 0, min_history: int = 0,
+             device: str = "cpu") -> Any:
     from models.workload.model import ForecasterConfig
     from models.workload.train import TrainConfig
 
@@ -31,8 +32,9 @@ def _configs(history: int, horizon: int, dim: int, epochs: int, seed: int, membe
     try:
         return (ForecasterConfig(backbone=backbone, history=history, horizon=horizon, dim=dim,
                                  members=base.members if members is None else members,
-                                 level_alpha=base.level_alpha if level_alpha is None else level_alpha),
-                TrainConfig(epochs=epochs, seed=seed))
+                                 level_alpha=base.level_alpha if level_alpha is None else level_alpha,
+                                 day_lags=day_lags, min_history=min_history),
+                TrainConfig(epochs=epochs, seed=seed, device=device))
     except ValueError as e:
         raise click.ClickException(str(e)) from e
 
@@ -40,6 +42,13 @@ def _configs(history: int, horizon: int, dim: int, epochs: int, seed: int, membe
 def _network_options(fn: Any) -> Any:
     """Options shared by ``train`` and ``eval``; unset means ForecasterConfig's default (resolved lazily: importing
     the model here would load torch for every ``preserve`` command)."""
+    fn = click.option("--device", default="cpu", show_default=True, help="torch device for training")(fn)
+    fn = click.option("--day-lags", type=int, default=0, show_default=True,
+                      help="multi-day network: previous days as inputs (the level d days earlier, H windows ahead "
+                           "of each history step)")(fn)
+    fn = click.option("--min-history", type=int, default=0, show_default=True,
+                      help="multi-day network: real windows an origin needs; the rest of --history is padded "
+                           "(0: all of --history)")(fn)
     fn = click.option("--level-alpha", type=float, default=None,
                       help="inputs/targets relative to an EWMA of the history with this weight on the newest "
                            "window; 1: relative to the origin window [default: ForecasterConfig.level_alpha]")(fn)
@@ -64,7 +73,9 @@ def forecaster() -> None:
 
 
 @forecaster.command("train")
-@click.option("--series", type=click.Path(exists=True, path_type=Path), required=True, help=SERIES_HELP)
+@click.option("--series", type=click.Path(exists=True, path_type=Path), required=True, multiple=True,
+              help=SERIES_HELP + " Repeat to train on several series (joined by invalid windows, see "
+                                 "series_io.concat_series).")
 @click.option("--window", type=float, default=600.0, show_default=True, help="window size in seconds")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="folder for the checkpoint (forecaster_<model>.pt) and its summary JSON")
@@ -80,18 +91,24 @@ def forecaster() -> None:
 @_network_options
 @click.option("--threads", type=int, default=1, show_default=True,
               help="torch CPU threads (1 is fastest for these small models on a shared machine)")
-def train_cmd(series: Path, window: float, out_dir: Path, target: str, backbone: str, service: str | None,
+def train_cmd(series: tuple[Path, ...], window: float, out_dir: Path, target: str, backbone: str, service: str | None,
               history: int, horizon: int, dim: int, epochs: int, seed: int, members: int | None,
-              level_alpha: float | None, threads: int) -> None:
+              level_alpha: float | None, threads: int, day_lags: int, min_history: int, device: str) -> None:
     """Train on the whole series and write a checkpoint that ``OnlineForecaster(checkpoint=...)`` loads."""
     from dataclasses import replace
 
-    from models.workload.features import TARGETS, resolve_target
+    from models.workload.features import DAY_S, TARGETS, resolve_target
+    from models.workload.series_io import SeriesError, concat_series
     from models.workload.train import fit_forecaster, save_checkpoint
 
     _set_threads(threads)
-    s = _load(series, window, service)
-    fcfg, tcfg = _configs(history, horizon, dim, epochs, seed, members, level_alpha, backbone)
+    parts = [_load(p, window, service) for p in series]
+    try:  # a gap longer than history + day lags: no sample reaches across two series
+        s = parts[0] if len(parts) == 1 else concat_series(parts, history + (day_lags + 1) * int(DAY_S // window))
+    except SeriesError as e:
+        raise click.ClickException(str(e)) from e
+    fcfg, tcfg = _configs(history, horizon, dim, epochs, seed, members, level_alpha, backbone, day_lags,
+                          min_history, device)
     names = list(s.available) if target == "all" else [resolve_target(target)]
     missing = [t for t in names if t not in s.available]
     if missing:
@@ -102,8 +119,10 @@ def train_cmd(series: Path, window: float, out_dir: Path, target: str, backbone:
         ff = fit_forecaster(s.values, s.window_start, s.window_s, fcfg, tcfg, valid=s.valid)
     except ValueError as e:
         raise click.ClickException(str(e)) from e
+    ff.info["unit"] = s.unit  # OnlineForecaster feeds per-second rates to a per_second checkpoint
+    ff.info["series"] = [str(p) for p in series]
     path = save_checkpoint(ff, out_dir / f"forecaster_{backbone}.pt")
-    summary = {"checkpoint": str(path), "series": str(series), "window_s": s.window_s, "targets": names,
+    summary = {"checkpoint": str(path), "series": [str(p) for p in series], "window_s": s.window_s, "targets": names,
                "unit": s.unit, "notes": s.notes, "config": fcfg.to_dict(), "info": ff.info}
     (out_dir / f"forecaster_{backbone}.json").write_text(json.dumps(summary, indent=2))
     click.echo(f"wrote {path} ({ff.info['epochs']} epochs, {ff.info['train_s']:.1f} s, "

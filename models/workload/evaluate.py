@@ -141,8 +141,8 @@ def _seed_forecasts(series: WorkloadSeries, train_end: int, origins: np.ndarray,
     v, ws, ok = series.values, series.window_start, series.valid
     ff = fit_forecaster(v[:train_end], ws[:train_end], series.window_s, cfg, tcfg, valid=ok[:train_end])
     info = {k: ff.info[k] for k in ("epochs", "train_s", "params", "params_per_member", "samples", "val_loss")}
-    point, _ = ff.predict(v, ws, origins)
-    cal, _ = ff.predict(v, ws, cal_origins)
+    point, _ = ff.predict(v, ws, origins, ok)
+    cal, _ = ff.predict(v, ws, cal_origins, ok)
     return point, cal, info
 
 
@@ -184,7 +184,7 @@ def protocol_eval(series: WorkloadSeries, horizon: int, target: str, models: Seq
     if train_end < base.history + horizon + 20:
         raise ValueError(f"series of {n} windows too short for train | calibration | test")
     origins = np.arange(first_origin, n - horizon)
-    cal_origins = np.arange(max(train_end - 1, base.history - 1), first_origin)
+    cal_origins = np.arange(max(train_end - 1, base.needed_history - 1), first_origin)
 
     def fut(o: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         f = o[:, None] + np.arange(1, horizon + 1)[None, :]
@@ -222,7 +222,7 @@ def protocol_eval(series: WorkloadSeries, horizon: int, target: str, models: Seq
                 infos[name].append(info)
         points[name] = pts
         terms[name] = np.mean([pr.smape_terms(p, actual) for p, _ in pts], axis=0)
-        per_seed = []
+        per_seed: list[dict[str, Any]] = []
         for p, c in pts:
             quant = pr.rolling_conformal(p, origins, pr.log_residuals(c, cal_actual), cal_origins, cal_mask,
                                          pr.log_residuals(p, actual), mask, window=conformal_window)
@@ -252,7 +252,7 @@ def protocol_eval(series: WorkloadSeries, horizon: int, target: str, models: Seq
             lv, actual, mask, cap, series.window_s, m["provisioning"]["0.9"]["under_share"])
         iv: dict[str, Any] = {}
         for label, cols in hs.items():
-            t_a, mk = terms[name][:, cols].mean(axis=1), mask[:, cols].all(axis=1)
+            t_a, mk = terms[name][:, cols].mean(axis=1), np.asarray(mask[:, cols].all(axis=1))
             iv[label] = {"smape": pr.block_bootstrap(t_a, mk, block=block, n_boot=n_boot)}
             for other in ("last_value", "ewma", "lstm", "mlstm"):
                 if other != name and other in terms and name in NEURAL_BACKBONES:

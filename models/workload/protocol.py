@@ -114,7 +114,7 @@ def matched_headroom(point: np.ndarray, actual: np.ndarray, mask: np.ndarray, ca
                      under_share: float, grid: np.ndarray | None = None) -> dict[str, float]:
     """Smallest headroom factor on ``point`` (e.g. the last value) whose under-provisioned share is at most
     ``under_share``; returns the factor and the over-provisioned instance-hours it costs."""
-    grid = np.round(np.arange(1.0, 4.0001, 0.01), 2) if grid is None else grid
+    grid = np.round(np.linspace(1.0, 4.0, 301), 2) if grid is None else grid
     last: dict[str, Any] = {}
     for g in grid:
         last = provisioning(point * g, actual, mask, capacity, window_s)
@@ -136,8 +136,7 @@ def block_bootstrap(terms: np.ndarray, mask: np.ndarray, terms_b: np.ndarray | N
     """Mean of ``terms`` (S,) over ``mask`` -- or, with ``terms_b``, the paired difference (a - b) or ratio
     (a / b) of the means -- with a 95% percentile interval from a bootstrap over blocks of consecutive origins."""
     s = len(terms)
-    starts = np.arange(0, s, block)
-    blocks = [np.arange(b, min(s, b + block)) for b in starts]
+    blocks = [np.arange(b, min(s, b + block)) for b in range(0, s, block)]
     sa = np.array([np.where(mask[ix], terms[ix], 0.0).sum() for ix in blocks])
     cnt = np.array([mask[ix].sum() for ix in blocks], dtype=float)
     sb = (np.array([np.where(mask[ix], terms_b[ix], 0.0).sum() for ix in blocks]) if terms_b is not None
