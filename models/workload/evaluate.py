@@ -244,6 +244,14 @@ def protocol_eval(series: WorkloadSeries, horizon: int, target: str, models: Seq
             m["train"] = infos[name]
         result["models"][name] = m
         on_done(name)
+    # the noise floor of the networks' information set for a linear map fitted on the test itself (see
+    # protocol.linear_oracle): what "beat persistence by 10%" would need, at best
+    orc = pr.linear_oracle(series.values[:, ch], series.valid, series.window_start, series.window_s, origins,
+                           horizon)
+    orc_terms = pr.smape_terms(orc, actual)
+    result["linear_oracle_in_sample"] = {
+        "smape": float(orc_terms[mask].mean()),
+        "smape_by_horizon": [float(orc_terms[:, h][mask[:, h]].mean()) for h in range(horizon)]}
     # persistence at each model's q0.9 under-provisioning, and the intervals
     lv = baseline_forecast("last_value", series.values, origins, horizon, series.window_s)[:, :, ch]
     hs = {"h1": [0], f"h{horizon}": [horizon - 1], "all": list(range(horizon))}

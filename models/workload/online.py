@@ -320,7 +320,9 @@ class OnlineForecaster:
                 pool = retro[:, h] if len(retro) else np.zeros(1)
             qs = np.quantile(pool, [conformal_level(len(pool), q) for q in self.quantiles], method="higher")
             for q, r in zip(self.quantiles, np.maximum.accumulate(qs), strict=True):
-                out[str(q)][h] = np.expm1(logp[h] + r)
+                value = point[h] if r == 0 else np.expm1(logp[h] + r)
+                # upper quantiles stay >= the point forecast (the ``upper >= mean`` contract of ``upper``)
+                out[str(q)][h] = max(value, point[h]) if q > 0.5 else value
         return out
 
     def _retro_residuals(self, vals: np.ndarray, horizon: int, ch: int) -> np.ndarray:

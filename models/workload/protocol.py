@@ -156,3 +156,47 @@ def block_bootstrap(terms: np.ndarray, mask: np.ndarray, terms_b: np.ndarray | N
     point = float(stat(slice(None)))
     lo, hi = np.percentile(boot, [2.5, 97.5])
     return {"value": point, "lo": float(lo), "hi": float(hi)}
+
+
+def linear_oracle(values: np.ndarray, valid: np.ndarray, window_start: np.ndarray, window_s: float,
+                  origins: np.ndarray, horizon: int, lags: int = 24, day_lags: int = 2,
+                  ridge: float = 1e-3) -> np.ndarray:
+    """(S, H) forecasts of an *in-sample* linear oracle: per horizon, a least-absolute-deviation regression of
+    ``log1p(y[t+h]) - log1p(y[t])`` on the same information the networks get (the last ``lags`` windows, the
+    previous days at t + h, time of day/week), fitted on the very origins it is scored on. It reads the test
+    outcomes, so no forecaster could match it with these inputs and a linear map; it measures how much of the
+    error is predictable at all from them (the noise floor of this information set, for linear predictors).
+    EWMA levels (alpha 0.5, 0.25, 0.1) are among the inputs, so the EWMA baseline is inside the class.
+    ``values`` (N,) one channel."""
+    from models.workload.baselines import ewma
+    from models.workload.features import DAY_S, calendar_features
+
+    def ewma_level(v: np.ndarray, alpha: float) -> np.ndarray:
+        return ewma(v[:, None], np.arange(len(v)), 1, alpha)[:, 0, 0]
+
+    n = len(values)
+    logv = np.log1p(np.maximum(values, 0.0))
+    period = max(1, int(round(DAY_S / window_s)))
+    cal = calendar_features(window_start, window_s)
+    out = np.empty((len(origins), horizon))
+    for h in range(1, horizon + 1):
+        cols = [logv[np.maximum(origins - j, 0)] - logv[origins] for j in range(1, lags + 1)]
+        for alpha in (0.5, 0.25, 0.1):  # the EWMA levels: the class contains the EWMA baseline's forecast
+            cols.append(np.log1p(ewma_level(values, alpha)[origins]) - logv[origins])
+        for d in range(1, day_lags + 1):
+            idx = origins + h - d * period
+            ok = (idx >= 0) & valid[np.clip(idx, 0, n - 1)]
+            cols.append(np.where(ok, logv[np.clip(idx, 0, n - 1)] - logv[origins], 0.0))
+            cols.append(ok.astype(float))
+        x = np.column_stack([*cols, cal[origins], np.ones(len(origins))])
+        fut = np.minimum(origins + h, n - 1)
+        y = logv[fut] - logv[origins]
+        fit = valid[fut] & valid[origins]
+        a, b = x[fit], y[fit]
+        w = np.ones(len(a))
+        for _ in range(30):  # least absolute deviations (IRLS): the median, which SMAPE rewards
+            aw = a * w[:, None]
+            coef = np.linalg.solve(aw.T @ a + ridge * len(a) * np.eye(a.shape[1]), aw.T @ b)
+            w = 1.0 / np.maximum(np.abs(b - a @ coef), 1e-3)
+        out[:, h - 1] = np.expm1(logv[origins] + x @ coef)
+    return out
