@@ -188,7 +188,8 @@ def eval_cmd(series: Path, window: float, horizon: int, json_out: Path, target: 
              level_alpha: float | None, test_frac: float, split: str, refit_every: int, protocol: str,
              seeds: str | None, capacity: float | None, conformal_window: int, threads: int,
              **memory: Any) -> None:
-    """Evaluation on the last --test-frac of the series (v2: see models/workload/README.md); writes JSON."""
+    """Evaluation on the last --test-frac of the series (v2: see models/workload/README.md); writes the JSON and,
+    for v2, the point forecasts beside it (<json>.forecasts.npz) to rescore without retraining."""
     from tqdm import tqdm
 
     from models.workload.evaluate import ALL_MODELS, protocol_eval, rolling_origin_eval
@@ -217,12 +218,17 @@ def eval_cmd(series: Path, window: float, horizon: int, json_out: Path, target: 
                 result = rolling_origin_eval(s, horizon, resolve_target(target), chosen, fcfg, tcfg, test_frac,
                                              on_done=done, refit_every=refit_every, split=split)
             else:
+                fc: dict[str, Any] = {}
                 result = protocol_eval(s, horizon, resolve_target(target), chosen, fcfg, tcfg, seed_list, split,
                                        test_frac, capacity=capacity, conformal_window=conformal_window,
-                                       on_done=done)
+                                       on_done=done, forecasts_out=fc)
         except ValueError as e:
             raise click.ClickException(str(e)) from e
     json_out.parent.mkdir(parents=True, exist_ok=True)
     json_out.write_text(json.dumps(result, indent=2))
+    if protocol == "v2":
+        import numpy as np
+
+        np.savez_compressed(json_out.with_suffix(".forecasts.npz"), **fc)
     click.echo(_table(result) if protocol == "v1" else _table_v2(result))
     click.echo(f"wrote {json_out}")

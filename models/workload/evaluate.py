@@ -150,7 +150,8 @@ def protocol_eval(series: WorkloadSeries, horizon: int, target: str, models: Seq
                   fcfg: ForecasterConfig | None = None, tcfg: TrainConfig | None = None, seeds: Sequence[int] = (0,),
                   split: str = "test", test_frac: float = 0.3, cal_frac: float = 0.15, val_test_frac: float = 0.25,
                   capacity: float | None = None, conformal_window: int = 288, block: int = 36, n_boot: int = 2000,
-                  on_done: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+                  on_done: Callable[[str], None] = lambda _: None,
+                  forecasts_out: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
     """Issue-16 protocol: chronological train | calibration | test periods that do not overlap in time.
 
     Networks train on the windows before the calibration period (early stopping on their own tail), once per
@@ -162,7 +163,8 @@ def protocol_eval(series: WorkloadSeries, horizon: int, target: str, models: Seq
     ``coverage`` (quantile -> share of outcomes at or below), ``provisioning`` (per quantile, see
     :func:`models.workload.protocol.provisioning`, and persistence at the model's q0.9 under-provisioning) and
     ``intervals`` (block-bootstrap 95% intervals of the SMAPE at h1, hH and over all horizons, and of its
-    difference with last value, EWMA and the other network, paired)."""
+    difference with last value, EWMA and the other network, paired). ``forecasts_out``, when given, receives
+    the point forecasts (``<model>_s<seed>`` and ``..._cal``), actuals, masks and origins (to rescore later)."""
     from models.workload import protocol as pr
 
     if target not in series.available:
@@ -193,6 +195,9 @@ def protocol_eval(series: WorkloadSeries, horizon: int, target: str, models: Seq
 
     actual, mask = fut(origins)
     cal_actual, cal_mask = fut(cal_origins)
+    if forecasts_out is not None:
+        forecasts_out.update(actual=actual, mask=mask, origins=origins, cal_actual=cal_actual, cal_mask=cal_mask,
+                             cal_origins=cal_origins)
     cap = capacity if capacity is not None else default_capacity(series.values[:train_end, ch],
                                                                   series.valid[:train_end])
     result: dict[str, Any] = {
@@ -221,6 +226,9 @@ def protocol_eval(series: WorkloadSeries, horizon: int, target: str, models: Seq
                 pts.append((p[:, :, j], c[:, :, j]))
                 infos[name].append(info)
         points[name] = pts
+        if forecasts_out is not None:
+            for sd, (p, c) in zip(seeds if name not in BASELINES else [0], pts, strict=True):
+                forecasts_out[f"{name}_s{sd}"], forecasts_out[f"{name}_s{sd}_cal"] = p, c
         terms[name] = np.mean([pr.smape_terms(p, actual) for p, _ in pts], axis=0)
         per_seed: list[dict[str, Any]] = []
         for p, c in pts:
