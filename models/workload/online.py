@@ -13,8 +13,8 @@ origins it is trusted (it was validated offline). So a network that goes wrong f
 persistence/EWMA within about ``choice_window`` windows, and taken back when it is better again.
 
 **Quantiles** (``quantiles``, default 0.5/0.9/0.99) are the chosen candidate's point forecast shifted by the
-conformal quantile of its own recent log errors at that horizon (the rolling conformal of
-:mod:`models.workload.protocol`). With fewer than ``min_pool`` errors of its own, the last value's errors
+conformal quantile of its own recent log errors at that horizon, at a level that adapts to the misses of the
+quantiles issued so far (the rolling + adaptive conformal of :mod:`models.workload.protocol`). With fewer than ``min_pool`` errors of its own, the last value's errors
 over the stored history stand in (computable at once); ``upper`` is the ``quantile`` one (0.9), as before.
 
 **Network.** ``checkpoint="auto"`` (the default) loads the shipped checkpoint
@@ -45,7 +45,7 @@ import numpy as np
 from models.workload.baselines import BASELINES, DAY_S, WEEK_S, baseline_forecast, seasonal_period
 from models.workload.features import TARGETS
 from models.workload.model import ForecasterConfig
-from models.workload.protocol import conformal_level
+from models.workload.protocol import ACI_GAMMA, aci_update, conformal_level
 from models.workload.train import FittedForecaster, TrainConfig, fit_forecaster, load_checkpoint
 
 __all__ = ["ForecastOut", "OnlineForecaster", "NEURAL_MODELS", "MODEL_NAMES", "DEFAULT_CHECKPOINT",
@@ -123,8 +123,10 @@ class OnlineForecaster:
         self._n_total = 0  # windows ever appended (absolute index of the next one)
         self._since_fit = 0
         self._job_out = False
-        # (origin index, cand -> (H, C) forecast, cand -> (H, C) log errors as they resolve)
-        self._pending: deque[tuple[int, dict[str, np.ndarray], dict[str, np.ndarray]]] = deque()
+        # (origin index, cand -> (H, C) forecast, cand -> (H, C) log errors as they resolve, (Q, H, C) issued
+        # quantile forecasts)
+        self._pending: deque[tuple[int, dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]] = deque()
+        self._delta = np.zeros((len(self.quantiles), 0, len(TARGETS)))  # adaptive conformal levels (Q, H, C)
         self._resid: dict[str, list[deque[np.ndarray]]] = {}  # cand -> per horizon: deque of (C,) log errors
         self._scores: dict[str, deque[np.ndarray]] = {}  # cand -> per resolved origin: (C,) mean |error|
 
@@ -167,8 +169,12 @@ class OnlineForecaster:
     def _resolve(self, index: int, actual: np.ndarray) -> None:
         """Score the recorded forecasts that covered window ``index``."""
         log_y = np.log1p(np.maximum(actual, 0.0))
-        for origin, cands, errs in self._pending:
+        for origin, cands, errs, issued in self._pending:
             h = index - origin  # 1-based horizon of this window from that origin
+            if 1 <= h <= issued.shape[1]:  # the issued quantiles: adapt their levels (protocol.aci_update)
+                for c in range(len(TARGETS)):
+                    self._delta[:, h - 1, c] = aci_update(self._delta[:, h - 1, c], actual[c] > issued[:, h - 1, c],
+                                                          self.quantiles, ACI_GAMMA)
             for cand, pred in cands.items():
                 if 1 <= h <= len(pred):
                     r = log_y - np.log1p(np.maximum(pred[h - 1], 0.0))
@@ -178,7 +184,7 @@ class OnlineForecaster:
                     pools[h - 1].append(r)
                     errs[cand][h - 1] = r
         while self._pending and index - self._pending[0][0] >= len(next(iter(self._pending[0][1].values()))):
-            _, cands, errs = self._pending.popleft()  # fully resolved: its mean |error| over all horizons
+            _, cands, errs, _ = self._pending.popleft()  # fully resolved: its mean |error| over all horizons
             for cand in cands:
                 self._scores.setdefault(cand, deque(maxlen=self.choice_window)).append(np.abs(errs[cand]).mean(0))
 
@@ -281,10 +287,14 @@ class OnlineForecaster:
             cands["last_value"] = vals[-1][None, :].repeat(horizon, 0)
         if self._pending and self._pending[-1][0] == self._n_total - 1:
             self._pending.pop()  # forecast again from the same origin: keep the latest
-        self._pending.append((self._n_total - 1, cands, {c: np.zeros_like(p) for c, p in cands.items()}))
         chosen = {t: self._choose(cands, j) for j, t in enumerate(TARGETS)}
         mean = {t: cands[c][:, j] for j, (t, c) in enumerate(chosen.items())}
+        if self._delta.shape[1] < horizon:
+            grow = np.zeros((len(self.quantiles), horizon - self._delta.shape[1], len(TARGETS)))
+            self._delta = np.concatenate([self._delta, grow], axis=1)
         quant = {t: self._quantiles(chosen[t], mean[t], j, vals) for j, t in enumerate(TARGETS)}
+        issued = np.array([[quant[t][str(q)] for t in TARGETS] for q in self.quantiles]).transpose(0, 2, 1)
+        self._pending.append((self._n_total - 1, cands, {c: np.zeros_like(p) for c, p in cands.items()}, issued))
         names = set(chosen.values())
         model = names.pop() if len(names) == 1 else "+".join(sorted(set(chosen.values())))
         return ForecastOut(mean=mean, upper={t: quant[t][str(self.quantile)] for t in TARGETS},
@@ -318,7 +328,9 @@ class OnlineForecaster:
                 if retro is None:
                     retro = self._retro_residuals(vals, horizon, ch)
                 pool = retro[:, h] if len(retro) else np.zeros(1)
-            qs = np.quantile(pool, [conformal_level(len(pool), q) for q in self.quantiles], method="higher")
+            levels = [conformal_level(len(pool), min(1.0, max(0.0, q + d)))
+                      for q, d in zip(self.quantiles, self._delta[:, h, ch], strict=True)]
+            qs = np.quantile(pool, levels, method="higher")
             for q, r in zip(self.quantiles, np.maximum.accumulate(qs), strict=True):
                 value = point[h] if r == 0 else np.expm1(logp[h] + r)
                 # upper quantiles stay >= the point forecast (the ``upper >= mean`` contract of ``upper``)
