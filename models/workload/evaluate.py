@@ -229,6 +229,19 @@ def protocol_eval(series: WorkloadSeries, horizon: int, target: str, models: Seq
         if forecasts_out is not None:
             for sd, (p, c) in zip(seeds if name not in BASELINES else [0], pts, strict=True):
                 forecasts_out[f"{name}_s{sd}"], forecasts_out[f"{name}_s{sd}_cal"] = p, c
+        on_done(name)
+    # the online choice of OnlineForecaster (network vs last value / EWMA by recent error), replayed per seed
+    for name in [n for n in list(points) if n in NEURAL_BACKBONES]:
+        if "last_value" in points and "ewma" in points:
+            chosen = []
+            for p, c in points[name]:
+                cands = {name: np.concatenate([c, p]), "last_value": np.concatenate(points["last_value"][0][::-1]),
+                         "ewma": np.concatenate(points["ewma"][0][::-1])}
+                both = pr.online_choice(cands, np.concatenate([cal_actual, actual]),
+                                        np.concatenate([cal_mask, mask]), prefer=name)
+                chosen.append((both[len(c):], both[:len(c)]))
+            points[f"{name}_online_choice"] = chosen
+    for name, pts in points.items():
         terms[name] = np.mean([pr.smape_terms(p, actual) for p, _ in pts], axis=0)
         per_seed: list[dict[str, Any]] = []
         for p, c in pts:
@@ -251,7 +264,6 @@ def protocol_eval(series: WorkloadSeries, horizon: int, target: str, models: Seq
         if name in infos:
             m["train"] = infos[name]
         result["models"][name] = m
-        on_done(name)
     # the noise floor of the networks' information set for a linear map fitted on the test itself (see
     # protocol.linear_oracle): what "beat persistence by 10%" would need, at best
     orc = pr.linear_oracle(series.values[:, ch], series.valid, series.window_start, series.window_s, origins,
@@ -271,7 +283,7 @@ def protocol_eval(series: WorkloadSeries, horizon: int, target: str, models: Seq
             t_a, mk = terms[name][:, cols].mean(axis=1), np.asarray(mask[:, cols].all(axis=1))
             iv[label] = {"smape": pr.block_bootstrap(t_a, mk, block=block, n_boot=n_boot)}
             for other in ("last_value", "ewma", "lstm", "mlstm"):
-                if other != name and other in terms and name in NEURAL_BACKBONES:
+                if other != name and other in terms and name.split("_")[0] in NEURAL_BACKBONES:
                     t_b = terms[other][:, cols].mean(axis=1)
                     iv[label][f"minus_{other}"] = pr.block_bootstrap(t_a, mk, t_b, block=block, n_boot=n_boot)
                     iv[label][f"ratio_to_{other}"] = pr.block_bootstrap(t_a, mk, t_b, block=block, n_boot=n_boot,

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["QUANTILES", "ACI_GAMMA", "aci_update", "log_residuals", "rolling_conformal", "coverage", "provisioning",
+__all__ = ["QUANTILES", "ACI_GAMMA", "aci_update", "log_residuals", "rolling_conformal", "online_choice", "coverage", "provisioning",
            "matched_headroom", "block_bootstrap", "smape_terms"]
 
 QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.99)
@@ -102,6 +102,29 @@ def aci_update(delta: np.ndarray, miss: np.ndarray, quantiles: Sequence[float], 
     residual window follows. Bounded to [-0.5, 0.5]."""
     target = 1.0 - np.asarray(quantiles, dtype=float)
     return np.clip(delta + gamma * (miss.astype(float) - target), -0.5, 0.5)
+
+
+def online_choice(cands: dict[str, np.ndarray], actual: np.ndarray, mask: np.ndarray, prefer: str,
+                  window: int = 36, min_n: int = 12) -> np.ndarray:
+    """(S, H) forecasts of the online choice of :class:`models.workload.online.OnlineForecaster`: at each origin,
+    the candidate (``cands``: name -> (S, H) at consecutive origins) with the smallest mean absolute log error
+    over its last ``window`` fully resolved origins (origin + H <= now), all horizons; ``prefer`` (the
+    network) until it has ``min_n`` of them, and on ties. Only errors known at the origin are used."""
+    s, horizon = actual.shape
+    err = {n: np.where(mask, np.abs(log_residuals(p, actual)), np.nan) for n, p in cands.items()}
+    per_origin = {n: np.nanmean(np.where(mask.any(1, keepdims=True), e, 0.0), axis=1) for n, e in err.items()}
+    out = np.empty_like(actual, dtype=float)
+    for i in range(s):
+        known = i - horizon  # origins <= i - H are fully resolved at origin i
+        best = prefer
+        if known + 1 >= min_n:
+            lo = max(0, known + 1 - window)
+            scores = {n: float(np.mean(e[lo:known + 1])) for n, e in per_origin.items()}
+            for n, sc in scores.items():
+                if n != prefer and sc < scores[best] - 1e-12:
+                    best = n
+        out[i] = cands[best][i]
+    return out
 
 
 def coverage(quant: dict[str, np.ndarray], actual: np.ndarray, mask: np.ndarray) -> dict[str, float]:

@@ -72,3 +72,14 @@ def test_protocol_eval_periods_do_not_overlap_and_validation_never_reads_the_tes
     s2.values[round(n * 0.7):] *= 1000  # only the test period differs
     v1, v2 = (protocol_eval(x, 3, "requests", ["last_value"], split="validation") for x in (s, s2))
     assert v1["models"] == v2["models"] and v1["periods"]["test_origins"][1] < round(n * 0.7)
+
+
+def test_online_choice_switches_to_the_candidate_with_the_smaller_recent_error() -> None:
+    s, h = 200, 2
+    actual = np.full((s, h), 100.0)
+    net = np.where(np.arange(s)[:, None] < 100, 100.0, 300.0) * np.ones((s, h))  # good, then far off
+    lv = np.full((s, h), 110.0)
+    out = pr.online_choice({"net": net, "lv": lv}, actual, np.ones((s, h), bool), prefer="net", window=10, min_n=5)
+    assert (out[:100] == 100.0).all()  # the network is better: kept
+    assert (out[100:102] == 300.0).all()  # its errors are not known yet at these origins
+    assert (out[120:] == 110.0).all()  # persistence once the network's recent errors are larger
