@@ -292,7 +292,8 @@ class OnlineForecaster:
         if self._delta.shape[1] < horizon:
             grow = np.zeros((len(self.quantiles), horizon - self._delta.shape[1], len(TARGETS)))
             self._delta = np.concatenate([self._delta, grow], axis=1)
-        quant = {t: self._quantiles(chosen[t], mean[t], j, vals) for j, t in enumerate(TARGETS)}
+        cache: dict[tuple[str, int], np.ndarray] = {}
+        quant = {t: self._quantiles(chosen[t], mean[t], j, vals, cache) for j, t in enumerate(TARGETS)}
         issued = np.array([[quant[t][str(q)] for t in TARGETS] for q in self.quantiles]).transpose(0, 2, 1)
         self._pending.append((self._n_total - 1, cands, {c: np.zeros_like(p) for c, p in cands.items()}, issued))
         names = set(chosen.values())
@@ -316,21 +317,27 @@ class OnlineForecaster:
                     best, best_err = cand, err
         return best
 
-    def _quantiles(self, cand: str, point: np.ndarray, ch: int, vals: np.ndarray) -> dict[str, np.ndarray]:
+    def _quantiles(self, cand: str, point: np.ndarray, ch: int, vals: np.ndarray,
+                   cache: dict[tuple[str, int], np.ndarray]) -> dict[str, np.ndarray]:
         horizon = len(point)
         pools = self._resid.get(cand, [])
         retro: np.ndarray | None = None
         logp = np.log1p(np.maximum(point, 0.0))
         out = {str(q): np.empty(horizon) for q in self.quantiles}
         for h in range(horizon):
-            pool = np.array([r[ch] for r in pools[h]]) if h < len(pools) else np.empty(0)
+            key = (cand, h)
+            if key not in cache:  # sorted once per forecast for all channels: (n, C)
+                cache[key] = (np.sort(np.asarray(pools[h]), axis=0) if h < len(pools) and len(pools[h])
+                              else np.empty((0, len(TARGETS))))
+            pool = cache[key][:, ch]
             if len(pool) < self.min_pool:
                 if retro is None:
-                    retro = self._retro_residuals(vals, horizon, ch)
+                    retro = np.sort(self._retro_residuals(vals, horizon, ch), axis=0)
                 pool = retro[:, h] if len(retro) else np.zeros(1)
-            levels = [conformal_level(len(pool), min(1.0, max(0.0, q + d)))
-                      for q, d in zip(self.quantiles, self._delta[:, h, ch], strict=True)]
-            qs = np.quantile(pool, levels, method="higher")
+            n = len(pool)
+            levels = np.array([conformal_level(n, min(1.0, max(0.0, q + d)))
+                               for q, d in zip(self.quantiles, self._delta[:, h, ch], strict=True)])
+            qs = pool[np.ceil(levels * (n - 1) - 1e-9).astype(int)]  # numpy's "higher" quantile of a sorted pool
             for q, r in zip(self.quantiles, np.maximum.accumulate(qs), strict=True):
                 value = point[h] if r == 0 else np.expm1(logp[h] + r)
                 # upper quantiles stay >= the point forecast (the ``upper >= mean`` contract of ``upper``)
