@@ -19,6 +19,8 @@ from typing import Annotated, Any, ClassVar, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 __all__ = [
+    "MAX_ID_CHARS",
+    "derived_id",
     "SCHEMA_VERSION",
     "MAX_PROMPT_CHARS",
     "MAX_TOKENS",
@@ -48,7 +50,8 @@ MAX_TOKENS = 1_000_000  # no real request has a million-token prompt or output: 
 FUTURE_SKEW_S = 24 * 3600.0  # event times more than a day ahead of the validator's clock are rejected
 
 Tokens = Annotated[int, Field(ge=0, le=MAX_TOKENS)]
-Id = Annotated[str, Field(min_length=1, max_length=256)]
+MAX_ID_CHARS = 256
+Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)]
 
 
 class EventRecord(BaseModel):
@@ -121,7 +124,7 @@ class RouteDecision(EventRecord):
     score: float | None = None
     reason: str = ""
     prompt_hash: str | None = None
-    # Provenance, for an exact replay from the archive (streams/decision_replay.py): how many inputs of each kind
+    # Provenance, for an exact replay from the archive (streams/stages/decision_replay.py): how many inputs of each kind
     # (see INPUT_KINDS) of this service the router had applied when it decided, and, for a request that waited
     # for a ready instance, when it was queued.
     inputs: dict[str, int] | None = None
@@ -284,3 +287,13 @@ def parse_event(raw: bytes | str | dict[str, Any], cls: type[R]) -> R:
         raise InvalidEvent(f"malformed JSON: {e.msg} at char {e.pos}") from e
     except ValidationError as e:
         raise InvalidEvent(_reason(e)) from e
+
+
+def derived_id(base: str, suffix: str) -> str:
+    """``base + suffix`` within the identifier limit: a long base keeps its head and a short hash of itself,
+    so every id derived from a valid one (instance ids from service names) is valid and distinct."""
+    full = f"{base}{suffix}"
+    if len(full) <= MAX_ID_CHARS:
+        return full
+    digest = hashlib.sha256(base.encode()).hexdigest()[:12]
+    return f"{base[:MAX_ID_CHARS - len(suffix) - 13]}~{digest}{suffix}"

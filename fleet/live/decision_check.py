@@ -1,7 +1,7 @@
 """After a live run: the control decisions replayed from the archived input topics, compared one by one.
 
 Reads the archive (ClickHouse, or the Kafka topics themselves when the run kept no archive) in each topic's
-partition/offset order and hands the records to ``streams.decision_replay`` — the offline driver of the same
+partition/offset order and hands the records to ``streams.stages.decision_replay`` — the offline driver of the same
 route and scale state objects the live agents ran.
 """
 
@@ -12,10 +12,10 @@ import math
 import typing
 from typing import Any
 
-from streams.decision_replay import ReplayReport, replay_decisions
 from streams.pipeline_config import PipelineConfig
 from streams.records import RECORD_TYPES, EventRecord
 from streams.settings import KafkaSettings
+from streams.stages.decision_replay import ReplayReport, replay_decisions
 
 __all__ = ["check_decisions", "archived_records"]
 

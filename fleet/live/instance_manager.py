@@ -28,6 +28,7 @@ from streams.records import (
     InstanceState,
     RouteDecision,
     ScaleCommand,
+    derived_id,
 )
 
 __all__ = ["ManagedInstance", "ServiceFleet", "FleetManager", "FleetCounters"]
@@ -51,6 +52,7 @@ class FleetCounters:
     completions: int = 0
     late_inputs: int = 0
     scale_commands: int = 0
+    routes_given_up: int = 0  # arrivals whose route never came within the wait (the clock stopped waiting)
 
 
 class ServiceFleet:
@@ -101,7 +103,7 @@ class ServiceFleet:
         prewarm = bootstrap and self.prewarm_first
         provisioned = [i for i in self.active() if i.state in (InstanceState.READY, InstanceState.STARTING)]
         for _ in range(cmd.target_instances - len(provisioned)):
-            inst_id = f"{self.service}-{next(self._ids)}"
+            inst_id = derived_id(self.service, f"-{next(self._ids)}")
             ready_at = now if prewarm else now + self.factory.cold_start_s
             inst = ManagedInstance(inst_id, InstanceState.STARTING, now, ready_at)
             self.instances[inst_id] = inst
@@ -222,6 +224,7 @@ class FleetManager:
         self._inputs: list[tuple[float, int, RouteDecision | ScaleCommand]] = []
         self._seq = itertools.count()
         self._routed: set[str] = set()
+        self._unrouted: dict[str, tuple[str, float, float]] = {}  # request id -> (service, arrival, wall seen)
 
     def fleet(self, service: str) -> ServiceFleet:
         if service not in self.fleets:
@@ -229,9 +232,34 @@ class FleetManager:
                                                 self.prewarm_first)
         return self.fleets[service]
 
+    def expect(self, request_id: str, service: str, ts: float, wall: float) -> None:
+        """A request arrived at the gateway (the `requests` topic): its route is on its way. Until it comes, or
+        ``max_wait_s`` wall seconds pass, :meth:`hold_at` keeps the clock at its arrival, so that a slow control
+        plane delays the simulated fleet in wall time instead of making it apply the route late (which would
+        invent queueing that the offline simulation of the same decisions does not have)."""
+        if request_id not in self._routed and request_id not in self._unrouted:
+            self._unrouted[request_id] = (service, ts, wall)
+
+    def hold_at(self, wall: float, max_wait_s: float = 30.0) -> float:
+        """The event time the clock may not pass: the oldest arrival whose route has not come, among services
+        with a ready instance (a service without one waits for the fleet's own time to make one ready)."""
+        hold = float("inf")
+        for rid, (service, ts, seen) in list(self._unrouted.items()):
+            if wall - seen > max_wait_s:  # dead-lettered upstream, or a control plane that is gone
+                del self._unrouted[rid]
+                self.counters.routes_given_up += 1
+            elif ts < hold and self._has_ready(service):
+                hold = ts
+        return hold
+
+    def _has_ready(self, service: str) -> bool:
+        fleet = self.fleets.get(service)
+        return fleet is not None and any(i.state is InstanceState.READY for i in fleet.active())
+
     def offer(self, item: RouteDecision | ScaleCommand) -> None:
         """Queue an input; it is applied when the clock reaches its event time (at once if already past)."""
         if isinstance(item, RouteDecision):
+            self._unrouted.pop(item.request_id, None)
             if item.request_id in self._routed:  # a redelivered route must not run the request twice
                 self.counters.duplicate_routes += 1
                 return

@@ -9,7 +9,7 @@
 - **Density CSV** (``window_start, requests, prompt_tokens, output_tokens`` [, ``service``, ``window_s``]), e.g.
   the token-density topic exported from ClickHouse. Units: per window.
 - **Per-request trace** (any format ``replay.load_trace`` reads): aggregated with
-  :func:`streams.token_density.density_frame` by *arrival* time (the demand the fleet must serve). Per window.
+  :func:`streams.policies.density_windows.density_frame` by *arrival* time (the demand the fleet must serve). Per window.
 
 ServeGen windows with zero requests are collection gaps (a production service at hundreds of requests per second
 does not go silent for hours), so they are marked invalid: carried forward as model input, never scored or
@@ -163,6 +163,7 @@ def _density_csv(df: pd.DataFrame, path: Path, window_s: float, service: str | N
 
 def _trace(path: Path, window_s: float, service: str | None) -> WorkloadSeries:
     from replay import load_trace
+    from streams.policies.density_windows import density_frame
 
     loaded = load_trace(path)
     df = loaded.df
@@ -170,16 +171,12 @@ def _trace(path: Path, window_s: float, service: str | None) -> WorkloadSeries:
         df = df[df["service"] == service]
     if df.empty:
         raise SeriesError(f"{path}: no requests" + (f" of service {service!r}" if service else ""))
-    # tumbling windows [k w, (k+1) w) by arrival, every window from the first to the last (zeros included)
-    idx = np.floor(df["arrival_s"].to_numpy(dtype=float) / window_s).astype(np.int64)
-    first = int(idx.min())
-    idx -= first
-    raw = np.stack([np.bincount(idx, minlength=int(idx.max()) + 1).astype(float),
-                    np.bincount(idx, weights=df["prompt_tokens"].to_numpy(dtype=float)),
-                    np.bincount(idx, weights=df["output_tokens"].to_numpy(dtype=float))], axis=1)
-    starts = (first + np.arange(len(raw))) * window_s
+    events = pd.DataFrame({"service": "all", "ts": df["arrival_s"].to_numpy(dtype=float),
+                           "prompt_tokens": df["prompt_tokens"], "output_tokens": df["output_tokens"]})
+    frame, _ = density_frame(events, window_s)  # the density stage's windows, by arrival here
     notes = [f"per-request trace ({loaded.fmt}) aggregated by arrival time; {len(loaded.bad_rows)} bad rows skipped"]
-    return _finish(raw, starts.astype(float), np.ones(len(raw), bool), window_s, window_s,
+    raw = frame[list(DENSITY[1:])].to_numpy(dtype=float)
+    return _finish(raw, frame["window_start"].to_numpy(dtype=float), np.ones(len(raw), bool), window_s, window_s,
                    "sum", TARGETS, "per_window", str(path), notes)
 
 

@@ -5,7 +5,7 @@ that were applied before it. Both agents apply the fleet's events in one canonic
 kind (a completion before an instance event before an arrival before a forecast at one instant, the simulator's
 order: step ends free capacity before arrivals are placed), then arrival order within a topic — and every
 decision records how many inputs of each kind it had applied (:class:`InputCounts`). Replaying the archived
-topics through fresh agent state (``streams.decision_replay``) then reproduces each live decision exactly.
+topics through fresh agent state (``streams.stages.decision_replay``) then reproduces each live decision exactly.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ Why every input waits for the fleet: the instance managers run a little behind t
 ``fleet/live/event_clock.py``), so completions and instance statuses reach this agent later, in event time,
 than the arrivals they belong with, and completions and instance events travel on two topics that Kafka does
 not order against each other. So every input is held, and applied in the canonical order
-(``streams.control_inputs``) once the fleet's certified event time passes it: an instance event certifies its
+(``streams.stages.control_inputs``) once the fleet's certified event time passes it: an instance event certifies its
 ``ts`` when the completions it says were published before it, and the requests it says the fleet had been
 routed, have arrived. (A request that reached the fleet late — counted there as a late input — can still reach
 this agent after the fleet's time passed it: the one case where a decision depends on timing.) The scaler then sees the inputs in
@@ -22,12 +22,13 @@ import heapq
 import itertools
 import math
 
-from streams.control_inputs import InputCounts, order_key
-from streams.fleet_state import FleetState
 from streams.policies.base_scaler import BaseScaler
+from streams.policies.density_windows import DensityAccumulator
+from streams.policies.fleet_rules import served_prompt
 from streams.policies.fleet_view import CompletionInfo, ForecastInfo, RequestInfo
 from streams.records import Completion, EventRecord, Forecast, InstanceEvent, PredictedRequest, ScaleCommand
-from streams.token_density import DensityAccumulator
+from streams.stages.control_inputs import InputCounts, order_key
+from streams.stages.fleet_state import FleetState
 
 __all__ = ["ServiceScaler", "BOOTSTRAP_REASON", "forecast_info"]
 
@@ -60,13 +61,14 @@ class ServiceScaler:
 
     def __init__(self, service: str, scaler: BaseScaler, policy: str, fleet: FleetState,
                  initial_instances: int = 1, warmup_s: float = 0.0,
-                 density: tuple[float, float] = (60.0, 30.0)) -> None:
+                 density: tuple[float, float] = (60.0, 30.0), max_model_len: int = 4096) -> None:
         self.service = service
         self.scaler = scaler
         self.policy = policy
         self.fleet = fleet
         self.initial_instances = initial_instances
         self.warmup_s = warmup_s
+        self.max_model_len = max_model_len  # policies see the prompt length the engine serves, as offline
         self._origin: float | None = None
         self.now: float | None = None
         self._bootstrapped = False
@@ -164,8 +166,8 @@ class ServiceScaler:
         out = self._tick(rec.ts)
         self.applied.add(rec)
         if isinstance(rec, PredictedRequest):
-            info = RequestInfo(rec.request_id, rec.service, rec.ts, rec.prompt_tokens, rec.predicted_tokens,
-                               rec.predicted_p90_tokens)
+            info = RequestInfo(rec.request_id, rec.service, rec.ts, served_prompt(rec.prompt_tokens, self.max_model_len),
+                               rec.predicted_tokens, rec.predicted_p90_tokens)
             self.scaler.observe_arrival(info, rec.ts)
         elif isinstance(rec, Forecast):
             self.scaler.observe_forecast(forecast_info(rec), rec.ts)

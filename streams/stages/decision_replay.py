@@ -1,7 +1,7 @@
 """The offline driver of the control agents' decisions: archived inputs through fresh state, compared with the
 live decisions one by one.
 
-Each live decision records how many inputs of each kind it had applied (``streams.control_inputs``). The
+Each live decision records how many inputs of each kind it had applied (``streams.stages.control_inputs``). The
 router is replayed at exactly those points: requests are fed at the input counts they were received at (their
 own decision's, or ``queued_at_inputs`` for one that waited), and queued requests are drained where the live
 agent drained them. The scaler needs no such help: it applies every input in the canonical order behind a
@@ -16,9 +16,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from streams.control_state import RouteAgentState, ScaleAgentState
 from streams.pipeline_config import PipelineConfig
 from streams.records import Completion, Forecast, InstanceEvent, PredictedRequest, RouteDecision, ScaleCommand
+from streams.stages.control import RouteAgentState, ScaleAgentState
 
 __all__ = ["ReplayReport", "replay_decisions"]
 

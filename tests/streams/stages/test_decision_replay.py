@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from streams.decision_replay import replay_decisions
 from streams.pipeline_config import PipelineConfig
 from streams.policies.policy_registry import ROUTERS, SCALERS
-from tests.streams.closed_loop import Archive, requests, run_closed_loop
+from streams.stages.decision_replay import replay_decisions
+from tests.streams.stages.closed_loop import Archive, requests, run_closed_loop
 
 SERVICES = ("svc-a", "svc-b")
 

@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 
 from fleet.live.instance_manager import FleetManager
 from fleet.live.simulated_engine import SimulatedEngineFactory
-from streams.control_state import RouteAgentState, ScaleAgentState
-from streams.density_state import DensityAgentState
-from streams.forecast_state import ForecastAgentState
-from streams.messages import RawMessage
 from streams.pipeline_config import PipelineConfig
 from streams.records import EventRecord, PredictedRequest, RouteDecision, ScaleCommand
+from streams.stages.control import RouteAgentState, ScaleAgentState
+from streams.stages.density import DensityAgentState
+from streams.stages.forecast import ForecastAgentState
+from streams.transport.messages import RawMessage
 
 CONTROL_INPUTS = ("predicted-requests", "instance-events", "completions", "forecasts")
 
