@@ -212,6 +212,9 @@ class Forecast(EventRecord):
     mean: list[float]
     upper: list[float] = Field(description="upper quantile per horizon step (same length as mean)")
     model: str
+    quantiles: dict[str, list[float]] | None = Field(
+        default=None, description="calibrated quantile forecasts: quantile as a string ('0.5', '0.9', '0.99') -> "
+                                  "one value per horizon step (same length as mean); absent from older producers")
 
 
 class ScaleCommand(EventRecord):

@@ -29,7 +29,7 @@ import pandas as pd
 
 from models.workload.features import TARGETS
 
-__all__ = ["WorkloadSeries", "load_series", "SeriesError"]
+__all__ = ["WorkloadSeries", "load_series", "concat_series", "SeriesError"]
 
 SERVEGEN_AGG = ("window_start_s", "req_per_s", "in_tok_per_s_covered", "out_tok_per_s_covered", "rate_coverage")
 DENSITY = ("window_start", "requests", "prompt_tokens", "output_tokens")
@@ -197,3 +197,29 @@ def load_series(path: str | Path, window_s: float, service: str | None = None) -
         return _servegen_aggregate(df, p, window_s) if set(SERVEGEN_AGG) <= cols else \
             _density_csv(df, p, window_s, service)
     return _trace(p, window_s, service)
+
+
+def concat_series(parts: list[WorkloadSeries], gap: int) -> WorkloadSeries:
+    """One training series out of several of the same window and unit: each part keeps its own window starts
+    (its calendar), and ``gap`` invalid windows (zeros, never trained on or read as a day lag) separate them,
+    so no sample's history, day lags or horizon mixes two parts when ``gap`` covers the network's reach."""
+    if not parts:
+        raise SeriesError("no series to concatenate")
+    first = parts[0]
+    for p in parts[1:]:
+        if p.window_s != first.window_s or p.unit != first.unit:
+            raise SeriesError(f"{p.source}: window {p.window_s} s / unit {p.unit} differ from {first.source}")
+    avail = tuple(t for t in first.available if all(t in p.available for p in parts))
+    vals, starts, valid = [], [], []
+    for j, p in enumerate(parts):
+        if j:
+            vals.append(np.zeros((gap, p.values.shape[1])))
+            starts.append(p.window_start[0] - first.window_s * np.arange(gap, 0, -1))
+            valid.append(np.zeros(gap, bool))
+        vals.append(p.values)
+        starts.append(p.window_start)
+        valid.append(p.valid)
+    return WorkloadSeries(values=np.concatenate(vals), window_start=np.concatenate(starts), window_s=first.window_s,
+                          valid=np.concatenate(valid), available=avail, unit=first.unit,
+                          source="+".join(p.source for p in parts),
+                          notes=[f"{len(parts)} series joined by {gap} invalid windows"] + first.notes)
