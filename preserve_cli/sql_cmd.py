@@ -59,7 +59,7 @@ def sql(query: str | None, fmt: str, dsn: str | None, list_saved: bool) -> None:
     word = query.strip()
     if word.replace("_", "").replace("-", "").isalnum() and word not in SAVED_QUERIES:
         raise click.UsageError(f"no saved query {word!r}; saved queries: {', '.join(sorted(SAVED_QUERIES))} "
-                               "(or give SQL, e.g. \"SELECT count() FROM completions\")")
+                               "(or give a SQL statement)")
     target = resolve_dsn(dsn)
     try:
         df = query_df(target, query)
