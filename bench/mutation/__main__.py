@@ -202,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     results: list[ModuleResult] = []
+    # a SIGTERM unwinds like Ctrl-C, so the temporary copy is removed and no fork server is left behind
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with tempfile.TemporaryDirectory(prefix="preserve-mutation-") as tmp:
         copy = Path(tmp)
         copy_repo(copy)

@@ -62,12 +62,14 @@ TARGETS: tuple[Target, ...] = (
            (f"{P}/scalers/test_baseline_scaler_terms.py", f"{P}/test_baseline_scalers.py")),
     Target("streams/policies/scalers/queue_depth_scaler.py",
            (f"{P}/scalers/test_baseline_scaler_terms.py", f"{P}/test_baseline_scalers.py")),
-    # density windows and fleet rules
-    Target("streams/token_density.py",
-           ("tests/streams/test_token_density_terms.py", "tests/streams/test_token_density.py")),
-    Target("streams/fleet_state.py",
-           ("tests/streams/test_fleet_state_terms.py", "tests/streams/agents/test_route_state.py",
-            "tests/streams/agents/test_scale_state.py")),
+    # density windows, fleet rules and the fleet view the control agents keep
+    Target("streams/policies/density_windows.py",
+           (f"{P}/test_density_windows_terms.py", f"{P}/test_density_windows.py")),
+    Target("streams/policies/fleet_rules.py", (f"{P}/test_fleet_rules_terms.py",
+                                               "tests/streams/stages/test_fleet_state_terms.py")),
+    Target("streams/stages/fleet_state.py",
+           ("tests/streams/stages/test_fleet_state_terms.py", "tests/streams/stages/test_service_router.py",
+            "tests/streams/stages/test_service_scaler.py")),
 )
 
 

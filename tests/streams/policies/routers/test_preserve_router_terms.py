@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from fleet.engine_presets import get_preset
+from streams.policies.engine_profiles import get_preset
 from streams.policies.fleet_view import CompletionInfo, FleetView, InstanceState, InstanceView, RequestInfo
 from streams.policies.routers.preserve_router import PreServeRouter
 
@@ -212,7 +212,7 @@ def test_removal_forgets_anticipator_and_backlog() -> None:
 # ----------------------------------------------------------------- parameters
 def test_defaults_and_the_prefill_rate_of_the_engine() -> None:
     r = PreServeRouter()
-    assert (r.prefill_weight, r.overflow_weight, r.kv_fill, r.predictor_spec) == (2.0, 0.0, 0.9, "model")
+    assert (r.prefill_weight, r.overflow_weight, r.kv_fill) == (2.0, 0.0, 0.9)
     c = r.anticipator_config
     assert (c.horizon_s, c.bucket_s, c.decode_tokens_per_s) == (30.0, 1.0, 30.0)
     e = get_preset("llama2-7b-h100")

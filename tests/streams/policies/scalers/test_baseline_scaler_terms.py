@@ -122,7 +122,7 @@ def test_fixed_widens_its_bounds_and_defaults_to_min() -> None:
     d = s.decide(fleet([0]), T)
     assert d is not None and d.target_instances == 0 and d.reason == "fixed n=0"
     s = FixedScaler(min_instances=2, max_instances=8)
-    assert (s.n, s.initial_instances) == (2, 2)
+    assert (s.n, s.initial_instances(5)) == (2, 2)
     s = FixedScaler(n=12, min_instances=1, max_instances=8)
     assert (s.min_instances, s.max_instances) == (1, 12)
     s = FixedScaler()

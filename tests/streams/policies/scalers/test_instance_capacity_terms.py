@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from fleet.engine_presets import get_preset
+from streams.policies.engine_profiles import get_preset
 from streams.policies.scalers.instance_capacity import InstanceCapacity, _round, capacity_at
 
 

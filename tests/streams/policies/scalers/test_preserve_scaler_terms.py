@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from fleet.engine_presets import get_preset
+from streams.policies.engine_profiles import get_preset
 from streams.policies.fleet_view import CompletionInfo, FleetView, InstanceState, InstanceView, RequestInfo
 from streams.policies.scalers.preserve_scaler import PreServeScaler
 

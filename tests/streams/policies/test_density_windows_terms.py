@@ -9,12 +9,11 @@ from dataclasses import dataclass
 import pandas as pd
 import pytest
 
-from streams.token_density import (
+from streams.policies.density_windows import (
     DENSITY_COLUMNS,
     DensityAccumulator,
     density_frame,
     density_series,
-    window_start_of,
 )
 
 W = 7.5
@@ -52,12 +51,6 @@ def both(evs: list[Ev], window_s: float = W, grace_s: float = 0.0) -> tuple[list
     a, b = live(evs, window_s, grace_s), batch(evs, window_s, grace_s)
     assert a == b
     return a
-
-
-def test_window_start_of_boundaries() -> None:
-    assert window_start_of(B, W) == B
-    assert window_start_of(B - 0.001, W) == B - W
-    assert window_start_of(B + W - 1e-9, W) == B
 
 
 def test_an_event_on_a_boundary_opens_the_next_window_in_both_paths() -> None:

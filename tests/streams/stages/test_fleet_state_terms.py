@@ -4,8 +4,8 @@ agent expects (placeholders up, newest-starting then least-loaded down), dispatc
 
 from __future__ import annotations
 
-from streams.fleet_state import FleetState
 from streams.records import Completion, InstanceEvent, InstanceEventKind, InstanceState
+from streams.stages.fleet_state import FleetState
 
 K, St = InstanceEventKind, InstanceState
 T = 8000.0
@@ -16,8 +16,8 @@ def ev(ts: float, iid: str, kind: InstanceEventKind, state: InstanceState, cap: 
                          **load)
 
 
-def done(iid: str, prompt: int, output: int) -> Completion:
-    return Completion(ts=T + 50, request_id="r", service="svc", instance_id=iid, arrival_ts=T, prompt_tokens=prompt,
+def done(iid: str, prompt: int, output: int, ts: float = T + 50) -> Completion:
+    return Completion(ts=ts, request_id="r", service="svc", instance_id=iid, arrival_ts=T, prompt_tokens=prompt,
                       output_tokens=output, ttft_s=0.1, e2e_s=1.0)
 
 
@@ -149,3 +149,16 @@ def test_completions_free_a_running_sequence_first_then_a_waiting_one() -> None:
     f.note_completion(done("i1", 1, 1))
     assert (i.running, i.waiting) == (0, 0)
     f.note_completion(done("unknown", 1, 1))
+
+
+def test_a_completion_already_counted_by_a_later_status_is_not_applied_twice() -> None:
+    f = FleetState("svc")
+    f.apply(ev(T + 10, "i1", K.STATUS, St.READY, running=2, kv_used_tokens=500))
+    f.note_completion(done("i1", 100, 50, ts=T + 10))  # at the status's time: the status counted it
+    i = f.instances["i1"]
+    assert (i.running, i.kv_used_tokens) == (2, 500)
+    f.note_completion(done("i1", 100, 50, ts=T + 10.5))
+    assert (i.running, i.kv_used_tokens) == (1, 350)
+    f.apply(ev(T + 11, "i1", K.START_REQUESTED, St.READY))  # an event without load figures
+    f.note_completion(done("i1", 100, 50, ts=T + 10.8))  # after the last status (T + 10): applied
+    assert (i.running, i.kv_used_tokens) == (0, 200)
