@@ -132,6 +132,9 @@ def run_module(copy: Path, target: Target, n: int, seed: int, timeout_s: float |
     every = mutants(original)
     chosen = sample(every, n, seed, target.module)
     res = ModuleResult(target.module, list(target.tests), len(every))
+    if not target.tests:  # pytest without paths would run the whole suite
+        res.error = "no test files listed (none existed at the baseline revision?)"
+        return res
     runner = TestRunner(copy, niceness, fresh)
     status, res.baseline_s = runner.run(target.tests, 600.0)
     if status != "pass":
