@@ -137,6 +137,7 @@ def test_default_hooks_do_nothing() -> None:
             return ScaleDecision(fleet.provisioned + 1, "more")
 
     s = Plain(freeze_s=60.0)
+    assert (s.needs_future, s.forecast_targets, s.wants_forecasts, s.initial_instances(3)) == (False, (), False, 3)
     s.attach_oracle([(0.0, 1, 1)])
     s.observe_arrival(RequestInfo("r", "svc", T, 1), T)
     s.observe_completion(CompletionInfo("r", "r0", T, T + 1, 1, 1, 0.1), T + 1)

@@ -263,6 +263,14 @@ def test_slo_boundaries_are_not_misses() -> None:
     assert s.last_details["slo_miss"] == 0.0 and s.last_details["need / SLO misses"] == 0.0
 
 
+def test_two_output_tokens_have_one_decode_step() -> None:
+    s = scaler()
+    for k in range(30):  # one decode step of 0.5 s: TPOT 0.5 > 0.1
+        complete(s, f"c{k}", T - 60 + k, ttft=0.5, decode_s=0.5, out=2)
+    s.decide(view(2), now=T)
+    assert s.last_details["slo_miss"] == 1.0
+
+
 def test_tpot_slo_parameter_moves_the_tpot_side() -> None:
     s = scaler(tpot_slo_s=0.2)
     for k in range(30):
@@ -495,6 +503,12 @@ def test_parameters_are_validated_and_stored() -> None:
             PreServeScaler(**bad)
     with pytest.raises(TypeError):
         PreServeScaler(nonsense=1)
+    fresh = PreServeScaler(forecast="oracle")
+    assert fresh.last_details == {}
+    assert (fresh.needs_future, fresh.forecast_targets, fresh.wants_forecasts) == (True, (), False)
+    online = PreServeScaler()
+    assert (online.needs_future, online.forecast_targets, online.wants_forecasts) == (
+        False, ("prompt_tokens", "output_tokens"), True)
     s = PreServeScaler(forecast="oracle", target_util=1.0, high_water=1.0)
     assert (s.target_util, s.high_water) == (1.0, 1.0)
     d = PreServeScaler(forecast="oracle")
