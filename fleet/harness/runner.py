@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fleet.harness.summary import row_kind, summarize_runs
 from fleet.metrics import summarize
 from fleet.sim_inputs import Overlength, SimConfig, SimResult, Workload
 from fleet.simulator import simulate
@@ -125,14 +126,15 @@ def run_eval(trace: pd.DataFrame, policies: Sequence[PolicySpec | str], config: 
         label = spec.label
         cb = (lambda done, _l=label: progress(_l, done)) if progress else None
         result = simulate(workload, sim_cfg, router, scaler, cb)
-        row = {"policy": f"{spec.router}:{spec.scaler}", "label": label,
+        row = {"policy": f"{spec.router}:{spec.scaler}", "label": label, "kind": "",
                "params": {"router": dict(spec.router_params), "scaler": dict(spec.scaler_params)},
                "predictor": pspec, "predictor_source": source, "prediction_cpu_s": pred_cpu,
                **summarize(result, cfg.slo_ttft_s, cfg.slo_tpot_s, extra_cpu_s=pred_cpu)}
+        row["kind"] = row_kind(row)
         runs.append(EvalRun(spec, pspec, result if keep_results else None, row))
     doc = {"trace": trace_info if trace_info is not None else _describe(trace),
            "settings": {**asdict(cfg), "engine_config": _engine_summary(engine)},
-           "results": [r.row for r in runs]}
+           "results": [r.row for r in runs], "summary": summarize_runs([r.row for r in runs])}
     return EvalReport(doc, runs)
 
 
