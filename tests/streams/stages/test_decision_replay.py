@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from streams.pipeline_config import PipelineConfig
-from streams.policies.policy_registry import ROUTERS, SCALERS
+from streams.policies.policy_registry import ROUTERS, SCALERS, PolicySpecError
+from streams.stages.control import RouteAgentState
 from streams.stages.decision_replay import replay_decisions
 from tests.streams.stages.closed_loop import Archive, requests, run_closed_loop
 
@@ -21,7 +22,9 @@ def _replay(cfg: PipelineConfig, archive: Archive):  # type: ignore[no-untyped-d
 
 SCALER_SPECS = {"fixed": "fixed(n=2)", "reactive": "reactive(up=0.3,down=0.05)",
                 "queue-depth": "queue-depth(threshold=1,cooldown=20)", "preserve": "preserve(freeze_s=10)"}
-POLICIES = sorted({f"{r}:fixed(n=2)" for r in ROUTERS} | {f"least-requests:{SCALER_SPECS.get(s, s)}" for s in SCALERS}
+OFFLINE_ONLY = {"oracle-schedule"}  # reads the trace's future: refused live (tested below)
+POLICIES = sorted({f"{r}:fixed(n=2)" for r in ROUTERS}
+                  | {f"least-requests:{SCALER_SPECS.get(s, s)}" for s in SCALERS if s not in OFFLINE_ONLY}
                   | {"preserve:preserve(freeze_s=10)"})
 
 
@@ -46,7 +49,13 @@ def test_live_decisions_replay_exactly_from_the_archive(policy: str) -> None:
 
 def test_every_registered_policy_is_covered() -> None:
     assert {p.split(":")[0].split("(")[0] for p in POLICIES} == set(ROUTERS)
-    assert {p.split(":")[1].split("(")[0] for p in POLICIES} == set(SCALERS)
+    assert {p.split(":")[1].split("(")[0] for p in POLICIES} == set(SCALERS) - OFFLINE_ONLY
+
+
+@pytest.mark.parametrize("policy", ["least-requests:oracle-schedule", "preserve:preserve(forecast=oracle)"])
+def test_a_policy_that_reads_the_future_is_refused_live_with_a_reason(policy: str) -> None:
+    with pytest.raises(PolicySpecError, match="future of the trace"):
+        RouteAgentState(_cfg(policy))
 
 
 def test_a_decision_that_depended_on_an_input_the_archive_lacks_is_a_mismatch() -> None:
