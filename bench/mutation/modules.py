@@ -62,6 +62,12 @@ TARGETS: tuple[Target, ...] = (
            (f"{P}/scalers/test_baseline_scaler_terms.py", f"{P}/test_baseline_scalers.py")),
     Target("streams/policies/scalers/queue_depth_scaler.py",
            (f"{P}/scalers/test_baseline_scaler_terms.py", f"{P}/test_baseline_scalers.py")),
+    Target("streams/policies/scalers/hpa_scaler.py",
+           (f"{P}/scalers/test_hpa_scaler_terms.py", f"{P}/test_proportional_scalers.py")),
+    Target("streams/policies/scalers/kpa_scaler.py",
+           (f"{P}/scalers/test_kpa_scaler_terms.py", f"{P}/test_proportional_scalers.py")),
+    Target("streams/policies/scalers/oracle_schedule_scaler.py",
+           (f"{P}/scalers/test_oracle_schedule_terms.py", f"{P}/test_oracle_schedule.py")),
     # density windows, fleet rules and the fleet view the control agents keep
     Target("streams/policies/density_windows.py",
            (f"{P}/test_density_windows_terms.py", f"{P}/test_density_windows.py")),
