@@ -86,3 +86,10 @@ def test_defaults_and_parameters() -> None:
         with pytest.raises(ValueError):
             KPAScaler(**bad)
     assert KPAScaler(utilization=1.0, panic_share=1.0).panic_s == 60.0
+
+
+def test_a_desire_a_rounding_error_above_a_whole_number_is_that_number() -> None:
+    s = KPAScaler(concurrency=12.0, utilization=0.3, max_instances=32)  # 3.5999999999999996 per instance
+    d = s.decide(fleet([18]), T)  # 18 / 3.5999999999999996 = 5.000000000000001: 5 instances, not 6
+    assert d is not None and d.target_instances == 5 and d.details["panic_desire"] == 5.0
+    assert d.details["stable_desire"] == 5.0
