@@ -91,6 +91,12 @@ def eval_cmd(trace_path: Path, fmt: str | None, policies: str, frontier: bool, r
     except (KeyError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     df, info = _load(trace_path, fmt, rate_scale, start_s, duration_s, on_bad_row)
+    if cfg.time_scale != 1.0:
+        eng = cfg.engine_config()
+        click.echo(f"trace time compressed x{cfg.time_scale:g}: cold start {eng.cold_start_s:g} s, freeze "
+                   f"{cfg.trace_s(cfg.freeze_s):g} s, warm-up {cfg.trace_s(cfg.warmup_s):g} s, density window "
+                   f"{cfg.trace_s(cfg.density_window_s):g} s; every policy's windows divided by {cfg.time_scale:g}",
+                   err=True)
     click.echo(f"{trace_path}: {len(df):,} requests over {info['span_s']:.0f} s; {len(specs)} policies", err=True)
     bar = tqdm(total=len(df) * len(specs), unit="req", desc="simulating", dynamic_ncols=True, mininterval=0.5,
                disable=None)  # None: no bar when stderr is not a terminal

@@ -43,6 +43,9 @@ class PipelineConfig(ControlSettings):
             raise ValueError("batch sizes must be >= 1")
         if self.snapshot_every_s <= 0:
             raise ValueError("snapshot_every_s must be positive")
+        if self.time_scale != 1.0:
+            raise ValueError("time_scale compresses a recorded trace for `preserve eval`; the live pipeline runs in "
+                             "its events' own time (replay faster with --speedup, which keeps event time)")
 
     def request_predictor(self) -> str:
         """The predictor the predict stage runs: the policy's router ``predictor=`` if it sets one (as the offline

@@ -120,8 +120,9 @@ def run_eval(trace: pd.DataFrame, policies: Sequence[PolicySpec | str], config: 
         sim_cfg = SimConfig(engine=engine, initial_instances=scaler.initial_instances(cfg.instances),
                             min_instances=cfg.min_instances, max_instances=cfg.max_instances,
                             sample_interval_s=cfg.sample_interval_s, overlength=cfg.overlength,
-                            horizon_s=cfg.horizon_s, warmup_s=cfg.warmup_s,
-                            density_window_s=cfg.density_window_s, density_grace_s=cfg.density_grace_s,
+                            horizon_s=cfg.horizon_s, warmup_s=cfg.trace_s(cfg.warmup_s),
+                            density_window_s=cfg.trace_s(cfg.density_window_s),
+                            density_grace_s=cfg.trace_s(cfg.density_grace_s),
                             forecast_horizon=cfg.forecast_horizon, forecast_model=cfg.forecast_model)
         label = spec.label
         cb = (lambda done, _l=label: progress(_l, done)) if progress else None

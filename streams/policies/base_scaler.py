@@ -25,6 +25,9 @@ class BaseScaler(ABC):
     """
 
     name: ClassVar[str] = ""
+    # Constructor parameters that measure load dynamics in trace seconds: a compressed trace
+    # (ControlSettings.time_scale) divides them, so a policy sees the same dynamics at any compression.
+    TRACE_TIME_PARAMS: ClassVar[tuple[str, ...]] = ("freeze_s", "interval_s")
 
     def initial_instances(self, default: int) -> int:
         """Warm instances a service starts with (both drivers ask this); default: the settings' ``instances``."""

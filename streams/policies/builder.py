@@ -47,8 +47,25 @@ def build_policy(spec: PolicySpec, settings: ControlSettings | None = None) -> t
         del rparams["predictor"]  # consumed by the harness (which predictions the router sees)
     router = _construct(rcls, {**_accepted(rcls, shared, rparams), **rparams}, f"router {spec.router!r}")
     sparams = dict(spec.scaler_params)
-    scaler = _construct(scls, {**_accepted(scls, shared, sparams), **sparams}, f"scaler {spec.scaler!r}")
+    skw = _in_trace_time(scls, {**_accepted(scls, shared, sparams), **sparams}, cfg.time_scale)
+    scaler = _construct(scls, skw, f"scaler {spec.scaler!r}")
     return router, scaler
+
+
+def _in_trace_time(cls: type[BaseScaler], kwargs: dict[str, Any], time_scale: float) -> dict[str, Any]:
+    """``kwargs`` with every load-dynamics time constant of ``cls`` (given or default) divided by
+    ``time_scale``: a trace compressed x24 sees a 60 s window as 2.5 s."""
+    if time_scale == 1.0:
+        return kwargs
+    params = inspect.signature(cls).parameters
+    out = dict(kwargs)
+    for name in cls.TRACE_TIME_PARAMS:
+        if name not in params:
+            continue
+        value = out.get(name, params[name].default)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            out[name] = value / time_scale
+    return out
 
 
 def predictor_for(spec: PolicySpec, default: str) -> str:

@@ -30,6 +30,8 @@ class OracleScheduleScaler(BaseScaler):
     :param cold_start_s: start-up delay to plan ahead for (default: the fleet view's, else the profile's).
     """
 
+    TRACE_TIME_PARAMS = ("window_s", "cold_start_s", "interval_s")
+
     def __init__(self, scale: float = 1.0, window_s: float = 60.0, engine: str = "llama2-7b-h100",
                  tpot_slo_s: float = 0.1, cold_start_s: float | None = None, min_instances: int = 1,
                  max_instances: int = 8, interval_s: float = 5.0) -> None:
