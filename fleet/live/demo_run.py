@@ -36,6 +36,7 @@ class DemoSettings:
     drain_timeout_s: float = 300.0
     archive: bool = True
     workers: int = 1  # control workers sharing the services (consumer group)
+    fleet_engine_args: tuple[str, ...] = ()  # replaces `--engine <preset>` of the fleet (real engine processes)
 
 
 @dataclass
@@ -104,8 +105,9 @@ def run_pipeline(df: pd.DataFrame, cfg: PipelineConfig, kafka: KafkaSettings, en
             procs.start(f"worker-{i}", ["worker", "--agents", CONTROL_AGENTS, "--loglevel", "info", *wargs])
         if demo.archive:
             procs.start("archive", ["worker", "--agents", "archive", "--loglevel", "info", *wargs])
-        fleet_args = ["fleet", "--speedup", str(demo.speedup), "--lag-s", str(demo.lag_s), "--engine", cfg.engine]
-        if cfg.cold_start_s is not None:
+        fleet_args = ["fleet", "--speedup", str(demo.speedup), "--lag-s", str(demo.lag_s),
+                      *(demo.fleet_engine_args or ("--engine", cfg.engine))]
+        if cfg.cold_start_s is not None and not demo.fleet_engine_args:
             fleet_args += ["--cold-start-s", str(cfg.cold_start_s)]
         procs.start("fleet", fleet_args)
         say(f"demo: starting {demo.workers} control worker(s){' + archive worker' if demo.archive else ''} + fleet "

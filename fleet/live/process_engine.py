@@ -15,14 +15,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from fleet.live.base_engine_adapter import EngineAdapter, EngineFactory, Provisioning, StartState
 from fleet.live.openai_engine import OpenAIEngine, OpenAIEngineConfig
 from fleet.live.process_actuator import NoFreeDevice, ProcessActuator, ProcessEngineSpec
-from fleet.live.process_lifecycle import Phase
+from fleet.live.process_lifecycle import LifecycleTimeouts, Phase
 
-__all__ = ["ProcessEngineFactory"]
+__all__ = ["ProcessEngineFactory", "build_process_factory"]
 
 
 class ProcessEngineFactory(EngineFactory):
@@ -127,3 +128,25 @@ class ProcessEngineFactory(EngineFactory):
             "engine_stop_reasons": [f"{lc.instance_id}: {lc.reason}" for a in self.actuators.values()
                                     for lc in a.finished],
         }
+
+
+def build_process_factory(commands: dict[str, str], model: str | None, devices: tuple[str, ...],
+                          device_env: str | None, flavor: str, run_dir: Path, timeouts: LifecycleTimeouts,
+                          kv_capacity_tokens: int = 0) -> ProcessEngineFactory:
+    """The factory of ``preserve fleet --engine process``.
+
+    :param commands: command template per service (``"*"``: every other service); empty: llama.cpp's server
+        with the project's tiny model (needs ``scripts/setup_engine.sh``).
+    :param model: what ``{model}`` becomes; None: the tiny random-weight Llama."""
+    if not commands:
+        from fleet.live.llama_cpp.locate import llama_server_command
+
+        commands = {"*": llama_server_command()}
+    if model is None:
+        from fleet.live.llama_cpp.locate import tiny_model
+
+        model = str(tiny_model())
+    specs = {svc: ProcessEngineSpec(cmd, model, run_dir, devices, device_env, timeouts=timeouts)
+             for svc, cmd in commands.items()}
+    return ProcessEngineFactory(specs, OpenAIEngineConfig("http://unused", model, flavor=flavor,
+                                                          kv_capacity_tokens=kv_capacity_tokens))
