@@ -10,7 +10,7 @@ from streams.pipeline_config import pipeline_config
 from streams.predict_state import PredictAgentState
 
 cfg = pipeline_config()
-state = PredictAgentState(cfg.predictor, cfg.predict_max_lag_s)
+state = PredictAgentState(cfg.request_predictor(), cfg.predict_max_lag_s)
 
 
 @app.agent(raw_topic("requests"))
