@@ -117,7 +117,10 @@ def run_pipeline(df: pd.DataFrame, cfg: PipelineConfig, kafka: KafkaSettings, en
                 procs.wait_for_log(name, READY_MARKER, demo.start_timeout_s)
         procs.check_alive()
         t0 = time.time()
-        counts = send_trace(df, demo.speedup, None, True, tqdm_cls, kafka)
+        # Real engines stamp their timings with the wall clock: the trace's t=0 is then exactly now (the default
+        # epoch is a whole second, which would add up to 1 s to every measured latency).
+        epoch = time.time() if demo.fleet_engine_args else None
+        counts = send_trace(df, demo.speedup, epoch, True, tqdm_cls, kafka)
         replay_wall = time.time() - t0
         if counts.failed:
             raise RuntimeError(f"{counts.failed} requests could not be produced")
