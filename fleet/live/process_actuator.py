@@ -19,6 +19,7 @@ cold start is seconds. The scale agent's next command starts fresh instances.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import os
@@ -99,14 +100,21 @@ class EngineProcess:
         return f"http://{self.host}:{self.port}"
 
 
+def _load_prctl() -> Callable[..., int] | None:
+    try:
+        return ctypes.CDLL("libc.so.6", use_errno=True).prctl  # type: ignore[no-any-return]
+    except (OSError, AttributeError):
+        return None
+
+
+# Bound once in the parent: the child of a fork in a threaded manager must not import or dlopen anything.
+_PRCTL = _load_prctl()
+
+
 def kill_with_parent() -> None:
     """``preexec_fn``: Linux sends this child SIGKILL when the manager dies (no drain is possible then)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
-    except OSError:
-        pass
+    if _PRCTL is not None:
+        _PRCTL(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
 
 
 def _start_ticks(pid: int) -> str:
