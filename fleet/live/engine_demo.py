@@ -24,7 +24,7 @@ import pandas as pd
 __all__ = ["CPU_CAPS", "EngineDemoPlan", "plan", "engine_checks", "ENGINE_NAMES"]
 
 ENGINE_NAMES = ("llama-cpp",)
-CPU_CAPS = {"prompt_tokens": 1024, "output_tokens": 256}  # per request, for 1-thread engines on a 2-core machine
+CPU_CAPS = {"prompt_tokens": 256, "output_tokens": 64}  # per request: 1-thread engines (~200-300 tok/s) on 2 cores
 
 
 @dataclass(frozen=True)
