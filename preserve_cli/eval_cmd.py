@@ -71,6 +71,7 @@ def eval_cmd(trace_path: Path, fmt: str | None, policies: str, frontier: bool, r
     from tqdm import tqdm
 
     from fleet.harness import format_table, frontier_specs, run_eval, write_json
+    from fleet.harness.report import format_summary
     from streams.policies.builder import canonical
     from streams.policies.policy_registry import PolicySpecError, parse_policies
 
@@ -111,6 +112,7 @@ def eval_cmd(trace_path: Path, fmt: str | None, policies: str, frontier: bool, r
     finally:
         bar.close()
     click.echo(format_table(report.doc["results"]))
+    click.echo("\n" + format_summary(report.doc["summary"]))
     write_json(report.doc, json_out)
     click.echo(f"wrote {json_out}", err=True)
     if requests_dir is not None:

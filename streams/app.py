@@ -8,18 +8,20 @@ partitions, and thereby the services, between them.
 
 from __future__ import annotations
 
+import atexit
 import gc
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 import faust
 
-from streams import faust_transport
 from streams.pipeline_config import AGENTS
-from streams.ready_batches import ReadyBatchStream
 from streams.settings import load_settings
+from streams.transport import faust_transport
+from streams.transport.ready_batches import ReadyBatchStream
 
 __all__ = ["app", "selected_agents", "app_id"]
 
@@ -59,17 +61,40 @@ def _credentials() -> faust.types.auth.CredentialsT | None:
     return None
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def faust_datadir(tmp: Path | None = None) -> Path:
+    """This worker's Faust data folder (tables live in memory; Faust still wants one): removed when the
+    worker exits, and folders of workers that no longer run (kill -9) are swept at start."""
+    root = tmp or Path(tempfile.gettempdir())
+    for stale in root.glob("preserve-faust-*"):
+        pid = stale.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    path = root / f"preserve-faust-{os.getpid()}"
+    atexit.register(shutil.rmtree, path, True)
+    return path
+
+
 def _make_app() -> faust.App:
     s = load_settings()
     web_port = os.environ.get("PRESERVE_WEB_PORT")
     return faust.App(
         app_id(),
-        # Faust's aiokafka transport with a bounded fetch wait (streams/faust_transport.py)
+        # Faust's aiokafka transport with a bounded fetch wait (streams/transport/faust_transport.py)
         broker=[f"{faust_transport.SCHEME}://{hp.strip()}" for hp in s.kafka.bootstrap_servers.split(",")],
         broker_credentials=_credentials(),
         autodiscover=lambda: [f"streams.agents.{a}" for a in selected_agents()],
         store="memory://",
-        datadir=Path(tempfile.gettempdir()) / f"preserve-faust-{os.getpid()}",
+        datadir=faust_datadir(),
         topic_partitions=s.kafka.partitions,
         topic_replication_factor=s.kafka.replication_factor,
         consumer_auto_offset_reset="earliest",
@@ -77,7 +102,7 @@ def _make_app() -> faust.App:
         web_port=int(web_port) if web_port else 6066,
         producer_linger_ms=1,
         stream_wait_empty=False,
-        Stream=ReadyBatchStream,  # agents batch with take_ready (streams/ready_batches.py)
+        Stream=ReadyBatchStream,  # agents batch with take_ready (streams/transport/ready_batches.py)
     )
 
 

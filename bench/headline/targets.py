@@ -14,21 +14,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from fleet.harness.summary import COST_SLACK, SLO_SHARE, meets_slo, row_kind
+
 __all__ = ["is_baseline", "compare", "SLO_SHARE", "COST_SLACK", "TAIL_RATIO", "OVERHEAD_MAX"]
 
-SLO_SHARE = 0.99
-COST_SLACK = 1.05
 TAIL_RATIO = 0.6
 OVERHEAD_MAX = 0.005
+_meets = meets_slo
 
 
 def is_baseline(row: dict[str, Any]) -> bool:
-    router, scaler = str(row["policy"]).split(":", 1)
-    return router != "preserve" and scaler != "preserve"
-
-
-def _meets(row: dict[str, Any]) -> bool:
-    return row.get("slo_attainment") is not None and row["slo_attainment"] >= SLO_SHARE
+    return row_kind(row) == "baseline"
 
 
 def compare(results: list[dict[str, Any]], preserve_label: str, cost_target: float) -> dict[str, Any]:

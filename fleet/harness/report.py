@@ -12,11 +12,12 @@ import pandas as pd
 from fleet.metrics import request_latencies
 from fleet.sim_inputs import SimResult
 
-__all__ = ["format_table", "write_json", "write_requests_csv", "COLUMNS"]
+__all__ = ["format_table", "format_summary", "write_json", "write_requests_csv", "COLUMNS"]
 
 # (header, result key, format)
 COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("policy", "label", "{}"),
+    ("kind", "kind", "{}"),
     ("done", "completed", "{:,}"),
     ("drop", "dropped", "{:,}"),
     ("p50 TTFT", "p50_ttft_s", "{:.3f}"),
@@ -49,6 +50,19 @@ def format_table(results: list[dict[str, Any]], sort_by: str | None = "instance_
         lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))))
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """The candidates against the cheapest SLO-meeting baseline and the oracle, a line each."""
+    def num(x: Any, fmt: str = "{:.3f}") -> str:
+        return "-" if x is None else fmt.format(x)
+    lines = [f"cheapest baseline meeting the SLO: {summary['cheapest_baseline'] or '-'} "
+             f"({num(summary['cheapest_baseline_instance_hours'])} inst-h); oracle: {summary['oracle'] or '-'} "
+             f"({num(summary['oracle_instance_hours'])} inst-h)"]
+    for label, c in summary["candidates"].items():
+        lines.append(f"  {label}: cost ratio {num(c['cost_ratio'])}, gap closed {num(c['gap_closed'])}, "
+                     f"tail ratio {num(c['tail_ratio'])}{'' if c['meets_slo'] else ' (misses the SLO)'}")
     return "\n".join(lines)
 
 

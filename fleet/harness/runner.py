@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from fleet.harness.summary import row_kind, summarize_runs
 from fleet.metrics import summarize
 from fleet.sim_inputs import Overlength, SimConfig, SimResult, Workload
 from fleet.simulator import simulate
@@ -32,8 +33,16 @@ class EvalConfig(ControlSettings):
     what only a simulation has."""
 
     overlength: Overlength = field(default="truncate", metadata={"help": "see SimConfig.overlength"})
+    engine_mismatch: float = field(default=1.0, metadata={
+        "help": "every simulated engine step takes this many times the profile's time, while every policy keeps "
+                "reading the profile (1.15: the engine is 15% slower than believed)"})
     sample_interval_s: float = field(default=10.0, metadata={"help": "time-series sampling period"})
     horizon_s: float = field(default=3600.0, metadata={"help": "give up this long after the last arrival"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.engine_mismatch > 0:
+            raise ValueError(f"engine_mismatch must be > 0, got {self.engine_mismatch}")
 
 
 @dataclass
@@ -95,6 +104,8 @@ def run_eval(trace: pd.DataFrame, policies: Sequence[PolicySpec | str], config: 
     cfg = config or EvalConfig()
     specs = _specs(policies)
     engine = cfg.engine_config()
+    if cfg.engine_mismatch != 1.0:  # the simulated engine only: policies are built from the profile's name
+        engine = replace(engine, cost_model=engine.cost_model.scaled(cfg.engine_mismatch))
     preds = PredictionCache(trace, cfg.seed)
     arrivals = list(zip(trace["arrival_s"].tolist(), trace["prompt_tokens"].tolist(),
                         trace["output_tokens"].tolist(), strict=True))
@@ -115,14 +126,15 @@ def run_eval(trace: pd.DataFrame, policies: Sequence[PolicySpec | str], config: 
         label = spec.label
         cb = (lambda done, _l=label: progress(_l, done)) if progress else None
         result = simulate(workload, sim_cfg, router, scaler, cb)
-        row = {"policy": f"{spec.router}:{spec.scaler}", "label": label,
+        row = {"policy": f"{spec.router}:{spec.scaler}", "label": label, "kind": "",
                "params": {"router": dict(spec.router_params), "scaler": dict(spec.scaler_params)},
                "predictor": pspec, "predictor_source": source, "prediction_cpu_s": pred_cpu,
                **summarize(result, cfg.slo_ttft_s, cfg.slo_tpot_s, extra_cpu_s=pred_cpu)}
+        row["kind"] = row_kind(row)
         runs.append(EvalRun(spec, pspec, result if keep_results else None, row))
     doc = {"trace": trace_info if trace_info is not None else _describe(trace),
            "settings": {**asdict(cfg), "engine_config": _engine_summary(engine)},
-           "results": [r.row for r in runs]}
+           "results": [r.row for r in runs], "summary": summarize_runs([r.row for r in runs])}
     return EvalReport(doc, runs)
 
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient
 
 from streams.settings import KafkaSettings, project_root
+from streams.transport.kafka_wait import kafka_reachable
 
 __all__ = ["topic_counts", "group_lag", "PipelineProcesses", "ProcessFailed", "kafka_reachable",
            "read_topic"]
@@ -27,15 +27,6 @@ __all__ = ["topic_counts", "group_lag", "PipelineProcesses", "ProcessFailed", "k
 
 class ProcessFailed(RuntimeError):
     """A pipeline process exited or did not become ready; the message carries the tail of its log."""
-
-
-def kafka_reachable(kafka: KafkaSettings, timeout_s: float = 3.0) -> bool:
-    try:
-        AdminClient({**kafka.confluent_config(), "socket.timeout.ms": int(timeout_s * 1000)}).list_topics(
-            timeout=timeout_s)
-        return True
-    except Exception:  # any connection problem means: not reachable
-        return False
 
 
 def _consumer(kafka: KafkaSettings, group: str = "preserve-watch") -> Consumer:

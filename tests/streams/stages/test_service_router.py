@@ -3,8 +3,6 @@ snapshots, dead letters."""
 
 from __future__ import annotations
 
-from streams.control_state import AckPlan, DeferredAcks, RouteAgentState
-from streams.messages import RawMessage
 from streams.pipeline_config import PipelineConfig
 from streams.records import (
     Completion,
@@ -16,6 +14,8 @@ from streams.records import (
     RouteDecision,
     RoutingTable,
 )
+from streams.stages.control import AckPlan, DeferredAcks, RouteAgentState
+from streams.transport.messages import RawMessage
 
 SVC = "svc"
 
@@ -79,8 +79,10 @@ def test_router_spreads_over_ready_instances_and_sees_completions() -> None:
     c = Completion(ts=9.0, request_id="r0", service=SVC, instance_id=ds[0].instance_id, arrival_ts=1.0,
                    prompt_tokens=100, output_tokens=10, ttft_s=0.1, e2e_s=8.0)
     st.handle([RawMessage("completions", SVC.encode(), c.to_json())], now=0.0)
-    fleet = st.services.get(SVC).fleet
-    assert sum(i.running + i.waiting for i in fleet.instances.values()) == 3
+    svc = st.services.get(SVC)
+    assert sum(i.running + i.waiting for i in svc.fleet.instances.values()) == 4  # applied before the next decision
+    svc.flush()
+    assert sum(i.running + i.waiting for i in svc.fleet.instances.values()) == 3
 
 
 def test_routing_table_snapshots_at_a_fixed_event_time_cadence() -> None:
@@ -134,7 +136,8 @@ def test_a_request_pending_and_routed_in_one_batch_is_not_held() -> None:
     st = state()
     out = st.handle([req(1.0, "a", offset=10), ready(2.0), req(3.0, "b", offset=11)], now=0.0)
     assert [d.request_id for d in decisions(out)] == ["a", "b"]
-    assert st.take_acks() == AckPlan(hold=frozenset(), release=[key(10)])
+    # b joined the queue behind a (a queue keeps its order), and both were routed when the batch's READY applied
+    assert st.take_acks() == AckPlan(hold=frozenset(), release=[key(10), key(11)])
 
 
 def test_a_redelivered_copy_of_a_pending_request_is_held_and_released_with_it() -> None:
@@ -165,3 +168,16 @@ def test_messages_without_coordinates_are_never_held() -> None:
     st.handle(batch, now=0.0)
     assert DeferredAcks[str]().settle(["ev-a"], batch, st.take_acks()) == ["ev-a"]
     assert len(st.services.get(SVC).pending) == 1
+
+
+def test_policies_see_the_prompt_length_the_engine_serves_as_offline() -> None:
+    st = state("token-load:fixed")
+    st.handle([ready(0.0)], now=0.0)
+    svc = st.services.get(SVC)
+    seen: list[int] = []
+    choose = svc.router.choose
+    svc.router.choose = lambda info, fleet, now: (seen.append(info.prompt_tokens), choose(info, fleet, now))[1]  # type: ignore[method-assign]
+    big = PredictedRequest(ts=1.0, request_id="long", service=SVC, prompt_tokens=10_000, predicted_tokens=10.0,
+                           predicted_p90_tokens=20.0, predictor="fallback")
+    st.handle([RawMessage("predicted-requests", SVC.encode(), big.to_json())], now=0.0)
+    assert seen == [4095]  # llama2-7b's 4,096-token context: the simulator's over-length rule

@@ -6,9 +6,9 @@ import logging
 
 from models.request_load.base_predictor import LengthPredictor
 from models.request_load.predictor_registry import get_predictor
-from streams.messages import RawMessage, parse_messages
-from streams.predict_batch import predict_requests
 from streams.records import EventRecord, RequestEvent
+from streams.stages.predict_batch import predict_requests
+from streams.transport.messages import RawMessage, parse_messages
 
 __all__ = ["PredictAgentState", "default_device"]
 
