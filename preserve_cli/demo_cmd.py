@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import replace
@@ -93,7 +94,7 @@ def demo(trace: Path | None, limit: int, speedup: float, json_out: Path | None, 
 
     With --engine llama-cpp the fleet runs real llama.cpp server processes (the project's tiny random-weight
     Llama; build it once with scripts/setup_engine.sh), started and stopped by the scaler, at speedup 1 with
-    token counts capped for CPU engines; the checks are then the counts (routed/completed once, engine
+    token counts capped and SLOs/density windows set for CPU engines (explicit options win); the checks are then the counts (routed/completed once, engine
     processes started >= 2 and all stopped), and the offline comparison is reported only.
     """
     from tqdm import tqdm
@@ -109,6 +110,9 @@ def demo(trace: Path | None, limit: int, speedup: float, json_out: Path | None, 
     if real:
         _check_engine_built()
         pipeline["engine"] = PipelineConfig.engine  # the scaler's capacity model (no calibrated CPU preset)
+        defaults = {f.name: f.default for f in dataclasses.fields(PipelineConfig)}
+        pipeline = engine_demo.cpu_pipeline(pipeline, defaults)
+        say(f"demo: real llama.cpp engine processes; CPU settings where not given: {engine_demo.CPU_PIPELINE}")
         pipeline["instances"] = min(int(pipeline["instances"]), 2)
         pipeline["max_instances"] = min(int(pipeline["max_instances"]), 3)
         if speedup != 1.0:

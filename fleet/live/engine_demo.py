@@ -4,6 +4,7 @@ What changes against the simulated demo:
 
 - the fleet runs ``--engine process`` with llama.cpp's server and the project's tiny random-weight Llama, one
   process per instance on a pool of CPU slots: the scale agent's commands start and stop real processes;
+- SLOs and density windows for CPU engines (:data:`CPU_PIPELINE`), unless given on the command line;
 - the replay runs at speedup 1 (engines run in wall time; measured TTFT/TPOT are real);
 - token counts are capped to what the tiny CPU engines can serve on a small machine (:data:`CPU_CAPS`), and
   prompts are fillers of exactly ``prompt_tokens`` tokens (the trace's counts, not ShareGPT text);
@@ -21,9 +22,13 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["CPU_CAPS", "EngineDemoPlan", "plan", "engine_checks", "ENGINE_NAMES"]
+__all__ = ["CPU_CAPS", "CPU_PIPELINE", "cpu_pipeline", "EngineDemoPlan", "plan", "engine_checks", "ENGINE_NAMES"]
 
 ENGINE_NAMES = ("llama-cpp",)
+# Pipeline settings for CPU engines, applied where the command line left the default: SLOs a 1-thread engine
+# behind Kafka can meet (TTFT includes the pipeline's ~1 s), and 30 s density windows so the scaler, which
+# releases capacity only after two windows, can stop a process within a short replay (300 requests = 84 s).
+CPU_PIPELINE = {"slo_ttft_s": 5.0, "slo_tpot_s": 0.2, "density_window_s": 30.0}
 CPU_CAPS = {"prompt_tokens": 256, "output_tokens": 64}  # per request: 1-thread engines (~200-300 tok/s) on 2 cores
 
 
@@ -36,6 +41,11 @@ class EngineDemoPlan:
     def fleet_args(self) -> tuple[str, ...]:
         return ("--engine", "process", "--engine-flavor", "llama-cpp", "--engine-devices", ",".join(self.devices),
                 "--engine-dir", str(self.engine_dir), "--engine-report", str(self.report_path))
+
+
+def cpu_pipeline(pipeline: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """``pipeline`` with :data:`CPU_PIPELINE` where it still holds ``defaults`` (explicit options win)."""
+    return {**pipeline, **{k: v for k, v in CPU_PIPELINE.items() if pipeline.get(k) == defaults.get(k)}}
 
 
 def plan(run_dir: Path, slots: int = 3) -> EngineDemoPlan:
