@@ -34,6 +34,11 @@ class BaseScaler(ABC):
         return default
 
     @property
+    def needs_history(self) -> bool:
+        """Whether this scaler must be given the previous day (:meth:`attach_history`) before it runs."""
+        return False
+
+    @property
     def needs_future(self) -> bool:
         """Whether this scaler reads the trace's future (:meth:`attach_oracle`): offline only, refused live."""
         return False
@@ -92,6 +97,10 @@ class BaseScaler(ABC):
     def attach_oracle(self, arrivals: Sequence[tuple[float, int, int]]) -> None:  # noqa: B027
         """Offline ablations only: the whole trace as (arrival_s, prompt_tokens, output_tokens), so an
         oracle-forecast scaler can read the future. Called by the harness before a run; default: ignored."""
+
+    def attach_history(self, arrivals: Sequence[tuple[float, int, int]]) -> None:  # noqa: B027
+        """The previous day's requests as (arrival_s, prompt_tokens, output_tokens), in the same time base and
+        time of day as the run (``preserve eval --history``). Default: ignored."""
 
     def observe_arrival(self, request: RequestInfo, now: float) -> None:  # noqa: B027
         """Observe an arriving request (default: nothing)."""

@@ -74,13 +74,14 @@ def predictor_for(spec: PolicySpec, default: str) -> str:
     return str(value) if value is not None else default
 
 
-def frontier_specs(max_instances: int, router: str = "least-requests") -> list[PolicySpec]:
+def frontier_specs(max_instances: int, router: str = "least-requests", history: bool = False) -> list[PolicySpec]:
     """Each baseline scaler family over a small grid, so that every baseline is a cost-latency curve.
 
     fixed n = 1..max; reactive over (up, down) pairs around the 0.9/0.2 default; queue-depth over waiting
     thresholds around KEDA's 5 and two scale-down windows (1 min, HPA's default 5 min); the Kubernetes HPA over
-    KV-use targets; Knative's KPA over per-instance concurrencies; and the oracle schedule over load multiples
-    (the lower bound, rows of kind ``oracle``).
+    KV-use targets; Knative's KPA over per-instance concurrencies; an interval planner over target utilisations;
+    with ``history``, a time-of-day schedule over head rooms; and the oracle schedule over load multiples (the
+    lower bound, rows of kind ``oracle``).
     """
     specs = [PolicySpec(router, "fixed", {}, {"n": n}) for n in range(1, max_instances + 1)]
     for up, down in ((0.95, 0.3), (0.9, 0.2), (0.8, 0.3), (0.7, 0.2), (0.6, 0.1), (0.5, 0.1)):
@@ -92,6 +93,11 @@ def frontier_specs(max_instances: int, router: str = "least-requests") -> list[P
         specs.append(PolicySpec(router, "hpa", {}, {"target": target}))
     for concurrency in (8, 16, 32, 64):  # Knative KPA on in-flight requests
         specs.append(PolicySpec(router, "kpa", {}, {"concurrency": concurrency}))
+    for util in (0.6, 0.8, 1.0):  # a Dynamo-style interval planner
+        specs.append(PolicySpec(router, "interval-planner", {}, {"target_util": util}))
+    if history:  # a time-of-day schedule fitted on the previous day
+        for headroom in (1.0, 1.25, 1.5, 2.0, 3.0):
+            specs.append(PolicySpec(router, "tod-schedule", {}, {"headroom": headroom}))
     for scale in (0.8, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0):  # the future-knowing bound: its cheapest run meeting the SLO
         specs.append(PolicySpec(router, "oracle-schedule", {}, {"scale": scale}))
     return specs
