@@ -252,18 +252,31 @@ def calibrate_cmd(data: tuple[str, ...], model_dir: str | None, out: str | None,
 
 @load_predictor.command("predict")
 @click.argument("prompt", required=False)
-@click.option("--service", default="unknown", show_default=True, help="Serving model name.")
+@click.option("--service", default="unknown", show_default=True,
+              help="Service name (mapped to a serving model by --service-map, else used as the model name).")
+@click.option("--service-map", default="", help="service -> serving model: 'svc=model,svc2=model2', a JSON object "
+                                                "or @file.json (the live setting is predictor_services).")
 @click.option("--predictor", "spec", default="model", show_default=True,
               help="Predictor spec: model, model(path=DIR), fallback, ...")
 @click.option("--prompt-tokens", type=int, default=None, help="Prompt length (default: words x 1.3).")
-def predict_cmd(prompt: str | None, service: str, spec: str, prompt_tokens: int | None) -> None:
-    """Predict the output length of PROMPT (or of each stdin line)."""
+def predict_cmd(prompt: str | None, service: str, service_map: str, spec: str, prompt_tokens: int | None) -> None:
+    """Predict the output length of PROMPT (or of each stdin line): the expected length (mean), the median and
+    the quantiles; `unmapped` says the service has no map entry and is no serving model the predictor knows."""
     from models.request_load.predictor_registry import get_predictor
+    from models.request_load.serving import ServiceMap, ServingPredictor, known_models_of
 
     prompts = [prompt] if prompt else [line.rstrip("\n") for line in sys.stdin if line.strip()]
-    predictor = get_predictor(spec)
+    base = get_predictor(spec)
+    try:
+        smap = ServiceMap.parse(service_map, known_models_of(base))
+    except (OSError, ValueError) as err:
+        raise click.BadParameter(str(err), param_hint="--service-map") from err
+    predictor = ServingPredictor(base, smap)
     tokens = [prompt_tokens or max(1, round(len(p.split()) * 1.3)) for p in prompts]
     res = predictor.predict(prompts, tokens, [service] * len(prompts))
-    for p, m, q in zip(prompts, res.mean, res.p90, strict=True):
-        click.echo(json.dumps({"prompt": p[:60], "mean": round(float(m), 1), "p90": round(float(q), 1),
-                               "source": res.source}))
+    for i, p in enumerate(prompts):
+        quantiles = {k: round(float(v[i]), 1) for k, v in sorted(res.quantiles.items(), key=lambda kv: int(kv[0][1:]))}
+        click.echo(json.dumps({"prompt": p[:60], "mean": round(float(res.mean[i]), 1),
+                               "p50": round(float(res.p50[i]), 1), "p90": round(float(res.p90[i]), 1),
+                               "quantiles": quantiles, "source": res.source,
+                               "unmapped": bool(res.unmapped[i]) if res.unmapped is not None else False}))
