@@ -18,11 +18,12 @@ import time
 
 import numpy as np
 
-from fleet.engine_presets import get_preset
-from fleet.harness.policies import build_policy
 from fleet.metrics import summarize
 from fleet.sim_inputs import SimConfig, Workload
 from fleet.simulator import simulate
+from streams.policies.builder import build_policy
+from streams.policies.control_settings import ControlSettings
+from streams.policies.engine_profiles import get_preset
 from streams.policies.policy_registry import parse_policies
 from streams.settings import data_path
 
@@ -54,9 +55,8 @@ def conv_workload(rate_scale: float) -> Workload | None:
 def _run(label: str, workload: Workload, spec_text: str, instances: int, target_s: float) -> None:
     engine = get_preset("llama2-7b-h100")
     for spec in parse_policies(spec_text):
-        router, scaler = build_policy(spec, min_instances=1, max_instances=max(8, instances), freeze_s=60.0,
-                                      engine="llama2-7b-h100", tpot_slo_s=0.1, seed=0)
-        initial = getattr(scaler, "initial_instances", instances)
+        router, scaler = build_policy(spec, ControlSettings(min_instances=1, max_instances=max(8, instances)))
+        initial = scaler.initial_instances(instances)
         cfg = SimConfig(engine=engine, initial_instances=initial, max_instances=max(8, instances), warmup_s=60.0)
         cpu = time.process_time()
         wall = time.perf_counter()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-from fleet.cost_model import CostModel
+from streams.policies.cost_model import CostModel
 
 __all__ = ["blocks_needed", "max_decode_steps", "steps_within", "phase_of"]
 

@@ -26,8 +26,8 @@ from collections import deque
 
 from fleet.decode_math import DecodeRun, blocks_needed, max_decode_steps, phase_of
 from fleet.engine_checks import KVAccountingError, check_invariants
-from fleet.engine_presets import EngineConfig
 from fleet.sim_types import EngineEvent, EngineEventKind, SimRequest
+from streams.policies.engine_profiles import EngineConfig
 from streams.policies.fleet_view import InstanceState, InstanceView
 
 __all__ = ["EngineInstance", "KVAccountingError", "check_invariants"]

@@ -12,7 +12,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from fleet.engine_presets import EngineConfig
+from streams.policies.engine_profiles import EngineConfig
 
 __all__ = ["Workload", "SimConfig", "SimResult", "Overlength"]
 
@@ -75,6 +75,10 @@ class SimConfig:
     horizon_s: float = field(default=3600.0, metadata={
         "help": "after the last arrival, give up after this long; requests still unfinished are dropped"})
     check_invariants: bool = field(default=False, metadata={"help": "recount KV after every step (tests)"})
+    density_window_s: float = field(default=60.0, metadata={"help": "density stage window, for forecast-reading scalers"})
+    density_grace_s: float = field(default=30.0, metadata={"help": "density stage grace for late completions"})
+    forecast_horizon: int = field(default=3, metadata={"help": "windows the forecast stage forecasts ahead"})
+    forecast_model: str = field(default="mlstm", metadata={"help": "forecast stage model (mlstm, lstm, ewma, ...)"})
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_instances <= self.max_instances:

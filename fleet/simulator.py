@@ -23,10 +23,12 @@ from collections.abc import Callable
 import numpy as np
 
 from fleet.engine_instance import EngineInstance
+from fleet.forecast_feed import ForecastFeed
 from fleet.sim_inputs import SimConfig, SimResult, Workload
 from fleet.sim_types import DropReason, EngineEventKind, EventType, SimRequest
 from streams.policies.base_router import BaseRouter, NoReadyInstance
 from streams.policies.base_scaler import BaseScaler
+from streams.policies.fleet_rules import scale_down_victims, served_lengths
 from streams.policies.fleet_view import CompletionInfo, FleetView, InstanceState, RequestInfo, ScaleDecision
 
 __all__ = ["Simulator", "simulate"]
@@ -76,6 +78,9 @@ class Simulator:
         self.instance_samples: list[tuple[float, ...]] = []
         self.ctrl = 0.0
         self.now = 0.0
+        # the density -> forecast stages, only for a scaler that reads forecasts (they cost a forecaster)
+        self.forecast_feed = (ForecastFeed(config.density_window_s, config.density_grace_s, config.forecast_horizon,
+                                           config.forecast_model) if scaler.wants_forecasts else None)
 
     # ---- event plumbing ----------------------------------------------------------------------------------
     def _push(self, t: float, kind: EventType, payload: object) -> None:
@@ -134,16 +139,13 @@ class Simulator:
     # ---- handlers ----------------------------------------------------------------------------------------
     def _arrival(self, i: int) -> None:
         now = self.now
-        # an engine reads at least one token and always generates one
-        prompt, output = max(1, int(self.prompt[i])), max(1, int(self.output[i]))
-        max_len = self.cfg.engine.max_model_len
-        if prompt + output > max_len:
+        prompt, output, truncated = served_lengths(int(self.prompt[i]), int(self.output[i]),
+                                                   self.cfg.engine.max_model_len)
+        if truncated:
             if self.cfg.overlength == "drop":
                 self._drop(i, DropReason.PROMPT_TOO_LONG.value)
                 return
             self.truncated += 1
-            prompt = min(prompt, max_len - 1)
-            output = max_len - prompt
         self.prompt[i], self.output[i] = prompt, output
         w = self.w
         pred = float(w.predicted[i]) if w.predicted is not None else 0.0
@@ -199,6 +201,9 @@ class Simulator:
         c = time.perf_counter()
         self.router.on_completed(info, t)
         self.scaler.observe_completion(info, t)
+        if self.forecast_feed is not None:
+            for fc in self.forecast_feed.on_completion(self.w.service, t, req.prompt, req.output):
+                self.scaler.observe_forecast(fc, t)
         self.ctrl += time.perf_counter() - c
 
     def _ready(self, idx: int, t: float) -> None:
@@ -270,10 +275,11 @@ class Simulator:
             self._start_instance(t, ready=False)
         if target >= current:
             return
-        starting = [i for i in self.live if self.engines[i].view.state is InstanceState.STARTING]
-        ready = [i for i in self.live if self.engines[i].view.state is InstanceState.READY]
-        ready.sort(key=lambda i: (self.engines[i].running + len(self.engines[i].waiting), -i))
-        victims = (starting[::-1] + ready)[:current - target]
+        provisioned = [i for i in self.live if self.engines[i].view.state in (InstanceState.STARTING,
+                                                                            InstanceState.READY)]
+        victims = scale_down_victims(provisioned, current - target,
+                                     lambda i: self.engines[i].view.state is InstanceState.STARTING,
+                                     lambda i: self.engines[i].running + len(self.engines[i].waiting))
         for idx in victims:
             eng = self.engines[idx]
             if eng.view.state is InstanceState.STARTING or eng.idle():

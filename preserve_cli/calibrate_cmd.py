@@ -46,7 +46,7 @@ def measure(out_csv: Path, budget_s: float, limit: int, no_fuse: bool) -> None:
 @click.option("--measurements", "csv_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               required=True, help="Measurements CSV written by `preserve calibrate measure`.")
 @click.option("--out", "out_json", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="Cost-model JSON to write (e.g. fleet/calibration/llama2-7b-h100.json).")
+              help="Cost-model JSON to write (e.g. streams/policies/profiles/llama2-7b-h100.json).")
 @click.option("--mode", default="graph", show_default=True, help="Rows of this `mode` column are fitted.")
 @click.option("--cpu-overhead-s", type=float, default=None,
               help="Engine CPU time per step added to the fit [default: keep the value in --out, else 0].")

@@ -62,12 +62,14 @@ def _kafka(settings: Any, say: Any) -> Any:
 
 
 def _offline(df: Any, cfg: Any) -> dict[str, Any]:
-    from fleet.harness import EvalConfig, run_eval
+    """The offline simulation of the same trace with the same control settings (the shared fields, verbatim)."""
+    import dataclasses
 
-    ecfg = EvalConfig(instances=cfg.instances, min_instances=cfg.min_instances, max_instances=cfg.max_instances,
-                      slo_ttft_s=cfg.slo_ttft_s, slo_tpot_s=cfg.slo_tpot_s, seed=cfg.seed, engine=cfg.engine,
-                      cold_start_s=cfg.cold_start_s, freeze_s=cfg.freeze_s, predictor=cfg.predictor)
-    return run_eval(df, [cfg.policy], ecfg).doc["results"][0]
+    from fleet.harness import EvalConfig, run_eval
+    from streams.policies.control_settings import ControlSettings
+
+    shared = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(ControlSettings)}
+    return run_eval(df, [cfg.policy], EvalConfig(**shared)).doc["results"][0]
 
 
 @click.command(context_settings={"show_default": True})
@@ -101,7 +103,7 @@ def demo(trace: Path | None, limit: int, speedup: float, json_out: Path | None, 
     settings = load_settings()
     df, path = _load(trace, limit or None, not no_prompts, say)
     say(f"demo: {len(df)} requests from {path}, {df['arrival_s'].max():.0f} s of trace at {speedup}x, "
-        f"policy {cfg.policy}, predictor {cfg.predictor}")
+        f"policy {cfg.policy}, predictor {cfg.request_predictor()}")
     kafka = _kafka(settings, say)
     run_id = time.strftime("%Y%m%d-%H%M%S")
     run_dir = settings.data_dir / "demo" / run_id
@@ -116,7 +118,7 @@ def demo(trace: Path | None, limit: int, speedup: float, json_out: Path | None, 
     offline = _offline(df, cfg)
     doc, ok = collect(outcome, kafka, None if no_archive else dsn, offline)
     doc["trace"] = str(path)
-    doc["policy"], doc["predictor"], doc["speedup"] = cfg.policy, cfg.predictor, speedup
+    doc["policy"], doc["predictor"], doc["speedup"] = cfg.policy, cfg.request_predictor(), speedup
     print_report(doc, None if no_archive else dsn)
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,9 @@ from typing import Any
 
 import click
 
+from fleet.harness.runner import EvalConfig
+from preserve_cli.settings_options import dataclass_options
+
 __all__ = ["eval_cmd"]
 
 DEFAULT_POLICIES = ("round-robin:fixed,least-requests:fixed,least-kv:fixed,power-of-two:fixed,token-load:fixed,"
@@ -40,27 +43,10 @@ def _load(path: Path, fmt: str | None, rate_scale: float, start_s: float | None,
 @click.option("--frontier", is_flag=True,
               help="Also sweep each baseline scaler family: fixed n=1..max-instances, reactive and queue-depth "
                    "over small threshold grids (least-requests router).")
-@click.option("--instances", type=int, default=4, show_default=True,
-              help="Warm instances at t=0 (autoscaled policies) and n of a plain 'fixed'.")
-@click.option("--min-instances", type=int, default=1, show_default=True, help="Fewest provisioned instances.")
-@click.option("--max-instances", type=int, default=8, show_default=True, help="Most provisioned instances.")
-@click.option("--slo-ttft", type=float, default=1.0, show_default=True, help="TTFT SLO (s).")
-@click.option("--slo-tpot", type=float, default=0.1, show_default=True, help="TPOT SLO (s).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of random routers / noisy predictors.")
 @click.option("--rate-scale", type=float, default=1.0, show_default=True,
               help="Multiply the arrival rate (timestamps divided by X, every request kept).")
 @click.option("--start", "start_s", type=float, default=None, help="Skip the first S seconds (recorded time).")
 @click.option("--duration", "duration_s", type=float, default=None, help="Keep S seconds (recorded time).")
-@click.option("--engine", default="llama2-7b-h100", show_default=True, help="Engine preset of every instance.")
-@click.option("--cold-start", type=float, default=None, help="Cold start in seconds (default: the preset's).")
-@click.option("--warmup", type=float, default=60.0, show_default=True,
-              help="Scalers are first polled after this many seconds: the warm fleet starts with empty KV caches, "
-                   "which a utilisation-threshold scaler would read as idle.")
-@click.option("--freeze", type=float, default=60.0, show_default=True, help="Freeze after each scaling action (s).")
-@click.option("--predictor", default="fallback", show_default=True,
-              help="Default output-length predictor: model, fallback, oracle, noisy-oracle(sigma=0.3).")
-@click.option("--overlength", type=click.Choice(["truncate", "drop"]), default="truncate", show_default=True,
-              help="Requests longer than the engine's max_model_len: truncate (vLLM-like) or drop with a reason.")
 @click.option("--on-bad-row", type=click.Choice(["skip", "fail"]), default="skip", show_default=True,
               help="Skip unparsable trace rows (reported with line numbers) or stop at the first.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), required=True,
@@ -70,11 +56,10 @@ def _load(path: Path, fmt: str | None, rate_scale: float, start_s: float | None,
                    "and drop reason into this folder.")
 @click.option("--plots", "plots_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write latency CDFs, instances/load over time and the frontier (PNG) into this folder.")
-def eval_cmd(trace_path: Path, fmt: str | None, policies: str, frontier: bool, instances: int, min_instances: int,
-             max_instances: int, slo_ttft: float, slo_tpot: float, seed: int, rate_scale: float,
-             start_s: float | None, duration_s: float | None, engine: str, cold_start: float | None,
-             warmup: float, freeze: float, predictor: str, overlength: str, on_bad_row: str, json_out: Path,
-             requests_dir: Path | None, plots_dir: Path | None) -> None:
+@dataclass_options(EvalConfig)
+def eval_cmd(trace_path: Path, fmt: str | None, policies: str, frontier: bool, rate_scale: float,
+             start_s: float | None, duration_s: float | None, on_bad_row: str, json_out: Path,
+             requests_dir: Path | None, plots_dir: Path | None, **settings: Any) -> None:
     """Replay a trace through the simulated fleet once per policy, in one process, on the same trace, fleet
     bounds, SLOs and cold start; print a table (cheapest first) and write the results JSON.
 
@@ -85,25 +70,22 @@ def eval_cmd(trace_path: Path, fmt: str | None, policies: str, frontier: bool, i
     """
     from tqdm import tqdm
 
-    from fleet.harness import EvalConfig, format_table, frontier_specs, run_eval, write_json
-    from fleet.harness.policies import canonical
+    from fleet.harness import format_table, frontier_specs, run_eval, write_json
+    from streams.policies.builder import canonical
     from streams.policies.policy_registry import PolicySpecError, parse_policies
 
     try:
         specs = parse_policies(policies)
     except PolicySpecError as exc:
         raise click.BadParameter(str(exc), param_hint="--policies") from exc
-    specs = [_default_fixed(s, instances) for s in specs]
+    specs = [_default_fixed(s, int(settings["instances"])) for s in specs]
     if frontier:
         listed = {canonical(x) for x in specs}
-        specs += [s for s in frontier_specs(max_instances) if canonical(s) not in listed]
+        specs += [s for s in frontier_specs(int(settings["max_instances"])) if canonical(s) not in listed]
     if not specs:
         raise click.BadParameter("no policy given", param_hint="--policies")
     try:
-        cfg = EvalConfig(instances=instances, min_instances=min_instances, max_instances=max_instances,
-                         slo_ttft_s=slo_ttft, slo_tpot_s=slo_tpot, seed=seed, engine=engine,
-                         cold_start_s=cold_start, freeze_s=freeze, predictor=predictor, warmup_s=warmup,
-                         overlength=overlength)  # type: ignore[arg-type]
+        cfg = EvalConfig(**settings)
         cfg.engine_config()
     except (KeyError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc

@@ -3,20 +3,9 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import click
-
-
-def _kafka_producer(kafka=None):  # type: ignore[no-untyped-def]
-    from confluent_kafka import Producer
-
-    from streams.producer_helper import PRODUCER_DEFAULTS
-    from streams.settings import load_settings
-
-    k = kafka or load_settings().kafka
-    return Producer({**k.confluent_config(), **PRODUCER_DEFAULTS, "queue.buffering.max.messages": 1_000_000}), k
 
 
 @click.command(context_settings={"show_default": True})
@@ -28,6 +17,7 @@ def produce(file: Path, skip_invalid: bool) -> None:
     Every line is validated first; an invalid line stops the command with its line number and the reason
     (nothing is sent) unless --skip-invalid.
     """
+    from replay.kafka_replay import kafka_producer
     from streams.records import InvalidEvent, RequestEvent, parse_event
 
     events, skipped = [], 0
@@ -41,7 +31,7 @@ def produce(file: Path, skip_invalid: bool) -> None:
                 if not skip_invalid:
                     raise click.ClickException(f"{file}:{lineno}: {e}") from None
                 skipped += 1
-    producer, kafka = _kafka_producer()
+    producer, kafka = kafka_producer()
     topic = kafka.topic(RequestEvent.topic)
     failed = [0]
 
@@ -79,43 +69,13 @@ def replay(trace: Path, speedup: float, limit: int | None, fmt: str | None, serv
         raise click.ClickException(str(e)) from None
     if limit is not None:
         df = df.iloc[:limit]
+    from replay.kafka_replay import send_trace
+
     counts = send_trace(df, speedup, epoch, not no_prompts, tqdm)
     click.echo(f"replayed {counts.sent} requests in {counts.wall_s:.1f} s ({counts.rate:.0f}/s); "
                f"delivered {counts.delivered}, failed {counts.failed}; worst lateness {counts.max_behind_s:.3f} s")
     if counts.failed:
         raise SystemExit(1)
-
-
-def send_trace(df, speedup: float, epoch: float | None, with_prompts: bool, tqdm_cls=None, kafka=None):  # type: ignore[no-untyped-def]
-    """Replay ``df`` through confluent-kafka (shared by ``replay`` and ``demo``); returns the counts."""
-    from replay.producer import replay_trace
-
-    producer, kafka = _kafka_producer(kafka)
-    topic = kafka.topic("requests")
-    failed = [0]
-
-    def delivered(err: object, _msg: object) -> None:
-        failed[0] += err is not None
-
-    def produce_one(key: str, value: bytes) -> None:
-        while True:
-            try:
-                producer.produce(topic, key=key.encode(), value=value, on_delivery=delivered)
-                return
-            except BufferError:
-                producer.poll(0.05)
-
-    bar = tqdm_cls(total=len(df), unit="req", desc="replay") if tqdm_cls else None
-    try:
-        counts = replay_trace(df, produce_one, speedup if math.isfinite(speedup) else math.inf, epoch, with_prompts,
-                              poll=lambda: producer.poll(0), progress=bar.update if bar else None)
-    finally:
-        if bar:
-            bar.close()
-    left = producer.flush(60)
-    counts.failed = failed[0] + left
-    counts.delivered = counts.sent - counts.failed
-    return counts
 
 
 @click.command(context_settings={"show_default": True})

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 
 import click
 
+from preserve_cli.settings_options import dataclass_options
 from streams.pipeline_config import AGENTS, ENV_VAR, PipelineConfig
 
-
-def pipeline_options(f):  # type: ignore[no-untyped-def]
-    """The PipelineConfig fields as click options (shared by ``worker`` and ``demo``)."""
-    for fld in reversed(dataclasses.fields(PipelineConfig)):
-        kind = float if fld.default is None else type(fld.default)
-        f = click.option(f"--{fld.name.replace('_', '-')}", fld.name, type=kind, default=fld.default,
-                         show_default=True, help=fld.metadata.get("help", ""))(f)
-    return f
+pipeline_options = dataclass_options(PipelineConfig)  # shared by ``worker`` and ``demo``
 
 
 @click.command(context_settings={"show_default": True})

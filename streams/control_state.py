@@ -32,7 +32,8 @@ from streams.messages import RawMessage, parse_messages
 from streams.pipeline_config import PipelineConfig
 from streams.policies.base_router import BaseRouter
 from streams.policies.base_scaler import BaseScaler
-from streams.policies.policy_registry import parse_policy
+from streams.policies.builder import build_policy
+from streams.policies.policy_registry import PolicySpecError, parse_policy
 from streams.records import (
     Completion,
     DeadLetter,
@@ -44,7 +45,7 @@ from streams.records import (
 from streams.route_state import MsgKey, ServiceRouter
 from streams.scale_state import ServiceScaler
 
-__all__ = ["build_policies", "initial_instances", "AckPlan", "DeferredAcks", "msg_key", "RouteAgentState",
+__all__ = ["build_policies", "AckPlan", "DeferredAcks", "msg_key", "RouteAgentState",
            "ScaleAgentState"]
 
 T = TypeVar("T")
@@ -52,23 +53,17 @@ E = TypeVar("E")
 
 
 def build_policies(cfg: PipelineConfig) -> tuple[BaseRouter, BaseScaler]:
-    """Fresh router and scaler for ``cfg.policy``, built exactly as the offline harness builds them."""
-    from fleet.harness.policies import build_policy, predictor_for
-
-    spec = parse_policy(cfg.policy)
-    return build_policy(spec, **cfg.shared_kwargs(), predictor=predictor_for(spec, cfg.predictor))
-
-
-def initial_instances(scaler: BaseScaler, cfg: PipelineConfig) -> int:
-    """Warm instances at the start, as the harness decides them (the scaler's own wish first)."""
-    initial = getattr(scaler, "initial_instances", None)
-    return cfg.instances if initial is None else int(initial)
+    """Fresh router and scaler for ``cfg.policy`` from the core's one builder (as the offline harness builds
+    them); a policy that needs the trace's future (an oracle forecast) is refused: live there is none."""
+    router, scaler = build_policy(parse_policy(cfg.policy), cfg)
+    if scaler.needs_future:
+        raise PolicySpecError(f"{cfg.policy!r} reads the future of the trace (an oracle), which exists only in "
+                              "`preserve eval`; choose forecast=online for the live pipeline")
+    return router, scaler
 
 
 def _cold_start(cfg: PipelineConfig) -> float:
-    from fleet.engine_presets import get_preset
-
-    return get_preset(cfg.engine).cold_start_s if cfg.cold_start_s is None else cfg.cold_start_s
+    return cfg.engine_config().cold_start_s
 
 
 class _PerService(Generic[T]):
@@ -183,7 +178,8 @@ class ScaleAgentState:
     def _new(self, service: str) -> ServiceScaler:
         fleet = FleetState(service, self.cfg.min_instances, self.cfg.max_instances, _cold_start(self.cfg))
         scaler = build_policies(self.cfg)[1]
-        return ServiceScaler(service, scaler, self.spec.label, fleet, initial_instances(scaler, self.cfg))
+        return ServiceScaler(service, scaler, self.spec.label, fleet, scaler.initial_instances(self.cfg.instances),
+                             warmup_s=self.cfg.warmup_s)
 
     def handle(self, msgs: list[RawMessage], now: float) -> list[EventRecord | DeadLetter]:
         good, bad = parse_messages(msgs, now, self.REPORTS)

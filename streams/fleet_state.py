@@ -8,6 +8,7 @@ view stays close to the instances' real load without a round trip.
 
 from __future__ import annotations
 
+from streams.policies.fleet_rules import scale_down_victims
 from streams.policies.fleet_view import FleetView, InstanceView
 from streams.records import Completion, InstanceEvent, InstanceEventKind, InstanceState
 
@@ -76,10 +77,8 @@ class FleetState:
             self.instances[pid] = InstanceView(pid, InstanceState.STARTING, 0, start_requested_at=now)
         surplus = len(provisioned) - target
         if surplus > 0:
-            starting = sorted((i for i in provisioned if i.state is InstanceState.STARTING),
-                              key=lambda i: -i.start_requested_at)
-            ready = sorted((i for i in provisioned if i.state is InstanceState.READY), key=lambda i: i.running + i.waiting)
-            for inst in (starting + ready)[:surplus]:
+            for inst in scale_down_victims(provisioned, surplus, lambda i: i.state is InstanceState.STARTING,
+                                           lambda i: i.running + i.waiting):
                 if inst.instance_id.startswith(_PENDING):
                     del self.instances[inst.instance_id]
                 else:

@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field, fields
 from functools import lru_cache
 from typing import Any
 
+from streams.policies.control_settings import ControlSettings
+
 __all__ = ["PipelineConfig", "ENV_VAR", "pipeline_config", "AGENTS"]
 
 ENV_VAR = "PRESERVE_PIPELINE_CONFIG"
@@ -19,9 +21,10 @@ RETIRED = frozenset({"predict_within_s", "route_within_s"})  # batch timers, rep
 
 
 @dataclass(frozen=True)
-class PipelineConfig:
+class PipelineConfig(ControlSettings):
+    """The live pipeline's settings: the control core's :class:`ControlSettings` plus the agents' own."""
+
     policy: str = field(default="preserve:preserve", metadata={"help": "router:scaler spec (policy registry)"})
-    predictor: str = field(default="fallback", metadata={"help": "request-load predictor spec (get_predictor)"})
     # Agents take a batch as soon as nothing more is queued (streams/ready_batches.py): batches grow with the
     # load by themselves, up to these sizes, and no event waits for a timer.
     predict_batch: int = field(default=256, metadata={"help": "most requests per predictor call"})
@@ -37,41 +40,23 @@ class PipelineConfig:
     predictor_online_window: int = field(default=256, metadata={
         "help": "completions per service the predictor's online correction learns from (0 = off)"})
     snapshot_every_s: float = field(default=10.0, metadata={"help": "event seconds between routing tables"})
-    density_window_s: float = field(default=60.0, metadata={"help": "token-density window (event seconds)"})
-    density_grace_s: float = field(default=30.0, metadata={"help": "late completions still counted (event s)"})
-    forecast_horizon: int = field(default=3, metadata={"help": "windows forecast ahead"})
-    forecast_model: str = field(default="mlstm", metadata={"help": "forecaster (mlstm, lstm, ewma, last_value, ...)"})
-    # Fleet and policy settings: the same names and defaults as the offline harness (fleet.harness.EvalConfig),
-    # so a live run and `preserve eval` of the same trace use the same fleet.
-    instances: int = field(default=4, metadata={"help": "warm instances a service starts with (unless the "
-                                                        "scaler sets initial_instances)"})
-    min_instances: int = field(default=1, metadata={"help": "fewest provisioned instances"})
-    max_instances: int = field(default=8, metadata={"help": "most provisioned instances"})
-    freeze_s: float = field(default=60.0, metadata={"help": "no scaling action for this long after one"})
-    engine: str = field(default="llama2-7b-h100", metadata={"help": "engine preset of every instance"})
-    cold_start_s: float | None = field(default=None, metadata={"help": "override the preset's cold start"})
-    slo_ttft_s: float = field(default=1.0, metadata={"help": "TTFT SLO in seconds"})
-    slo_tpot_s: float = field(default=0.1, metadata={"help": "TPOT SLO in seconds"})
-    seed: int = field(default=0, metadata={"help": "seed of randomised routers"})
     archive_batch: int = field(default=2000, metadata={"help": "most rows per ClickHouse insert"})
     archive_within_s: float = field(default=0.5, metadata={"help": "wall seconds an archive batch may wait"})
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.predict_batch < 1 or self.route_batch < 1 or self.archive_batch < 1:
             raise ValueError("batch sizes must be >= 1")
-        if min(self.snapshot_every_s, self.density_window_s) <= 0 or self.density_grace_s < 0:
-            raise ValueError("cadences and windows must be positive, grace non-negative")
-        if not 0 <= self.min_instances <= self.max_instances:
-            raise ValueError("need 0 <= min_instances <= max_instances")
+        if self.snapshot_every_s <= 0:
+            raise ValueError("snapshot_every_s must be positive")
 
-    def shared_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments the policy constructors accept (``fleet.harness.SharedSettings``)."""
-        kw: dict[str, Any] = {"min_instances": self.min_instances, "max_instances": self.max_instances,
-                              "freeze_s": self.freeze_s, "engine": self.engine, "tpot_slo_s": self.slo_tpot_s,
-                              "ttft_slo_s": self.slo_ttft_s, "seed": self.seed}
-        if self.cold_start_s is not None:
-            kw["cold_start_s"] = self.cold_start_s
-        return kw
+    def request_predictor(self) -> str:
+        """The predictor the predict stage runs: the policy's router ``predictor=`` if it sets one (as the offline
+        harness reads it), else ``predictor``."""
+        from streams.policies.builder import predictor_for
+        from streams.policies.policy_registry import parse_policy
+
+        return predictor_for(parse_policy(self.policy), self.predictor)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

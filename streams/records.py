@@ -209,6 +209,9 @@ class ScaleCommand(EventRecord):
     current_instances: int = Field(ge=0, le=10_000)
     policy: str
     reason: str
+    # A service's first command (its warm instances, as the simulator's t=0 fleet): the instance managers start
+    # these ready at once and ignore it when the service already has instances (a restarted scale agent).
+    bootstrap: bool = False
 
 
 class DeadLetter(EventRecord):

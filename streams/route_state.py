@@ -18,7 +18,6 @@ Guarantees kept here:
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Callable
 from typing import Any
 
 from streams.fleet_state import FleetState
@@ -33,10 +32,9 @@ from streams.records import (
     prompt_hash,
 )
 
-__all__ = ["ServiceRouter", "RouterFactory", "DEDUP_WINDOW", "MsgKey"]
+__all__ = ["ServiceRouter", "DEDUP_WINDOW", "MsgKey"]
 
 DEDUP_WINDOW = 200_000  # request ids remembered per service; redeliveries come from the last uncommitted batch
-RouterFactory = Callable[[], BaseRouter]
 MsgKey = tuple[str, int, int]  # (topic, partition, offset) of the input message that carried a request
 
 
@@ -160,8 +158,5 @@ class ServiceRouter:
                                    "running": inst.running, "waiting": inst.waiting,
                                    "kv_used_tokens": inst.kv_used_tokens,
                                    "kv_capacity_tokens": inst.kv_capacity_tokens}
-            describe = getattr(self.router, "describe_instance", None)
-            if callable(describe):
-                row.update(describe(inst.instance_id, now))
             rows.append(row)
         return rows

@@ -19,16 +19,21 @@ import itertools
 
 from streams.fleet_state import FleetState
 from streams.policies.base_scaler import BaseScaler
-from streams.policies.fleet_view import CompletionInfo, RequestInfo
+from streams.policies.fleet_view import CompletionInfo, ForecastInfo, RequestInfo
 from streams.records import Completion, EventRecord, Forecast, InstanceEvent, PredictedRequest, ScaleCommand
 
-__all__ = ["ServiceScaler", "BOOTSTRAP_REASON"]
+__all__ = ["ServiceScaler", "BOOTSTRAP_REASON", "forecast_info"]
 
 # A service's first command, like the offline simulator's ``initial_instances`` (warm at t=0): not a scaler
 # decision (no freeze), and the instance managers start these instances ready and ignore it once the service
 # has instances (a scale agent that restarts must not shrink a running fleet).
 BOOTSTRAP_REASON = "bootstrap: initial instances"
 MAX_HELD = 1_000_000  # held arrivals beyond this are applied without waiting (a fleet that went silent)
+
+
+def forecast_info(fc: Forecast) -> ForecastInfo:
+    """The policy-side view of a `forecasts` record (the one conversion, used live and offline)."""
+    return ForecastInfo(fc.target, fc.first_window_start, fc.window_s, tuple(fc.mean), tuple(fc.upper), fc.model)
 
 
 class ServiceScaler:
@@ -39,15 +44,19 @@ class ServiceScaler:
     :param policy: label written into every command.
     :param fleet: the service's fleet view (rebuilt from instance events).
     :param initial_instances: instances the service starts with (warm), as the offline simulator's.
+    :param warmup_s: the scaler is first polled ``max(interval_s, warmup_s)`` after the service's first arrival,
+        as the simulator first polls it that long after the start of the trace.
     """
 
     def __init__(self, service: str, scaler: BaseScaler, policy: str, fleet: FleetState,
-                 initial_instances: int = 1) -> None:
+                 initial_instances: int = 1, warmup_s: float = 0.0) -> None:
         self.service = service
         self.scaler = scaler
         self.policy = policy
         self.fleet = fleet
         self.initial_instances = initial_instances
+        self.warmup_s = warmup_s
+        self._origin: float | None = None
         self.now: float | None = None
         self._bootstrapped = False
         self._next_tick: float | None = None
@@ -100,9 +109,7 @@ class ServiceScaler:
                                rec.predicted_p90_tokens)
             self.scaler.observe_arrival(info, rec.ts)
         elif isinstance(rec, Forecast):
-            observe = getattr(self.scaler, "observe_forecast", None)
-            if callable(observe):
-                observe(rec.target, rec.first_window_start, rec.window_s, list(rec.mean), list(rec.upper), rec.ts)
+            self.scaler.observe_forecast(forecast_info(rec), rec.ts)
         return out
 
     def _bootstrap(self, ts: float) -> list[ScaleCommand]:
@@ -110,9 +117,10 @@ class ServiceScaler:
         if self._bootstrapped:
             return []
         self._bootstrapped = True
+        self._origin = ts
         if self.initial_instances > 0 and not self.fleet.instances:
             self.now = ts if self.now is None else max(self.now, ts)
-            return [self._command(self.initial_instances, BOOTSTRAP_REASON)]
+            return [self._command(self.initial_instances, BOOTSTRAP_REASON, bootstrap=True)]
         return []
 
     def _tick(self, ts: float) -> list[ScaleCommand]:
@@ -122,7 +130,8 @@ class ServiceScaler:
         if not self.fleet.instances and self.initial_instances > 0:
             return []  # the bootstrap's instances are not visible yet: deciding now would double them
         if self._next_tick is None:
-            self._next_tick = self.now
+            origin = self.now if self._origin is None else self._origin
+            self._next_tick = origin + max(self.scaler.interval_s, self.warmup_s)
         if self.now < self._next_tick:
             return []
         tick = self._next_tick
@@ -135,6 +144,7 @@ class ServiceScaler:
         self.fleet.expect(decision.target_instances, self.now)
         return [cmd]
 
-    def _command(self, target: int, reason: str) -> ScaleCommand:
+    def _command(self, target: int, reason: str, bootstrap: bool = False) -> ScaleCommand:
         return ScaleCommand(ts=self.now or 0.0, service=self.service, target_instances=target,
-                            current_instances=self.fleet.view.provisioned, policy=self.policy, reason=reason[:500])
+                            current_instances=self.fleet.view.provisioned, policy=self.policy, reason=reason[:500],
+                            bootstrap=bootstrap)

@@ -112,10 +112,10 @@ def run_case(case: TraceCase, common: dict[str, Any], out: Path, work: Path, rat
     result_json = out / f"{case.name}.json"
     args = ["eval", "--trace", str(path), "--rate-scale", f"{scale:g}", "--frontier", "--policies", policies,
             "--instances", str(common["max_instances"] // 2), "--max-instances", str(common["max_instances"]),
-            "--slo-ttft", "1.0", "--slo-tpot", "0.1", "--json", str(result_json),
+            "--slo-ttft-s", "1.0", "--slo-tpot-s", "0.1", "--json", str(result_json),
             "--plots", str(work / "plots" / case.name)]  # the harness's own plots (large): not committed
     if common["cold_start"] is not None:
-        args += ["--cold-start", f"{common['cold_start']:g}"]
+        args += ["--cold-start-s", f"{common['cold_start']:g}"]
     started = time.time()
     _run(args, work / f"eval_{case.name}.log")
     doc = json.loads(result_json.read_text())

@@ -76,7 +76,7 @@ def _sample(kafka: KafkaSettings, procs: PipelineProcesses, t0: float, sent: int
 
 
 def _replay(df: pd.DataFrame, speedup: float, kafka: KafkaSettings, bar: Any, out: dict[str, Any]) -> None:
-    from preserve_cli.produce_cmd import send_trace
+    from replay.kafka_replay import send_trace
 
     class _Bar:  # send_trace's progress hook, forwarded to the shared tqdm bar
         def __init__(self, **_kw: Any) -> None:

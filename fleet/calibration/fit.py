@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fleet.cost_model import FEATURE_NAMES, CostModel, step_features
+from streams.policies.cost_model import FEATURE_NAMES, CostModel, step_features
 
 __all__ = ["Measurement", "FitResult", "fit_cost_model", "nnls", "read_measurements", "KNEE_CANDIDATES"]
 

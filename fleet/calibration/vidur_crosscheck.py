@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from fleet.calibration.fit import nnls, read_measurements
-from fleet.cost_model import CostModel
+from streams.policies.cost_model import CostModel
 from streams.settings import data_path
 
 __all__ = ["VidurProfiles", "a100_from_h100", "main"]

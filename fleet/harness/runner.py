@@ -9,50 +9,31 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from fleet.engine_presets import EngineConfig, get_preset
-from fleet.harness.policies import SharedSettings, build_policy, predictor_for
 from fleet.metrics import summarize
 from fleet.sim_inputs import Overlength, SimConfig, SimResult, Workload
 from fleet.simulator import simulate
+from streams.policies.builder import build_policy, predictor_for
+from streams.policies.control_settings import ControlSettings
+from streams.policies.engine_profiles import EngineConfig
 from streams.policies.policy_registry import PolicySpec, parse_policy
 
 __all__ = ["EvalConfig", "EvalRun", "EvalReport", "run_eval", "PredictionCache"]
 
 
 @dataclass(frozen=True)
-class EvalConfig:
-    """Settings of one comparison (``preserve eval`` flags)."""
+class EvalConfig(ControlSettings):
+    """Settings of one comparison (``preserve eval`` flags): the control core's :class:`ControlSettings` plus
+    what only a simulation has."""
 
-    instances: int = field(default=4, metadata={"help": "warm instances at t=0 for autoscaled policies"})
-    min_instances: int = field(default=1, metadata={"help": "fewest provisioned instances"})
-    max_instances: int = field(default=8, metadata={"help": "most provisioned instances"})
-    slo_ttft_s: float = field(default=1.0, metadata={"help": "TTFT SLO in seconds"})
-    slo_tpot_s: float = field(default=0.1, metadata={"help": "TPOT SLO in seconds"})
-    seed: int = field(default=0, metadata={"help": "seed of randomised routers and noisy predictors"})
-    engine: str = field(default="llama2-7b-h100", metadata={"help": "engine preset of every instance"})
-    cold_start_s: float | None = field(default=None, metadata={"help": "override the preset's cold start"})
-    freeze_s: float = field(default=60.0, metadata={"help": "freeze after each scaling action"})
-    predictor: str = field(default="fallback", metadata={"help": "default output-length predictor spec"})
     overlength: Overlength = field(default="truncate", metadata={"help": "see SimConfig.overlength"})
     sample_interval_s: float = field(default=10.0, metadata={"help": "time-series sampling period"})
     horizon_s: float = field(default=3600.0, metadata={"help": "give up this long after the last arrival"})
-    warmup_s: float = field(default=60.0, metadata={
-        "help": "scalers are first polled after this long (the warm fleet starts with empty KV caches)"})
-
-    def shared(self) -> SharedSettings:
-        return SharedSettings(self.min_instances, self.max_instances, self.freeze_s, self.engine,
-                              self.slo_tpot_s, self.slo_ttft_s, self.cold_start_s, self.seed)
-
-    def engine_config(self) -> EngineConfig:
-        """The preset, with the cold-start override applied (every policy of the comparison gets this one)."""
-        eng = get_preset(self.engine)
-        return eng if self.cold_start_s is None else replace(eng, cold_start_s=self.cold_start_s)
 
 
 @dataclass
@@ -114,23 +95,23 @@ def run_eval(trace: pd.DataFrame, policies: Sequence[PolicySpec | str], config: 
     cfg = config or EvalConfig()
     specs = _specs(policies)
     engine = cfg.engine_config()
-    shared = cfg.shared().as_kwargs()
     preds = PredictionCache(trace, cfg.seed)
     arrivals = list(zip(trace["arrival_s"].tolist(), trace["prompt_tokens"].tolist(),
                         trace["output_tokens"].tolist(), strict=True))
     # Build every policy first, so that a bad spec fails before any simulation time is spent.
-    built = [build_policy(s, **shared, predictor=predictor_for(s, cfg.predictor)) for s in specs]
+    built = [build_policy(s, cfg) for s in specs]
     runs: list[EvalRun] = []
     for spec, (router, scaler) in zip(specs, built, strict=True):
         pspec = predictor_for(spec, cfg.predictor)
         mean, p90, source, pred_cpu = preds.get(pspec)
         workload = Workload.from_trace(trace, mean, p90)
         scaler.attach_oracle(arrivals)
-        initial = getattr(scaler, "initial_instances", None)
-        sim_cfg = SimConfig(engine=engine, initial_instances=cfg.instances if initial is None else int(initial),
+        sim_cfg = SimConfig(engine=engine, initial_instances=scaler.initial_instances(cfg.instances),
                             min_instances=cfg.min_instances, max_instances=cfg.max_instances,
                             sample_interval_s=cfg.sample_interval_s, overlength=cfg.overlength,
-                            horizon_s=cfg.horizon_s, warmup_s=cfg.warmup_s)
+                            horizon_s=cfg.horizon_s, warmup_s=cfg.warmup_s,
+                            density_window_s=cfg.density_window_s, density_grace_s=cfg.density_grace_s,
+                            forecast_horizon=cfg.forecast_horizon, forecast_model=cfg.forecast_model)
         label = spec.label
         cb = (lambda done, _l=label: progress(_l, done)) if progress else None
         result = simulate(workload, sim_cfg, router, scaler, cb)

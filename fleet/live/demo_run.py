@@ -94,7 +94,7 @@ def run_pipeline(df: pd.DataFrame, cfg: PipelineConfig, kafka: KafkaSettings, en
 
     Children are stopped on return (or on error); their logs stay in ``run_dir``.
     """
-    from preserve_cli.produce_cmd import send_trace
+    from replay.kafka_replay import send_trace
 
     ensure_topics(kafka)
     procs = PipelineProcesses(run_dir, env)

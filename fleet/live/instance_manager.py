@@ -19,6 +19,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from fleet.live.base_engine_adapter import EngineAdapter, EngineFactory, LiveRequest
+from streams.policies.fleet_rules import scale_down_victims
 from streams.records import (
     Completion,
     EventRecord,
@@ -28,7 +29,6 @@ from streams.records import (
     RouteDecision,
     ScaleCommand,
 )
-from streams.scale_state import BOOTSTRAP_REASON
 
 __all__ = ["ManagedInstance", "ServiceFleet", "FleetManager", "FleetCounters"]
 
@@ -61,7 +61,7 @@ class ServiceFleet:
     :param status_every_s: event-time period of status events per instance (when its load changed).
     :param heartbeat_s: event-time period of a status for every instance, changed or not.
     :param prewarm_first: the bootstrap command of the service (the scale agent's first, see
-        ``streams.scale_state.BOOTSTRAP_REASON``) starts its instances ready at once: a fleet that was already
+        ``ScaleCommand.bootstrap``) starts its instances ready at once: a fleet that was already
         serving before the replay began, as the offline simulator's ``initial_instances``.
     """
 
@@ -92,7 +92,7 @@ class ServiceFleet:
 
     def scale(self, cmd: ScaleCommand, now: float) -> list[EventRecord]:
         out: list[EventRecord] = []
-        bootstrap = cmd.reason == BOOTSTRAP_REASON
+        bootstrap = cmd.bootstrap
         if bootstrap and self.active():
             return out  # a restarted scale agent re-bootstraps: the running fleet stays as it is
         prewarm = bootstrap and self.prewarm_first
@@ -111,15 +111,13 @@ class ServiceFleet:
         return out
 
     def _remove(self, provisioned: list[ManagedInstance], n: int, now: float) -> list[EventRecord]:
-        """Cancel starting instances first (newest first), then drain the least-loaded ready ones."""
-        def load(i: ManagedInstance) -> tuple[int, float]:
+        """Cancel or drain the instances the one scale-down rule picks (``fleet_rules.scale_down_victims``)."""
+        def load(i: ManagedInstance) -> int:
             st = i.engine.status() if i.engine else None
-            return ((st.running + st.waiting) if st else 0) + len(i.backlog), -i.requested_at
+            return ((st.running + st.waiting) if st else 0) + len(i.backlog)
 
-        starting = sorted((i for i in provisioned if i.state is InstanceState.STARTING), key=lambda i: -i.requested_at)
-        ready = sorted((i for i in provisioned if i.state is InstanceState.READY), key=load)
         out: list[EventRecord] = []
-        for inst in (starting + ready)[:n]:
+        for inst in scale_down_victims(provisioned, n, lambda i: i.state is InstanceState.STARTING, load):
             if inst.state is InstanceState.STARTING:
                 inst.state = InstanceState.STOPPED
                 out.append(self._event(inst, InstanceEventKind.STOPPED, now))

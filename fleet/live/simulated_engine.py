@@ -10,7 +10,6 @@ from __future__ import annotations
 import itertools
 
 from fleet.engine_instance import EngineInstance
-from fleet.engine_presets import EngineConfig, get_preset
 from fleet.live.base_engine_adapter import (
     EngineAdapter,
     EngineFactory,
@@ -19,17 +18,10 @@ from fleet.live.base_engine_adapter import (
     LiveRequest,
 )
 from fleet.sim_types import EngineEventKind, SimRequest
+from streams.policies.engine_profiles import EngineConfig, get_preset
+from streams.policies.fleet_rules import served_lengths
 
-__all__ = ["SimulatedEngine", "SimulatedEngineFactory", "served_lengths"]
-
-
-def served_lengths(prompt: int, output: int | None, max_model_len: int) -> tuple[int, int]:
-    """(prompt, output) as the simulated engine serves them: the offline simulator's 'truncate' rule."""
-    prompt, out = max(1, prompt), max(1, int(output or 1))
-    if prompt + out > max_model_len:
-        prompt = min(prompt, max_model_len - 1)
-        out = max_model_len - prompt
-    return prompt, out
+__all__ = ["SimulatedEngine", "SimulatedEngineFactory"]
 
 
 class SimulatedEngine(EngineAdapter):
@@ -44,7 +36,7 @@ class SimulatedEngine(EngineAdapter):
 
     def submit(self, request: LiveRequest, now: float) -> None:
         self._collect(now)
-        prompt, out = served_lengths(request.prompt_tokens, request.output_tokens, self.cfg.max_model_len)
+        prompt, out, _ = served_lengths(request.prompt_tokens, request.output_tokens, self.cfg.max_model_len)
         req = SimRequest(next(self._idx), request.request_id, request.arrival, prompt, out,
                          float(request.predicted_tokens or 0.0))
         self.engine.add_request(req, self._now)
@@ -71,7 +63,7 @@ class SimulatedEngine(EngineAdapter):
 
 
 class SimulatedEngineFactory(EngineFactory):
-    """:param preset: engine preset name (``fleet.engine_presets``). :param cold_start_s: override of its cold start."""
+    """:param preset: engine preset name (``streams.policies.engine_profiles``). :param cold_start_s: override of its cold start."""
 
     def __init__(self, preset: str = "llama2-7b-h100", cold_start_s: float | None = None) -> None:
         self.config = get_preset(preset)

@@ -11,7 +11,6 @@ missing or broken (``LengthPredictions.source`` says so).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,11 +18,11 @@ from typing import Any
 from models.request_load.base_predictor import LengthPredictor
 from models.request_load.baselines import Baselines
 from models.request_load.simple_predictors import FallbackPredictor, NoisyOraclePredictor, OraclePredictor
+from streams.policies.spec_grammar import SpecError, split_spec
 
 __all__ = ["get_predictor", "parse_spec", "default_checkpoint_dir", "model_options", "PREDICTORS",
            "InvalidPredictorSpec"]
 
-_SPEC = re.compile(r"^\s*([a-z][a-z0-9_-]*)\s*(?:\((.*)\))?\s*$")
 
 
 class InvalidPredictorSpec(ValueError):
@@ -35,31 +34,12 @@ def default_checkpoint_dir() -> Path:
     return Path(__file__).resolve().parent / "checkpoints" / "default"
 
 
-def _value(raw: str) -> Any:
-    raw = raw.strip()
-    for cast in (int, float):
-        try:
-            return cast(raw)
-        except ValueError:
-            pass
-    if raw.lower() in ("true", "false"):
-        return raw.lower() == "true"
-    return raw.strip("'\"")
-
-
 def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
-    """``"noisy-oracle(sigma=0.3)"`` -> ``("noisy-oracle", {"sigma": 0.3})``."""
-    m = _SPEC.match(spec)
-    if not m:
-        raise InvalidPredictorSpec(f"bad spec {spec!r}: expected NAME or NAME(key=value,...)")
-    name, args = m.group(1), m.group(2)
-    kwargs: dict[str, Any] = {}
-    for part in filter(None, (p.strip() for p in (args or "").split(","))):
-        key, eq, val = part.partition("=")
-        if not eq or not key.strip().isidentifier():
-            raise InvalidPredictorSpec(f"bad argument {part!r} in spec {spec!r}: expected key=value")
-        kwargs[key.strip()] = _value(val)
-    return name, kwargs
+    """``"noisy-oracle(sigma=0.3)"`` -> ``("noisy-oracle", {"sigma": 0.3})`` (the shared spec grammar)."""
+    try:
+        return split_spec(spec)
+    except SpecError as e:
+        raise InvalidPredictorSpec(str(e)) from e
 
 
 def _fallback(args: dict[str, Any]) -> LengthPredictor:

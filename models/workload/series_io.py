@@ -163,7 +163,6 @@ def _density_csv(df: pd.DataFrame, path: Path, window_s: float, service: str | N
 
 def _trace(path: Path, window_s: float, service: str | None) -> WorkloadSeries:
     from replay import load_trace
-    from streams.token_density import density_frame
 
     loaded = load_trace(path)
     df = loaded.df
@@ -171,12 +170,16 @@ def _trace(path: Path, window_s: float, service: str | None) -> WorkloadSeries:
         df = df[df["service"] == service]
     if df.empty:
         raise SeriesError(f"{path}: no requests" + (f" of service {service!r}" if service else ""))
-    events = pd.DataFrame({"service": "all", "ts": df["arrival_s"].to_numpy(dtype=float),
-                           "prompt_tokens": df["prompt_tokens"], "output_tokens": df["output_tokens"]})
-    frame, _ = density_frame(events, window_s)
+    # tumbling windows [k w, (k+1) w) by arrival, every window from the first to the last (zeros included)
+    idx = np.floor(df["arrival_s"].to_numpy(dtype=float) / window_s).astype(np.int64)
+    first = int(idx.min())
+    idx -= first
+    raw = np.stack([np.bincount(idx, minlength=int(idx.max()) + 1).astype(float),
+                    np.bincount(idx, weights=df["prompt_tokens"].to_numpy(dtype=float)),
+                    np.bincount(idx, weights=df["output_tokens"].to_numpy(dtype=float))], axis=1)
+    starts = (first + np.arange(len(raw))) * window_s
     notes = [f"per-request trace ({loaded.fmt}) aggregated by arrival time; {len(loaded.bad_rows)} bad rows skipped"]
-    raw = frame[list(DENSITY[1:])].to_numpy(dtype=float)
-    return _finish(raw, frame["window_start"].to_numpy(dtype=float), np.ones(len(raw), bool), window_s, window_s,
+    return _finish(raw, starts.astype(float), np.ones(len(raw), bool), window_s, window_s,
                    "sum", TARGETS, "per_window", str(path), notes)
 
 

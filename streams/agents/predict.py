@@ -11,7 +11,8 @@ from streams.pipeline_config import pipeline_config
 from streams.predict_state import PredictAgentState
 
 cfg = pipeline_config()
-state = PredictAgentState(cfg.predictor, cfg.predict_max_lag_s, cfg.predictor_services, cfg.predictor_online_window)
+state = PredictAgentState(cfg.request_predictor(), cfg.predict_max_lag_s, cfg.predictor_services,
+                          cfg.predictor_online_window)
 
 
 @app.agent(raw_topic("requests", "completions"))  # completions teach the online correction

@@ -10,7 +10,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import ClassVar
 
-from streams.policies.fleet_view import CompletionInfo, FleetView, RequestInfo, ScaleDecision
+from streams.policies.fleet_view import CompletionInfo, FleetView, ForecastInfo, RequestInfo, ScaleDecision
 
 __all__ = ["BaseScaler"]
 
@@ -25,6 +25,20 @@ class BaseScaler(ABC):
     """
 
     name: ClassVar[str] = ""
+
+    def initial_instances(self, default: int) -> int:
+        """Warm instances a service starts with (both drivers ask this); default: the settings' ``instances``."""
+        return default
+
+    @property
+    def needs_future(self) -> bool:
+        """Whether this scaler reads the trace's future (:meth:`attach_oracle`): offline only, refused live."""
+        return False
+
+    @property
+    def wants_forecasts(self) -> bool:
+        """Whether this scaler reads :meth:`observe_forecast` (drivers run the density -> forecast stages for it)."""
+        return False
 
     def __init__(self, min_instances: int = 1, max_instances: int = 8, freeze_s: float = 60.0,
                  interval_s: float = 5.0) -> None:
@@ -76,3 +90,7 @@ class BaseScaler(ABC):
 
     def observe_completion(self, completion: CompletionInfo, now: float) -> None:  # noqa: B027
         """Observe a completion (default: nothing)."""
+
+    def observe_forecast(self, forecast: ForecastInfo, now: float) -> None:  # noqa: B027
+        """Observe a token-density forecast of the service (live: the `forecasts` topic; offline: the
+        simulator's density -> forecast stages, the same classes). Default: nothing."""

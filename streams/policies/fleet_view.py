@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 
 from streams.records import InstanceState
 
-__all__ = ["InstanceState", "RequestInfo", "InstanceView", "FleetView", "CompletionInfo", "RouteChoice", "ScaleDecision"]
+__all__ = ["InstanceState", "RequestInfo", "InstanceView", "FleetView", "CompletionInfo", "ForecastInfo", "RouteChoice",
+           "ScaleDecision"]
 
 
 @dataclass(slots=True, frozen=True)
@@ -86,6 +87,22 @@ class CompletionInfo:
     prompt_tokens: int
     output_tokens: int
     ttft_s: float
+
+
+@dataclass(slots=True, frozen=True)
+class ForecastInfo:
+    """One forecast of one service's token density, as the scaler observes it (live: the `forecasts` topic).
+
+    ``mean``/``upper`` are per-window totals of ``target`` for the windows starting at ``first_window_start``,
+    ``first_window_start + window_s``, ... (the density agent's epoch-aligned windows).
+    """
+
+    target: str  # "requests" | "prompt_tokens" | "output_tokens"
+    first_window_start: float
+    window_s: float
+    mean: tuple[float, ...]
+    upper: tuple[float, ...]
+    model: str = ""
 
 
 @dataclass(slots=True, frozen=True)

@@ -9,9 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from models.request_load.predictor_registry import InvalidPredictorSpec, parse_spec
 from streams.policies.base_router import BaseRouter
 from streams.policies.base_scaler import BaseScaler
+from streams.policies.spec_grammar import SpecError, split_spec
 
 __all__ = ["ROUTERS", "SCALERS", "register_router", "register_scaler", "PolicySpec", "parse_policy",
            "parse_policies", "PolicySpecError"]
@@ -64,8 +64,8 @@ class PolicySpec:
 def _part(text: str, what: str) -> tuple[str, dict[str, Any]]:
     """``name`` or ``name(k=v,...)``: the same grammar as predictor specs, so there is one parser for both."""
     try:
-        return parse_spec(text)
-    except InvalidPredictorSpec as e:
+        return split_spec(text)
+    except SpecError as e:
         raise PolicySpecError(f"cannot parse {what} {text.strip()!r}: {e}") from e
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from fleet.cost_model import CostModel
-from fleet.engine_presets import EngineConfig
 from fleet.sim_inputs import SimConfig, Workload
+from streams.policies.cost_model import CostModel
+from streams.policies.engine_profiles import EngineConfig
 
 # step time = 10 ms + 1 ms per batched token: easy to compute by hand.
 LINEAR = CostModel(c0=0.01, c_tok=0.001, c_tok_hinge=0.0, c_seq=0.0, c_ctx=0.0, c_pf_attn=0.0)

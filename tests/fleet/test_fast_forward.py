@@ -6,9 +6,9 @@ import random
 
 import pytest
 
-from fleet.cost_model import CostModel
 from fleet.engine_instance import EngineInstance
 from fleet.sim_types import SimRequest
+from streams.policies.cost_model import CostModel
 from tests.fleet.sim_fixtures import WITH_CTX, engine
 
 

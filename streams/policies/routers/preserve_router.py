@@ -29,16 +29,14 @@ from streams.policies.policy_registry import register_router
 
 __all__ = ["PreServeRouter"]
 
-PREDICTORS = ("model", "fallback", "oracle")
-
 
 @register_router("preserve")
 class PreServeRouter(BaseRouter):
     """Load-aware router over per-instance load anticipators.
 
-    :param predictor: request-length predictor the caller should use to fill ``RequestInfo.predicted_*``
-        (``model``, ``fallback``, ``oracle`` or ``noisy-oracle(sigma=..)``); read by the harness as
-        :attr:`predictor_spec`. The router itself only reads the predictions.
+    The request-length predictor that fills ``RequestInfo.predicted_*`` is the policy spec's router parameter
+    ``predictor=`` (read by the builder's ``predictor_for`` for both drivers); the router only reads predictions.
+
     :param prefill_weight: weight of prefill tokens (the request's and the instance's queue), paper: 2.
     :param overflow_weight: extra weight of anticipated tokens beyond ``kv_fill`` of the KV capacity.
     :param kv_fill: share of the KV cache above which anticipated load counts as overflow.
@@ -46,7 +44,7 @@ class PreServeRouter(BaseRouter):
     :param horizon_s: projection horizon of the anticipators.
     """
 
-    def __init__(self, predictor: str = "model", prefill_weight: float = 2.0, overflow_weight: float = 0.0,
+    def __init__(self, prefill_weight: float = 2.0, overflow_weight: float = 0.0,
                  kv_fill: float = 0.9, decode_tokens_per_s: float = 30.0, horizon_s: float = 30.0,
                  bucket_s: float = 1.0, engine: str | None = "llama2-7b-h100",
                  prefill_tokens_per_s: float | None = None, **unknown: Any) -> None:
@@ -54,7 +52,6 @@ class PreServeRouter(BaseRouter):
             raise TypeError(f"unknown parameters for router 'preserve': {sorted(unknown)}")
         if prefill_weight < 0 or overflow_weight < 0 or not 0 < kv_fill <= 1:
             raise ValueError("need prefill_weight >= 0, overflow_weight >= 0 and 0 < kv_fill <= 1")
-        self.predictor_spec = predictor
         self.prefill_weight = prefill_weight
         self.overflow_weight = overflow_weight
         self.kv_fill = kv_fill
@@ -128,7 +125,7 @@ def _prefill_rate(engine: str | None) -> float:
     """Prompt tokens/s one instance prefills in full chunks (from the preset's cost model)."""
     if engine is None:
         return 40_000.0
-    from fleet.engine_presets import get_preset  # the preset lives with the simulator
+    from streams.policies.engine_profiles import get_preset  # the preset lives with the simulator
 
     e = get_preset(engine)
     chunk = e.max_batched_tokens

@@ -1,9 +1,8 @@
-"""Token density for the PreServe scaler's long-term loop: observed online, or read from the trace (oracle).
+"""Token density for the PreServe scaler's long-term loop: the forecast stage's forecasts, or the trace (oracle).
 
 Both answer one question: the highest prompt- and generated-token rate (tokens/s) expected over
-``[now, now + horizon]``, window by window. The online one aggregates tumbling windows in event time
-(prompt tokens by arrival, generated tokens by completion, as the paper's density agent does) and asks
-``models.workload.OnlineForecaster`` for the next windows; the oracle reads the trace's own future.
+``[now, now + horizon]``, window by window. The published one reads the forecasts of the pipeline's forecast
+stage (density windows -> forecaster -> `forecasts`, the design's hierarchy); the oracle reads the trace's future.
 """
 
 from __future__ import annotations
@@ -11,11 +10,12 @@ from __future__ import annotations
 import bisect
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from itertools import accumulate
-from typing import Any
 
-__all__ = ["DensityForecast", "OnlineDensity", "OracleDensity", "online_forecaster"]
+from streams.policies.fleet_view import ForecastInfo
+
+__all__ = ["DensityForecast", "PublishedForecast", "OracleDensity"]
 
 
 class DensityForecast(ABC):
@@ -23,12 +23,6 @@ class DensityForecast(ABC):
         if window_s <= 0:
             raise ValueError("window_s must be > 0")
         self.window_s = window_s
-
-    def observe_arrival(self, now: float, prompt_tokens: int) -> None:  # noqa: B027
-        """An arrival (online: counted in its window)."""
-
-    def observe_completion(self, now: float, output_tokens: int) -> None:  # noqa: B027
-        """A completion (online: its generated tokens counted in the window it completes in)."""
 
     @abstractmethod
     def peak_rates(self, now: float, horizon_s: float) -> tuple[float, float]:
@@ -66,76 +60,33 @@ class OracleDensity(DensityForecast):
         return best_p, best_o
 
 
-ForecasterFactory = Callable[[float], Any]
+class PublishedForecast(DensityForecast):
+    """The forecasts published by the forecast stage (live: the `forecasts` topic; offline: the simulator runs
+    the same density and forecast classes), kept per target. The scaler does not cut windows or forecast itself:
+    the density stage's epoch-aligned windows are the only windows, the forecast stage the only forecaster.
 
-
-def online_forecaster(model: str = "mlstm") -> ForecasterFactory:
-    """Factory of ``models.workload.OnlineForecaster`` (mLSTM; EWMA until it has enough windows to train)."""
-    def build(window_s: float) -> Any:
-        from models.workload import OnlineForecaster  # torch-backed; imported only when the scaler is built
-
-        return OnlineForecaster(window_s=window_s, model=model)
-    return build
-
-
-class OnlineDensity(DensityForecast):
-    """Tumbling windows of observed density, fed to an online forecaster as each window closes.
-
-    :param factory: builds the forecaster from ``window_s`` (tests inject a simple one); it must offer
-        ``observe(window_start, requests, prompt_tokens, output_tokens)`` and ``forecast(horizon)``.
+    A forecast that no longer reaches the look-ahead is extended with its last window (persistence on the
+    forecast). Before the first forecast arrives the answer is zero: the short-term loops cover the start.
     """
 
-    def __init__(self, window_s: float, factory: ForecasterFactory | None = None) -> None:
+    def __init__(self, window_s: float) -> None:
         super().__init__(window_s)
-        self.forecaster = (factory or online_forecaster())(window_s)
-        self._origin: float | None = None
-        self._window = 0  # index of the open window
-        self._acc = [0, 0, 0]  # requests, prompt tokens, output tokens of the open window
-        self._last_rates = (0.0, 0.0)  # last closed window, used until the forecaster has an opinion
+        self.latest: dict[str, ForecastInfo] = {}
 
-    def _roll(self, now: float) -> None:
-        if self._origin is None:
-            self._origin = now
-        w = math.floor((now - self._origin) / self.window_s)
-        while self._window < w:
-            start = self._origin + self._window * self.window_s
-            n, p, o = self._acc
-            self.forecaster.observe(start, n, p, o)
-            self._last_rates = (p / self.window_s, o / self.window_s)
-            self._acc = [0, 0, 0]
-            self._window += 1
+    def observe(self, forecast: ForecastInfo) -> None:
+        held = self.latest.get(forecast.target)
+        if held is None or forecast.first_window_start >= held.first_window_start:
+            self.latest[forecast.target] = forecast
 
-    def observe_arrival(self, now: float, prompt_tokens: int) -> None:
-        self._roll(now)
-        self._acc[0] += 1
-        self._acc[1] += int(prompt_tokens)
-
-    def observe_completion(self, now: float, output_tokens: int) -> None:
-        self._roll(now)
-        self._acc[2] += int(output_tokens)
+    def _peak(self, target: str, now: float, horizon_s: float) -> float:
+        fc = self.latest.get(target)
+        if fc is None or not fc.mean:
+            return 0.0
+        w = fc.window_s
+        last = len(fc.mean) - 1
+        lo = max(0, min(last, math.floor((now - fc.first_window_start) / w)))
+        hi = max(lo, min(last, math.ceil((now + horizon_s - fc.first_window_start) / w) - 1))
+        return max(max(0.0, float(v)) for v in fc.mean[lo:hi + 1]) / w
 
     def peak_rates(self, now: float, horizon_s: float) -> tuple[float, float]:
-        self._roll(now)
-        if self._origin is None or self._window == 0:
-            return self._last_rates  # no window closed yet: the short-term loop covers the start
-        last_needed = math.floor((now + horizon_s - self._origin) / self.window_s)
-        steps = max(1, last_needed - self._window + 1)
-        fc = self.forecaster.forecast(steps)
-        prompt = _series(fc, "prompt_tokens")
-        output = _series(fc, "output_tokens")
-        if not prompt or not output:
-            return self._last_rates
-        return max(prompt) / self.window_s, max(output) / self.window_s
-
-
-def _series(fc: Any, target: str) -> list[float]:
-    """The forecast mean per step for ``target`` (tokens per window); ``ForecastOut`` or a plain dict."""
-    if fc is None:
-        return []
-    means = getattr(fc, "mean", None)
-    if isinstance(means, dict):  # models.workload.ForecastOut
-        series = means.get(target)
-    else:
-        entry = fc.get(target) if isinstance(fc, dict) else None
-        series = entry.get("mean") if isinstance(entry, dict) else entry
-    return [max(0.0, float(v)) for v in series] if series is not None else []
+        return self._peak("prompt_tokens", now, horizon_s), self._peak("output_tokens", now, horizon_s)

@@ -26,8 +26,7 @@ class FixedScaler(BaseScaler):
         super().__init__(min(min_instances, target), max(max_instances, target), freeze_s, interval_s)
         self.n = target
 
-    @property
-    def initial_instances(self) -> int:
+    def initial_instances(self, default: int) -> int:
         return self.n
 
     def _decide(self, fleet: FleetView, now: float) -> ScaleDecision | None:

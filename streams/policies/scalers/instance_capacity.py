@@ -20,7 +20,7 @@ __all__ = ["StepCost", "InstanceCapacity", "capacity_at"]
 
 
 class StepCost(Hashable, Protocol):
-    """A step-time model (``fleet.cost_model.CostModel``); hashable so capacities can be cached."""
+    """A step-time model (``streams.policies.cost_model.CostModel``); hashable so capacities can be cached."""
 
     def step_time(self, prefill_tokens: int, decode_seqs: int, context_tokens: int,
                   prefill_pairs: float | None = None) -> float: ...

@@ -1,7 +1,7 @@
 """PreServe's proactive scaler: a long-term loop on forecast token density, a short-term loop on anticipated load.
 
-Long term: prompt- and generated-token density per window (prompt tokens by arrival, generated tokens by
-completion) feed a forecaster (``models.workload.OnlineForecaster``, or the trace itself for the oracle
+Long term: the forecast stage's forecasts of the service's prompt- and generated-token density (the density
+stage's windows -> the forecast stage -> :meth:`observe_forecast`; or the trace itself for the oracle
 ablation). The forecast over ``[now, now + cold start + one window]`` is turned into instances with the
 profiled per-instance capacity of the engine (:mod:`instance_capacity`) and a target utilisation (head room):
 capacity is started one cold start before the load arrives and is not released ahead of a rise.
@@ -29,15 +29,17 @@ from collections.abc import Sequence
 from typing import Any
 
 from streams.policies.base_scaler import BaseScaler
-from streams.policies.fleet_view import CompletionInfo, FleetView, InstanceState, RequestInfo, ScaleDecision
+from streams.policies.fleet_view import (
+    CompletionInfo,
+    FleetView,
+    ForecastInfo,
+    InstanceState,
+    RequestInfo,
+    ScaleDecision,
+)
 from streams.policies.load_anticipator import AnticipatorConfig, LoadAnticipator
 from streams.policies.policy_registry import register_scaler
-from streams.policies.scalers.density_forecast import (
-    DensityForecast,
-    OnlineDensity,
-    OracleDensity,
-    online_forecaster,
-)
+from streams.policies.scalers.density_forecast import DensityForecast, OracleDensity, PublishedForecast
 from streams.policies.scalers.instance_capacity import InstanceCapacity, capacity_at
 from streams.policies.scalers.prefill_bursts import PrefillBursts
 from streams.policies.scalers.recent_load import RecentLoad, binomial_tail
@@ -50,8 +52,9 @@ class PreServeScaler(BaseScaler):
     """Proactive scaler. Parameters (all settable from a policy spec, e.g. ``preserve(forecast=oracle)``):
 
     :param engine: engine preset whose cost model and KV capacity give the per-instance capacity.
-    :param forecast: ``online`` (``OnlineForecaster`` on observed density) or ``oracle`` (the trace's future).
-    :param window_s: density window (event time).
+    :param forecast: ``online`` (the forecast stage's forecasts, through :meth:`observe_forecast`) or ``oracle``
+        (the trace's future).
+    :param window_s: window of the oracle's density and of the scale-down warm-up (two windows).
     :param target_util: utilisation an instance is sized for (1 - head room).
     :param down_util: scale down only if the load would stay under this utilisation with one instance fewer:
         the hysteresis below ``target_util``, about two standard errors of a ``recent_s`` rate estimate at
@@ -64,7 +67,6 @@ class PreServeScaler(BaseScaler):
     :param mix_s: span of the request mix, of the predictor's calibration and of the SLO-miss count (these
         drift slowly; a short span only adds noise).
     :param cold_start_s: look-ahead; default: the fleet view's cold start, else the preset's.
-    :param forecaster_model: model of the ``OnlineForecaster`` (``mlstm``, ``lstm`` or a baseline name).
     :param ttft_slo_s: TTFT SLO; with ``tpot_slo_s`` it defines an SLO miss among recent completions.
     :param slo_miss_up: share of recent completions missing the SLO that adds an instance (bursts that the
         mean density hides: the capacity model sizes for throughput, this loop for the latency tail).
@@ -86,7 +88,7 @@ class PreServeScaler(BaseScaler):
                  window_s: float = 60.0, target_util: float = 0.95, down_util: float = 0.9,
                  high_water: float = 0.95, emergency_waiting: float = 4.0, tpot_slo_s: float = 0.1,
                  tpot_share: float = 0.5, recent_s: float = 60.0, cold_start_s: float | None = None,
-                 forecaster_model: str = "mlstm", ttft_slo_s: float = 1.0, slo_miss_up: float = 0.01,
+                 ttft_slo_s: float = 1.0, slo_miss_up: float = 0.01,
                  slo_miss_down: float = 0.002, down_stabilization_s: float = 120.0, burst_quantile: float = 0.99,
                  burst_share: float = 0.7, burst_memory_s: float = 600.0, slo_miss_alpha: float = 0.01,
                  mix_s: float = 180.0, **unknown: Any) -> None:
@@ -97,7 +99,7 @@ class PreServeScaler(BaseScaler):
             raise ValueError("need 0 < down_util < target_util <= 1, 0 < high_water <= 1, recent_s, mix_s > 0")
         if forecast not in ("online", "oracle"):
             raise ValueError(f"forecast must be 'online' or 'oracle', got {forecast!r}")
-        from fleet.engine_presets import get_preset  # the preset lives with the simulator
+        from streams.policies.engine_profiles import get_preset  # the preset lives with the simulator
 
         self.engine = get_preset(engine)
         self.forecast_kind = forecast
@@ -115,14 +117,25 @@ class PreServeScaler(BaseScaler):
         self.emergency_waiting = emergency_waiting
         self.tpot_target_s = tpot_slo_s * tpot_share
         self.cold_start_s = cold_start_s
-        self.density: DensityForecast = (OnlineDensity(window_s, online_forecaster(forecaster_model))
-                                         if forecast == "online" else OracleDensity(window_s))
+        self.published = PublishedForecast(window_s)
+        self.density: DensityForecast = self.published if forecast == "online" else OracleDensity(window_s)
         self.fleet_load = LoadAnticipator(AnticipatorConfig(horizon_s=120.0, bucket_s=2.0))
         self.recent = RecentLoad(recent_s, mix_s)
         self.last_details: dict[str, float] = {}
         self._first_seen: float | None = None
 
     # ------------------------------------------------------------------ hooks
+    @property
+    def wants_forecasts(self) -> bool:
+        return self.forecast_kind == "online"
+
+    @property
+    def needs_future(self) -> bool:
+        return self.forecast_kind == "oracle"
+
+    def observe_forecast(self, forecast: ForecastInfo, now: float) -> None:
+        self.published.observe(forecast)
+
     def attach_oracle(self, arrivals: Sequence[tuple[float, int, int]]) -> None:
         if isinstance(self.density, OracleDensity):
             self.density.attach(arrivals)
@@ -130,7 +143,6 @@ class PreServeScaler(BaseScaler):
     def observe_arrival(self, request: RequestInfo, now: float) -> None:
         if self._first_seen is None:
             self._first_seen = now
-        self.density.observe_arrival(now, request.prompt_tokens)
         # a sum over many requests: the expected length is the right estimate here (the router, placing one
         # request, uses the conservative quantile)
         predicted = request.predicted_tokens or request.predicted_p90_tokens
@@ -139,7 +151,6 @@ class PreServeScaler(BaseScaler):
         self.recent.arrival(now, request.request_id, request.prompt_tokens, predicted)
 
     def observe_completion(self, completion: CompletionInfo, now: float) -> None:
-        self.density.observe_completion(now, completion.output_tokens)
         self.fleet_load.complete(completion.request_id, completion.output_tokens,
                                  completion.finish - completion.arrival, completion.ttft_s, now)
         missed = None

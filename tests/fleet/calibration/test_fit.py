@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from fleet.calibration.fit import Measurement, fit_cost_model, nnls, read_measurements
-from fleet.cost_model import CostModel
 from preserve_cli.calibrate_cmd import calibrate
+from streams.policies.cost_model import CostModel
 
 TRUE = CostModel(c0=0.0068, c_tok=1.0e-5, c_tok_hinge=1.6e-5, c_seq=9e-6, c_ctx=2.1e-7, c_pf_attn=1.4e-9,
                  tok_knee=256.0)

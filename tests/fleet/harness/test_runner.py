@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from fleet.harness import EvalConfig, format_table, frontier_specs, run_eval
-from fleet.harness.policies import canonical
 from preserve_cli.eval_cmd import eval_cmd
+from streams.policies.builder import canonical
 from streams.policies.policy_registry import PolicySpec
 
 KEYS = ("policy", "params", "label", "requests", "completed", "dropped", "p50_ttft_s", "p99_ttft_s", "p50_e2e_s",

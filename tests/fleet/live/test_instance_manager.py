@@ -14,13 +14,15 @@ from streams.records import (
     RouteDecision,
     ScaleCommand,
 )
-from streams.scale_state import BOOTSTRAP_REASON
+
+BOOTSTRAP_REASON = "bootstrap"  # the typed flag decides, not this text
 
 SVC = "svc"
 
 
 def cmd(ts: float, target: int, reason: str = "test") -> ScaleCommand:
-    return ScaleCommand(ts=ts, service=SVC, target_instances=target, current_instances=0, policy="p", reason=reason)
+    return ScaleCommand(ts=ts, service=SVC, target_instances=target, current_instances=0, policy="p", reason=reason,
+                        bootstrap=reason == BOOTSTRAP_REASON)
 
 
 def route(ts: float, rid: str, inst: str, prompt: int = 100, out: int = 20) -> RouteDecision:

@@ -30,7 +30,7 @@ def commands(out: list) -> list[ScaleCommand]:
 def test_first_event_bootstraps_then_waits_for_the_fleet() -> None:
     st = ScaleAgentState(PipelineConfig(policy="round-robin:fixed(n=2)"))
     [boot] = commands(st.handle([req(100.0, "a")], now=0.0))
-    assert boot.reason == BOOTSTRAP_REASON and boot.target_instances == 2 and boot.ts == 100.0
+    assert boot.bootstrap and boot.reason == BOOTSTRAP_REASON and boot.target_instances == 2 and boot.ts == 100.0
     assert commands(st.handle([req(101.0 + i, f"r{i}") for i in range(20)], now=0.0)) == []
 
 
@@ -39,10 +39,11 @@ def test_reactive_scaler_polled_in_event_time() -> None:
     st = ScaleAgentState(cfg)
     st.handle([req(0.0, "a")], now=0.0)
     out = []
-    for t in range(1, 40):
+    for t in range(1, 100):
         out += st.handle([ready(float(t), "i0", waiting=50)], now=0.0)
     ups = commands(out)
     assert ups and ups[0].target_instances > 1 and ups[0].reason and ups[0].policy == "round-robin:queue-depth"
+    assert ups[0].ts == cfg.warmup_s  # first polled warmup_s after the first arrival, as the simulator polls it
     assert len(ups) < 39  # polled every interval_s of event time, frozen after an action
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from fleet.harness.policies import build_policy
+from streams.policies.builder import build_policy
+from streams.policies.control_settings import ControlSettings
 from streams.policies.fleet_view import FleetView, InstanceState, InstanceView
 from streams.policies.policy_registry import PolicySpecError, parse_policies
 from streams.policies.scalers.fixed_scaler import FixedScaler
@@ -22,7 +23,7 @@ def _fleet(kv: list[int], waiting: int = 0, starting: int = 0) -> FleetView:
 
 def test_fixed_asks_for_n_and_starts_with_n() -> None:
     s = FixedScaler(n=3, min_instances=1, max_instances=8)
-    assert s.initial_instances == 3
+    assert s.initial_instances(default=4) == 3
     assert s.decide(_fleet([0, 0]), 0.0).target_instances == 3  # type: ignore[union-attr]
     assert s.decide(_fleet([0, 0, 0]), 100.0) is None
     assert FixedScaler(n=10, max_instances=8).decide(_fleet([0]), 0).target_instances == 10  # type: ignore[union-attr]
@@ -54,7 +55,7 @@ def test_queue_depth_scales_up_at_once_and_down_after_the_window() -> None:
 def test_policy_specs_with_parameters_build_configured_objects() -> None:
     specs = parse_policies("least-kv:reactive(up=0.8,down=0.3),random(seed=5):fixed(n=2),"
                            "token-load(predictor=oracle):queue-depth(threshold=2,cooldown=30)")
-    built = [build_policy(s, min_instances=1, max_instances=6, freeze_s=30.0, seed=9) for s in specs]
+    built = [build_policy(s, ControlSettings(min_instances=1, max_instances=6, freeze_s=30.0, seed=9)) for s in specs]
     (_, reactive), (rnd, fixed), (tok, qd) = built
     assert isinstance(reactive, ReactiveScaler) and isinstance(fixed, FixedScaler)
     assert isinstance(qd, QueueDepthScaler)

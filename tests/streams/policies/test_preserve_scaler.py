@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
 
-from fleet.engine_presets import get_preset
-from streams.policies.fleet_view import CompletionInfo, FleetView, InstanceState, InstanceView, RequestInfo
+from streams.policies.engine_profiles import get_preset
+from streams.policies.fleet_view import (
+    CompletionInfo,
+    FleetView,
+    ForecastInfo,
+    InstanceState,
+    InstanceView,
+    RequestInfo,
+)
 from streams.policies.policy_registry import SCALERS
-from streams.policies.scalers.density_forecast import OnlineDensity
+from streams.policies.scalers.density_forecast import PublishedForecast
 from streams.policies.scalers.instance_capacity import capacity_at
 from streams.policies.scalers.preserve_scaler import PreServeScaler
 
@@ -101,49 +109,42 @@ def test_anticipated_kv_peak_scales_up() -> None:
     assert d.details["kv_peak"] > 2 * 0.85 * CAP
 
 
-class _LastValue:
-    """Test double for the online forecaster: repeats the last closed window."""
-
-    def __init__(self, window_s: float) -> None:
-        self.last: tuple[int, int, int] | None = None
-
-    def observe(self, window_start: float, requests: int, prompt_tokens: int, output_tokens: int) -> None:
-        self.last = (requests, prompt_tokens, output_tokens)
-
-    def forecast(self, horizon: int) -> dict[str, dict[str, list[float]]]:
-        if self.last is None:
-            return {}
-        return {"prompt_tokens": {"mean": [float(self.last[1])] * horizon},
-                "output_tokens": {"mean": [float(self.last[2])] * horizon}}
+def fc(target: str, first: float, per_window: list[float], window_s: float = 60.0) -> ForecastInfo:
+    return ForecastInfo(target, first, window_s, tuple(per_window), tuple(per_window), "test")
 
 
-def test_online_density_windows_arrivals_and_completions() -> None:
-    d = OnlineDensity(60.0, factory=_LastValue)
-    for k in range(60):
-        d.observe_arrival(float(k), 600)
-        d.observe_completion(float(k) + 0.5, 120)
-    assert d.peak_rates(61.0, 90.0) == pytest.approx((600.0, 120.0))
+def test_published_forecast_reads_the_windows_the_look_ahead_overlaps() -> None:
+    d = PublishedForecast(60.0)
+    assert d.peak_rates(100.0, 90.0) == (0.0, 0.0)  # nothing published yet: the short-term loops cover it
+    d.observe(fc("prompt_tokens", 120.0, [600.0, 6000.0, 60.0]))
+    d.observe(fc("output_tokens", 120.0, [120.0, 60.0, 12000.0]))
+    # [130, 170] overlaps only the first window; [130, 190] also the second
+    assert d.peak_rates(130.0, 40.0) == pytest.approx((10.0, 2.0))
+    assert d.peak_rates(130.0, 60.0) == pytest.approx((100.0, 2.0))
+    # beyond the forecast: its last window holds (persistence on the forecast)
+    assert d.peak_rates(400.0, 10.0) == pytest.approx((1.0, 200.0))
+    d.observe(fc("prompt_tokens", 60.0, [1e9]))  # an older forecast arriving late does not replace a newer one
+    assert d.peak_rates(130.0, 40.0) == pytest.approx((10.0, 2.0))
 
 
-def test_online_scaler_learns_mix_from_completions() -> None:
-    s = oracle_scaler(steady(0.001, 0, 10))
-    s.density = OnlineDensity(60.0, factory=_LastValue)
-    for k in range(500):
-        s.observe_completion(CompletionInfo(f"c{k}", "r0", 0.0, 5.0, 3000, 50, 0.2), now=5.0)
+def test_online_scaler_sizes_for_the_published_forecast_not_its_own_windows() -> None:
+    s = PreServeScaler(freeze_s=0.0)
+    assert s.wants_forecasts and not s.needs_future
     cap = s.capacity()
-    assert cap.batch * 3000 <= 0.9 * CAP
+    rate_p, rate_g = 1000.0, 200.0
+    per_instance = cap.utilisation(rate_p, rate_g)
+    n = 3.0 / per_instance  # three instances' worth of tokens per second in the forecast window
+    s.observe_forecast(fc("prompt_tokens", 0.0, [rate_p * n * 60.0] * 3), now=0.0)
+    s.observe_forecast(fc("output_tokens", 0.0, [rate_g * n * 60.0] * 3), now=0.0)
+    d = s.decide(view(1), now=10.0)
+    assert d is not None and d.details["u_forecast"] == pytest.approx(3.0, rel=1e-6)
+    assert d.target_instances == math.ceil(3.0 / s.target_util - 1e-9)
+    assert d.reason.startswith("scale up on forecast")
 
 
-def test_default_online_scaler_uses_the_workload_forecaster() -> None:
-    s = PreServeScaler(forecaster_model="ewma", window_s=10.0, freeze_s=0.0)
-    for k in range(300):  # 30 s of 10 req/s, 1000-token prompts
-        t = k * 0.1
-        s.observe_arrival(RequestInfo(f"r{k}", "svc", t, 1000, 200.0, 300.0), now=t)
-        s.observe_completion(CompletionInfo(f"r{k}", "r0", t, t + 0.05, 1000, 200, 0.02), now=t + 0.05)
-    rp, rg = s.density.peak_rates(30.0, 40.0)
-    assert rp == pytest.approx(10_000, rel=0.05) and rg == pytest.approx(2_000, rel=0.05)
-    d = s.decide(view(1), now=30.0)
-    assert d is not None and d.target_instances >= 2
+def test_oracle_scaler_needs_the_future_and_reads_no_forecasts() -> None:
+    s = oracle_scaler(steady(1.0, 0, 10))
+    assert s.needs_future and not s.wants_forecasts
 
 
 def test_prefill_bursts_need_instances_that_the_mean_hides() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fleet.engine_presets import get_preset
+from streams.policies.engine_profiles import get_preset
 from streams.policies.fleet_view import CompletionInfo, FleetView, InstanceState, InstanceView, RequestInfo
 from streams.policies.scalers.preserve_scaler import PreServeScaler
 from streams.policies.scalers.recent_load import RecentLoad, binomial_tail
@@ -52,7 +52,7 @@ def _fleet(n: int) -> FleetView:
 def test_a_saturated_fleet_is_sized_by_its_arrivals_not_its_completions() -> None:
     """Completions of a saturated fleet come at the fleet's pace; the arrivals' predicted lengths show the
     load it is not serving."""
-    s = PreServeScaler(forecaster_model="ewma", freeze_s=0.0)
+    s = PreServeScaler(freeze_s=0.0)
     rate = 3.0 / s.capacity().utilisation(1000, 200)  # three instances' worth of requests per second
     for k in range(int(60 * rate)):
         t = k / rate
@@ -65,7 +65,7 @@ def test_a_saturated_fleet_is_sized_by_its_arrivals_not_its_completions() -> Non
 
 
 def test_one_miss_among_the_first_completions_is_not_evidence() -> None:
-    s = PreServeScaler(forecaster_model="ewma", freeze_s=0.0)
+    s = PreServeScaler(freeze_s=0.0)
     for k in range(20):
         ttft = 3.0 if k == 0 else 0.1
         s.observe_completion(CompletionInfo(f"c{k}", "r0", 100.0 + k, 101.0 + k, 500, 20, ttft), now=101.0 + k)

@@ -1,44 +1,24 @@
-"""Building router and scaler objects from ``router:scaler(k=v)`` specs, with the comparison's shared settings.
+"""The one builder of router and scaler objects from ``router:scaler(k=v)`` specs (both drivers call it).
 
-Every policy of one comparison gets the same fleet bounds, freeze, engine preset and SLO: the harness passes
-them as keyword arguments to each constructor that accepts them, unless the spec sets them itself. The
-router parameter ``predictor=SPEC`` chooses the request-length predictor for that policy (PreServe
-ablations); it is given to the router only if its constructor takes it.
+Every policy of one run gets the same fleet bounds, freeze, engine profile, SLO and density window from
+:class:`ControlSettings`: each constructor receives the ones it declares, unless the spec sets them itself. The
+router parameter ``predictor=SPEC`` chooses the request-length predictor for that policy (PreServe ablations;
+live, the predict stage runs it); it is given to the router only if its constructor takes it.
 """
 
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass, field
 from typing import Any
 
 import streams.policies.routers  # noqa: F401  (registers the routers)
 import streams.policies.scalers  # noqa: F401  (registers the scalers)
 from streams.policies.base_router import BaseRouter
 from streams.policies.base_scaler import BaseScaler
+from streams.policies.control_settings import ControlSettings
 from streams.policies.policy_registry import ROUTERS, SCALERS, PolicySpec, PolicySpecError
 
-__all__ = ["SharedSettings", "build_policy", "predictor_for", "frontier_specs", "canonical"]
-
-
-@dataclass(frozen=True)
-class SharedSettings:
-    """What every policy of one comparison shares (injected where a constructor accepts the name)."""
-
-    min_instances: int = field(default=1, metadata={"help": "fewest provisioned instances"})
-    max_instances: int = field(default=8, metadata={"help": "most provisioned instances"})
-    freeze_s: float = field(default=60.0, metadata={"help": "no scaling action for this long after one"})
-    engine: str = field(default="llama2-7b-h100", metadata={"help": "engine preset name"})
-    tpot_slo_s: float = field(default=0.1, metadata={"help": "TPOT SLO (scalers that plan for it)"})
-    ttft_slo_s: float = field(default=1.0, metadata={"help": "TTFT SLO (scalers that plan for it)"})
-    cold_start_s: float | None = field(default=None, metadata={"help": "cold start override (None: preset)"})
-    seed: int = field(default=0, metadata={"help": "seed of randomised policies"})
-
-    def as_kwargs(self) -> dict[str, Any]:
-        kw = {k: getattr(self, k) for k in self.__dataclass_fields__}
-        if kw["cold_start_s"] is None:
-            del kw["cold_start_s"]
-        return kw
+__all__ = ["build_policy", "predictor_for", "frontier_specs", "canonical"]
 
 
 def _accepted(cls: type, shared: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
@@ -53,8 +33,10 @@ def _construct(cls: type, kwargs: dict[str, Any], what: str) -> Any:
         raise PolicySpecError(f"{what}: {exc}") from exc
 
 
-def build_policy(spec: PolicySpec, **shared: Any) -> tuple[BaseRouter, BaseScaler]:
-    """Fresh router and scaler objects for ``spec``; ``shared`` as in :class:`SharedSettings`."""
+def build_policy(spec: PolicySpec, settings: ControlSettings | None = None) -> tuple[BaseRouter, BaseScaler]:
+    """Fresh router and scaler objects for ``spec`` with ``settings`` (defaults when None)."""
+    cfg = settings or ControlSettings()
+    shared = {**cfg.policy_kwargs(), "predictor": predictor_for(spec, cfg.predictor)}
     if spec.router not in ROUTERS:
         raise PolicySpecError(f"unknown router {spec.router!r}; known: {', '.join(sorted(ROUTERS))}")
     if spec.scaler not in SCALERS:

@@ -1,6 +1,6 @@
-"""Engine configurations of one simulated vLLM instance, with presets for Llama-2-7B on one H100 / one A100.
+"""Engine profiles (part of the control core): one vLLM-style instance, with presets for Llama-2-7B on one H100 / one A100.
 
-The cost-model coefficients of a preset live in ``fleet/calibration/<preset>.json`` together with how, where
+The cost-model coefficients of a preset live in ``streams/policies/profiles/<preset>.json`` together with how, where
 and when they were measured (see ``fleet/calibration/README.md``).
 """
 
@@ -9,11 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fleet.cost_model import CostModel
+from streams.policies.cost_model import CostModel
 
-__all__ = ["EngineConfig", "PRESETS", "get_preset", "kv_capacity_tokens", "CALIBRATION_DIR"]
+__all__ = ["EngineConfig", "PRESETS", "get_preset", "kv_capacity_tokens", "PROFILES_DIR"]
 
-CALIBRATION_DIR = Path(__file__).resolve().parent / "calibration"
+PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 
 GIB = 1024**3
 MIB = 1024**2
@@ -92,7 +92,7 @@ class EngineConfig:
 def _preset(name: str, gpu: str, memory_bytes: int) -> EngineConfig:
     return EngineConfig(name=name, gpu=gpu, model="meta-llama/Llama-2-7b-hf",
                         kv_capacity_tokens=kv_capacity_tokens(memory_bytes),
-                        cost_model=CostModel.from_json(CALIBRATION_DIR / f"{name}.json"))
+                        cost_model=CostModel.from_json(PROFILES_DIR / f"{name}.json"))
 
 
 PRESETS: dict[str, EngineConfig] = {

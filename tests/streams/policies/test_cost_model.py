@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from fleet.cost_model import FEATURE_NAMES, CostModel
-from fleet.engine_presets import PRESETS
+from streams.policies.cost_model import FEATURE_NAMES, CostModel
+from streams.policies.engine_profiles import PRESETS
 
 MODELS = [p.cost_model for p in PRESETS.values()] + [
     CostModel(c0=0.005, c_tok=1e-5, c_tok_hinge=2e-5, c_seq=3e-6, c_ctx=2e-7, c_pf_attn=1e-9, tok_knee=256,

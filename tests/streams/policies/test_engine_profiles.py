@@ -7,12 +7,12 @@ import json
 
 import pytest
 
-from fleet.cost_model import CostModel
-from fleet.engine_presets import (
+from streams.policies.cost_model import CostModel
+from streams.policies.engine_profiles import (
     A100_MEMORY_BYTES,
-    CALIBRATION_DIR,
     H100_MEMORY_BYTES,
     PRESETS,
+    PROFILES_DIR,
     EngineConfig,
     get_preset,
     kv_capacity_tokens,
@@ -38,7 +38,7 @@ def test_preset_is_self_consistent(name: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_calibration_file_documents_its_origin(name: str) -> None:
-    data = json.loads((CALIBRATION_DIR / f"{name}.json").read_text())
+    data = json.loads((PROFILES_DIR / f"{name}.json").read_text())
     assert data["status"] and data["derivation"] and data["source"]
 
 
