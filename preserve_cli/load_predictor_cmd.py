@@ -194,9 +194,15 @@ def eval_cmd(data: tuple[str, ...], model_dir: str | None, json_out: str | None,
               help="Folder for calibration.json (default: the checkpoint folder).")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--batch-size", default=128, show_default=True)
+@click.option("--backend", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True,
+              help="CPU only: onnx = ONNX Runtime (with --int8: the CPU serving path).")
+@click.option("--int8/--no-int8", default=False, show_default=True,
+              help="CPU only: fit the int8 serving path's own calibration (calibration_int8.json): its answers "
+                   "differ from fp32 enough to move coverage by several points.")
 def calibrate_cmd(data: tuple[str, ...], model_dir: str | None, out: str | None, device: str,
-                  batch_size: int) -> None:
-    """Fit calibration.json on the checkpoint's VALIDATION part (never test): calibrated quantiles p10..p99 and
+                  batch_size: int, backend: str, int8: bool) -> None:
+    """Fit calibration.json (with --int8: calibration_int8.json, for the CPU serving path) on the checkpoint's
+    VALIDATION part (never test): calibrated quantiles p10..p99 and
     a de-biased mean per serving model, for the encoder and the fallback table (see models/request_load/
     calibration.py). Runs the encoder fp32 on the validation rows (about 35 s for 1,181 rows on 2 CPU cores)."""
     import numpy as np
@@ -209,7 +215,7 @@ def calibrate_cmd(data: tuple[str, ...], model_dir: str | None, out: str | None,
     )
     from models.request_load.checkpoint import InvalidCheckpoint, load_checkpoint
     from models.request_load.data import SplitConfig, split_examples
-    from models.request_load.engine import EngineConfig, LengthEngine
+    from models.request_load.engine import LengthEngine
     from models.request_load.evaluate import raw_outputs
     from models.request_load.inference import MODEL_MEAN_BASE
     from models.request_load.simple_predictors import FallbackPredictor
@@ -230,8 +236,8 @@ def calibrate_cmd(data: tuple[str, ...], model_dir: str | None, out: str | None,
     val = split_examples(examples, split)["val"]
     if len(val) < 50:
         raise click.ClickException(f"only {len(val)} validation rows: too few to calibrate")
-    engine = LengthEngine(loaded.model, loaded.rows, EngineConfig(device=device, dtype="fp32",
-                                                                  max_batch_size=batch_size))
+    engine_cfg = _engine_config(device, "fp32", batch_size, backend, int8, None, loaded.model.config)
+    engine = LengthEngine(loaded.model, loaded.rows, engine_cfg)
     raw = raw_outputs(engine, val)
     y = np.array([e.output_tokens for e in val], dtype=np.float64)
     models = [e.model for e in val]
@@ -241,9 +247,10 @@ def calibrate_cmd(data: tuple[str, ...], model_dir: str | None, out: str | None,
     fb_mean, fb_p90 = FallbackPredictor(loaded.baselines.fallback).lookup([e.prompt_tokens for e in val], models)
     fc, fs = base_from_fallback(fb_mean, fb_p90)
     fb_cal = fit_calibration(fc, fs, y, models, groups, {FallbackPredictor.MEAN_BASE: fb_mean})
-    record = {"split": "val", "n": len(val), "data_files": sorted(given), "device": device,
+    record = {"split": "val", "n": len(val), "data_files": sorted(given),
+              "engine": {"device": device, "backend": backend, "int8": int8},
               "models": {m: models.count(m) for m in sorted(set(models))}}
-    path = CalibrationSet(model_cal, fb_cal, record).save(Path(out or folder))
+    path = CalibrationSet(model_cal, fb_cal, record).save(Path(out or folder), int8=int8)
     click.echo(json.dumps({"out": str(path), "n_val": len(val), "model": {"k": str(model_cal.k), "k_mean": str(model_cal.k_mean),
                                                                          "mean_base": model_cal.mean_base},
                            "fallback": {"k": str(fb_cal.k), "k_mean": str(fb_cal.k_mean), "mean_base": fb_cal.mean_base}},

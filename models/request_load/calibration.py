@@ -34,13 +34,20 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CALIBRATION_FILE", "GRID", "OUTPUT_TAUS", "POOLED", "Z90", "Calibration", "CalibrationSet",
+__all__ = ["CALIBRATION_FILE", "CALIBRATION_FILE_INT8", "calibration_file", "GRID", "OUTPUT_TAUS", "POOLED", "Z90", "Calibration", "CalibrationSet",
            "CalibratedOutputs", "base_from_quantiles", "base_from_fallback", "fit_calibration", "pinball",
            "quantile_name", "load_calibration"]
 
 log = logging.getLogger(__name__)
 
 CALIBRATION_FILE = "calibration.json"
+# The CPU serving path (ONNX Runtime / torch dynamic int8) answers slightly differently from fp32 (its raw p90
+# covered 0.79 vs 0.83), enough to move calibrated coverage and sums by several points: it gets its own file.
+CALIBRATION_FILE_INT8 = "calibration_int8.json"
+
+
+def calibration_file(int8: bool = False) -> str:
+    return CALIBRATION_FILE_INT8 if int8 else CALIBRATION_FILE
 GRID = np.round(np.arange(1, 100) / 100.0, 2)  # taus of the stored quantile function
 OUTPUT_TAUS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 POOLED = "*"
@@ -287,25 +294,33 @@ class CalibrationSet:
         return cls(model=None if raw.get("model") is None else Calibration.from_dict(raw["model"]),
                    fallback=Calibration.from_dict(raw["fallback"]), record=dict(raw.get("record", {})))
 
-    def save(self, directory: Path) -> Path:
-        path = Path(directory) / CALIBRATION_FILE
+    def save(self, directory: Path, int8: bool = False) -> Path:
+        path = Path(directory) / calibration_file(int8)
         path.write_text(json.dumps(self.to_dict(), separators=(",", ":")))
         return path
 
     @classmethod
-    def load(cls, directory: Path) -> CalibrationSet:
-        return cls.from_dict(json.loads((Path(directory) / CALIBRATION_FILE).read_text()))
+    def load(cls, directory: Path, int8: bool = False) -> CalibrationSet:
+        return cls.from_dict(json.loads((Path(directory) / calibration_file(int8)).read_text()))
 
 
-def load_calibration(directory: Path) -> CalibrationSet | None:
-    """The checkpoint's ``calibration.json``, or None (logged) when it has none or it is unusable: predictions
-    then keep the uncalibrated outputs (``mean`` = the validation-MAE-best point, ``p90`` the raw head)."""
-    if not (Path(directory) / CALIBRATION_FILE).exists():
-        log.warning("no %s in %s: uncalibrated outputs (run `preserve load-predictor calibrate`)", CALIBRATION_FILE,
-                    directory)
+def load_calibration(directory: Path, int8: bool = False) -> CalibrationSet | None:
+    """The checkpoint's calibration (``calibration_int8.json`` for an int8 engine where fitted, else
+    ``calibration.json``), or None (logged) when it has none or it is unusable: predictions then keep the
+    uncalibrated outputs (``mean`` = the validation-MAE-best point, ``p90`` the raw head)."""
+    folder = Path(directory)
+    if int8 and (folder / CALIBRATION_FILE_INT8).exists():
+        name = CALIBRATION_FILE_INT8
+    else:
+        name = CALIBRATION_FILE
+        if int8 and (folder / name).exists():
+            log.warning("no %s in %s: the int8 engine uses the fp32 calibration (coverage may be a few points off; "
+                        "run `preserve load-predictor calibrate --backend onnx --int8`)", CALIBRATION_FILE_INT8, folder)
+    if not (folder / name).exists():
+        log.warning("no %s in %s: uncalibrated outputs (run `preserve load-predictor calibrate`)", name, folder)
         return None
     try:
-        return CalibrationSet.load(directory)
+        return CalibrationSet.load(folder, int8=name == CALIBRATION_FILE_INT8)
     except (OSError, ValueError, KeyError, TypeError) as err:
-        log.warning("unusable %s in %s (%s): uncalibrated outputs", CALIBRATION_FILE, directory, err)
+        log.warning("unusable %s in %s (%s): uncalibrated outputs", name, folder, err)
         return None

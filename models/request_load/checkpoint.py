@@ -44,6 +44,7 @@ class LoadedModel:
     meta: CheckpointMeta
     baselines: Baselines
     calibration: CalibrationSet | None = None  # calibration.json next to the weights, if fitted
+    path: Path | None = None  # the checkpoint folder (other files next to it, e.g. calibration_int8.json)
 
 
 def save_checkpoint(directory: Path, model: LengthModel, meta: CheckpointMeta, baselines: Baselines) -> Path:
@@ -103,4 +104,4 @@ def load_checkpoint(directory: Path, device: str | torch.device = "cpu", encoder
         raise InvalidCheckpoint(f"{directory}: {type(err).__name__}: {err}") from err
     model.merge_adapters().eval().to(device=device, dtype=dtype)
     rows = RowEncoder(load_tokenizer(cfg.encoder), cfg.max_length, cfg.n_soft, cfg.max_model_tokens)
-    return LoadedModel(model, rows, meta, baselines, load_calibration(directory))
+    return LoadedModel(model, rows, meta, baselines, load_calibration(directory), directory)

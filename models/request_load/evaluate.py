@@ -26,6 +26,7 @@ import numpy as np
 
 from models.request_load.base_predictor import LengthPredictions
 from models.request_load.baselines import BASELINE_NAMES, Baselines
+from models.request_load.calibration import Calibration
 from models.request_load.checkpoint import LoadedModel
 from models.request_load.data import LengthExample, SplitConfig, split_examples
 from models.request_load.engine import EngineConfig, LengthEngine, RawOutputs
@@ -128,12 +129,13 @@ def evaluate_predictions(model: LengthPredictions, examples: Sequence[LengthExam
     return out
 
 
-def model_predictions(raw: RawOutputs, models: Sequence[str], loaded: LoadedModel) -> LengthPredictions:
+def model_predictions(raw: RawOutputs, models: Sequence[str], loaded: LoadedModel,
+                      calibration: Calibration | None) -> LengthPredictions:
     """What the serving predictor answers for these raw outputs (``inference.outputs_from_raw``)."""
     from models.request_load.inference import outputs_from_raw, pack_raw
 
-    return outputs_from_raw(pack_raw(raw), models, loaded.model.config.quantiles,
-                            loaded.calibration.model if loaded.calibration else None, loaded.meta.point_estimate)
+    return outputs_from_raw(pack_raw(raw), models, loaded.model.config.quantiles, calibration,
+                            loaded.meta.point_estimate)
 
 
 def fallback_predictions(loaded: LoadedModel, prompt_tokens: Sequence[int], models: Sequence[str]) -> LengthPredictions:
@@ -160,12 +162,18 @@ def raw_outputs(engine: LengthEngine, examples: Sequence[LengthExample]) -> RawO
 def evaluate_checkpoint(loaded: LoadedModel, examples: Sequence[LengthExample],
                         engine_cfg: EngineConfig) -> dict[str, Any]:
     engine = LengthEngine(loaded.model, loaded.rows, engine_cfg)
+    model_cal = loaded.calibration
+    if engine_cfg.int8 and loaded.path is not None:  # what the int8 serving path loads (load_model_predictor)
+        from models.request_load.calibration import load_calibration
+
+        model_cal = load_calibration(loaded.path, int8=True)
     raw = raw_outputs(engine, examples)
     models = [e.model for e in examples]
-    pred = model_predictions(raw, models, loaded)
+    pred = model_predictions(raw, models, loaded, model_cal.model if model_cal else None)
     fb = fallback_predictions(loaded, [e.prompt_tokens for e in examples], models)
     out = evaluate_predictions(pred, examples, loaded.baselines, fb)
     out["point_estimate"] = "p50" if pred.quantiles else loaded.meta.point_estimate
-    out["calibrated"] = {"model": bool(pred.quantiles), "fallback": bool(fb.quantiles)}
+    out["calibrated"] = {"model": bool(pred.quantiles), "fallback": bool(fb.quantiles),
+                         "model_fitted_on": model_cal.record.get("engine") if model_cal else None}
     out["engine"] = _engine_record(engine)
     return out

@@ -259,6 +259,8 @@ def load_model_predictor(path: Path, device: str = "cpu", timeout_s: float | Non
 
         loaded = load_checkpoint(path)
         engine = _cpu_or_gpu_engine(loaded.model, loaded.rows, device, engine_kwargs)
+        if engine.cfg.int8:  # the CPU serving path has its own calibration where one was fitted
+            cal = load_calibration(path, int8=True)
         return ModelPredictor(engine, fallback, loaded.meta.point_estimate, timeout_s, cache_size,
                               calibration=cal.model if cal else None)
     except Exception as err:  # noqa: BLE001 - a broken checkpoint must leave the pipeline running

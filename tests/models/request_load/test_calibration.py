@@ -87,3 +87,20 @@ def test_base_from_quantiles_reads_centre_and_spread() -> None:
     q = np.array([[np.expm1(1.0), np.expm1(2.0), np.expm1(3.0)]])
     c, s = base_from_quantiles(q, taus)
     assert c[0] == pytest.approx(2.0) and s[0] == pytest.approx(2.0 / (2 * 1.2815515655446004))
+
+
+def test_int8_engine_prefers_its_own_calibration_file(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from models.request_load.calibration import load_calibration
+
+    c, s, y, models, groups = _rows({"short-model": 200, "long-model": 200}, seed=4)
+    fp32 = fit_calibration(c, s, y, models, groups)
+    assert load_calibration(tmp_path) is None  # none fitted: uncalibrated answers, logged
+    CalibrationSet(fp32, fp32, {"engine": "fp32"}).save(tmp_path)
+    loaded = load_calibration(tmp_path, int8=True)  # no int8 file yet: the fp32 one, with a warning
+    assert loaded is not None and loaded.record == {"engine": "fp32"}
+    assert any("calibration_int8.json" in r.message for r in caplog.records)
+    CalibrationSet(fp32, fp32, {"engine": "int8"}).save(tmp_path, int8=True)
+    int8 = load_calibration(tmp_path, int8=True)
+    fp = load_calibration(tmp_path)
+    assert int8 is not None and int8.record == {"engine": "int8"}
+    assert fp is not None and fp.record == {"engine": "fp32"}
