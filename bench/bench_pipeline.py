@@ -36,10 +36,10 @@ from confluent_kafka import Consumer, Producer
 
 from fleet.live.pipeline_procs import PipelineProcesses, kafka_reachable, topic_counts
 from streams.pipeline_config import PipelineConfig
-from streams.producer_helper import PRODUCER_DEFAULTS
 from streams.records import InstanceEvent, InstanceEventKind, InstanceState
 from streams.settings import KafkaSettings, load_settings
 from streams.topics import ensure_topics
+from streams.transport.producer_helper import PRODUCER_DEFAULTS
 
 SERVICES = ["svc-0", "svc-1", "svc-2", "svc-3"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import uuid
 
-from streams.producer_helper import RequestProducer
+from streams.transport.producer_helper import RequestProducer
 
 PROMPTS = [
     "Write a haiku about stream processing.",

@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from streams.forecast_state import ForecastAgentState
+from streams.policies.density_windows import DensityAccumulator
 from streams.policies.fleet_view import ForecastInfo
-from streams.scale_state import forecast_info
-from streams.token_density import DensityAccumulator
+from streams.stages.forecast import ForecastAgentState
+from streams.stages.service_scaler import forecast_info
 
 __all__ = ["ForecastFeed"]
 

@@ -203,7 +203,8 @@ class Simulator:
         self.scaler.observe_completion(info, t)
         if self.forecast_feed is not None:
             for fc in self.forecast_feed.on_completion(self.w.service, t, req.prompt, req.output):
-                self.scaler.observe_forecast(fc, t)
+                if fc.target in self.scaler.forecast_targets:
+                    self.scaler.observe_forecast(fc, t)
         self.ctrl += time.perf_counter() - c
 
     def _ready(self, idx: int, t: float) -> None:

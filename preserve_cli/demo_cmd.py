@@ -116,7 +116,7 @@ def demo(trace: Path | None, limit: int, speedup: float, json_out: Path | None, 
                            tqdm, say)
     say("demo: pipeline drained; running the offline simulation of the same trace and policy")
     offline = _offline(df, cfg)
-    doc, ok = collect(outcome, kafka, None if no_archive else dsn, offline)
+    doc, ok = collect(outcome, kafka, None if no_archive else dsn, offline, cfg)
     doc["trace"] = str(path)
     doc["policy"], doc["predictor"], doc["speedup"] = cfg.policy, cfg.request_predictor(), speedup
     print_report(doc, None if no_archive else dsn)

@@ -11,8 +11,8 @@ from typing import Any
 import pandas as pd
 
 from replay.producer import ReplayCounts, replay_trace
-from streams.producer_helper import PRODUCER_DEFAULTS
 from streams.settings import KafkaSettings, load_settings
+from streams.transport.producer_helper import PRODUCER_DEFAULTS
 
 __all__ = ["kafka_producer", "send_trace"]
 

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import faust
 
-from streams import faust_transport
 from streams.pipeline_config import AGENTS
-from streams.ready_batches import ReadyBatchStream
 from streams.settings import load_settings
+from streams.transport import faust_transport
+from streams.transport.ready_batches import ReadyBatchStream
 
 __all__ = ["app", "selected_agents", "app_id"]
 
@@ -64,7 +64,7 @@ def _make_app() -> faust.App:
     web_port = os.environ.get("PRESERVE_WEB_PORT")
     return faust.App(
         app_id(),
-        # Faust's aiokafka transport with a bounded fetch wait (streams/faust_transport.py)
+        # Faust's aiokafka transport with a bounded fetch wait (streams/transport/faust_transport.py)
         broker=[f"{faust_transport.SCHEME}://{hp.strip()}" for hp in s.kafka.bootstrap_servers.split(",")],
         broker_credentials=_credentials(),
         autodiscover=lambda: [f"streams.agents.{a}" for a in selected_agents()],
@@ -77,7 +77,7 @@ def _make_app() -> faust.App:
         web_port=int(web_port) if web_port else 6066,
         producer_linger_ms=1,
         stream_wait_empty=False,
-        Stream=ReadyBatchStream,  # agents batch with take_ready (streams/ready_batches.py)
+        Stream=ReadyBatchStream,  # agents batch with take_ready (streams/transport/ready_batches.py)
     )
 
 

@@ -25,7 +25,7 @@ class PipelineConfig(ControlSettings):
     """The live pipeline's settings: the control core's :class:`ControlSettings` plus the agents' own."""
 
     policy: str = field(default="preserve:preserve", metadata={"help": "router:scaler spec (policy registry)"})
-    # Agents take a batch as soon as nothing more is queued (streams/ready_batches.py): batches grow with the
+    # Agents take a batch as soon as nothing more is queued (streams/transport/ready_batches.py): batches grow with the
     # load by themselves, up to these sizes, and no event waits for a timer.
     predict_batch: int = field(default=256, metadata={"help": "most requests per predictor call"})
     route_batch: int = field(default=512, metadata={"help": "most events per route/scale agent iteration"})
@@ -68,7 +68,7 @@ class PipelineConfig(ControlSettings):
         retired = sorted(set(raw) & RETIRED)
         if retired:
             raise ValueError(f"pipeline settings {retired} are retired: agents now take a batch as soon as nothing "
-                             "more is queued (streams/ready_batches.py); remove them")
+                             "more is queued (streams/transport/ready_batches.py); remove them")
         unknown = set(raw) - known
         if unknown:
             raise ValueError(f"unknown pipeline settings: {sorted(unknown)}")

@@ -126,6 +126,11 @@ class RouteDecision(EventRecord):
     score: float | None = None
     reason: str = ""
     prompt_hash: str | None = None
+    # Provenance, for an exact replay from the archive (streams/stages/decision_replay.py): how many inputs of each kind
+    # (see INPUT_KINDS) of this service the router had applied when it decided, and, for a request that waited
+    # for a ready instance, when it was queued.
+    inputs: dict[str, int] | None = None
+    queued_at_inputs: dict[str, int] | None = None
 
 
 class RoutingTable(EventRecord):
@@ -161,6 +166,12 @@ class InstanceEvent(EventRecord):
     waiting: int = Field(default=0, ge=0)
     kv_used_tokens: Tokens = 0
     kv_capacity_tokens: Tokens = 0
+    # Completions of this service the instance managers had published when they sent this event: a consumer
+    # that has received that many knows every completion up to ``ts`` is in (the scale agent's watermark).
+    completions_published: int | None = Field(default=None, ge=0)
+    # Route decisions of this service the instance managers had applied: a consumer of the requests that has
+    # received that many has every request the fleet has seen (the scale agent's watermark, with the above).
+    routes_applied: int | None = Field(default=None, ge=0)
 
 
 class Completion(EventRecord):
@@ -212,6 +223,7 @@ class ScaleCommand(EventRecord):
     # A service's first command (its warm instances, as the simulator's t=0 fleet): the instance managers start
     # these ready at once and ignore it when the service already has instances (a restarted scale agent).
     bootstrap: bool = False
+    inputs: dict[str, int] | None = None  # as RouteDecision.inputs, for the scale agent's inputs
 
 
 class DeadLetter(EventRecord):

@@ -8,8 +8,10 @@ from typing import Any
 import click
 import pandas as pd
 
+from fleet.live.decision_check import check_decisions
 from fleet.live.demo_run import DemoOutcome, read_records
 from fleet.live.live_metrics import TOLERANCES, compare_with_offline, live_summary
+from streams.pipeline_config import PipelineConfig
 from streams.settings import KafkaSettings
 
 __all__ = ["collect", "print_report", "archive_frames"]
@@ -31,9 +33,10 @@ def archive_frames(dsn: str) -> tuple[dict[str, int], pd.DataFrame, pd.DataFrame
     return counts, comp, inst
 
 
-def collect(outcome: DemoOutcome, kafka: KafkaSettings, dsn: str | None,
-            offline: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+def collect(outcome: DemoOutcome, kafka: KafkaSettings, dsn: str | None, offline: dict[str, Any],
+            cfg: PipelineConfig) -> tuple[dict[str, Any], bool]:
     """The JSON of the issue plus the checks; ``ok`` is False if any check fails."""
+    replay = check_decisions(cfg, dsn, kafka)
     rows: dict[str, int] | None = None
     if dsn is not None:
         rows, comp, inst = archive_frames(dsn)
@@ -48,6 +51,7 @@ def collect(outcome: DemoOutcome, kafka: KafkaSettings, dsn: str | None,
         "every_request_routed_once": outcome.counts.get("routes") == n,
         "every_request_completed_once": outcome.counts.get("completions") == n and live["completed"] == n,
         "live_matches_offline": all(v["ok"] for v in cmp.values()),
+        "decisions_replay_exactly": replay.decision_mismatches == 0 and replay.routes_compared == n,
     }
     if rows is not None:
         checks["archive_rows_match_topics"] = all(rows[t] == outcome.counts.get(t, 0) for t in
@@ -58,6 +62,9 @@ def collect(outcome: DemoOutcome, kafka: KafkaSettings, dsn: str | None,
         "instance_hours": live["instance_hours"], "offline_instance_hours": offline.get("instance_hours"),
         "live": live, "offline": {k: offline.get(k) for k in live if k in offline},
         "comparison": cmp, "tolerances": {k: {"relative": r, "absolute_floor": a} for k, (r, a) in TOLERANCES.items()},
+        "decision_mismatches": replay.decision_mismatches,
+        "decisions_compared": {"routes": replay.routes_compared, "scale_commands": replay.commands_compared},
+        "decision_mismatch_examples": replay.mismatches[:10],
         "topic_counts": outcome.counts, "metrics_source": source, "checks": checks,
         "replay_wall_s": outcome.replay_wall_s, "drain_wall_s": outcome.drain_wall_s, "run_dir": str(outcome.run_dir),
     }
@@ -80,6 +87,9 @@ def print_report(doc: dict[str, Any], dsn: str | None) -> None:
                f"completions {doc['completions']}; metrics from {doc['metrics_source']}")
     if doc["clickhouse_rows"]:
         click.echo("clickhouse rows: " + ", ".join(f"{k} {v}" for k, v in doc["clickhouse_rows"].items()))
+    dc = doc["decisions_compared"]
+    click.echo(f"decisions replayed from the archive: {dc['routes']} routes, {dc['scale_commands']} scale commands, "
+               f"{doc['decision_mismatches']} mismatches")
     click.echo(f"\n{'metric':<16}{'live':>12}{'offline':>12}{'allowed':>12}  agree")
     for metric, v in doc["comparison"].items():
         click.echo(f"{metric:<16}{_fmt(v['live']):>12}{_fmt(v['offline']):>12}{_fmt(v['allowed']):>12}  "

@@ -1,5 +1,9 @@
 """Kafka edge of the instance managers: consume routes + scale commands, publish completions + instance events.
 
+The `requests` topic is read too, for arrival times only: the simulated fleet's clock waits at the oldest
+arrival whose route has not come (``FleetManager.hold_at``), so a slow control plane never makes it apply a
+decision late.
+
 confluent-kafka on both sides. Routes and scale commands are keyed by service and the two topics have the same
 partition count; the range assignor gives one member the same partitions of both, so several ``preserve fleet``
 processes share services. Invalid input becomes a dead letter (this process is the only consumer that reports
@@ -17,16 +21,17 @@ from confluent_kafka import Consumer, KafkaError, Producer
 
 from fleet.live.event_clock import ReplayClock
 from fleet.live.instance_manager import FleetManager
-from streams.dead_letters import parse_or_dead_letter
-from streams.producer_helper import PRODUCER_DEFAULTS
-from streams.records import DeadLetter, EventRecord, RouteDecision, ScaleCommand
+from streams.records import DeadLetter, EventRecord, RequestEvent, RouteDecision, ScaleCommand
 from streams.settings import KafkaSettings
+from streams.transport.dead_letters import parse_or_dead_letter
+from streams.transport.producer_helper import PRODUCER_DEFAULTS
 
 __all__ = ["FleetRunner", "RunnerStats"]
 
 log = logging.getLogger(__name__)
 _INPUTS: dict[str, type[RouteDecision] | type[ScaleCommand]] = {"routes": RouteDecision,
                                                                   "scale-commands": ScaleCommand}
+ARRIVALS = "requests"  # read only for their arrival times (see FleetManager.expect); reported by `predict`
 
 
 @dataclass
@@ -34,6 +39,15 @@ class RunnerStats:
     consumed: int = 0
     produced: int = 0
     dead_letters: int = 0
+
+
+def _arrival(value: bytes | None) -> tuple[str, str, float] | None:
+    """(request id, service, arrival ts) of a `requests` message; None if unreadable (`predict` reports it)."""
+    try:
+        rec = RequestEvent.model_validate_json(value or b"")
+    except ValueError:
+        return None
+    return rec.request_id, rec.service, rec.ts
 
 
 class FleetRunner:
@@ -50,7 +64,7 @@ class FleetRunner:
         self.consumer = Consumer({**base, "group.id": group_id, "auto.offset.reset": "earliest",
                                   "partition.assignment.strategy": "range", "enable.auto.commit": True})
         self.producer = Producer({**base, **PRODUCER_DEFAULTS})
-        self._by_topic = {kafka.topic(name): name for name in _INPUTS}
+        self._by_topic = {kafka.topic(name): name for name in (*_INPUTS, ARRIVALS)}
         self.consumer.subscribe(list(self._by_topic))
 
     def _publish(self, recs: list[EventRecord]) -> None:
@@ -73,14 +87,21 @@ class FleetRunner:
                     log.warning("consumer error: %s", err)
                 continue
             name = self._by_topic.get(m.topic() or "", "")
-            rec = parse_or_dead_letter(m.value(), _INPUTS[name], name, wall, m.key(), m.partition(), m.offset())
             self.stats.consumed += 1
+            if name == ARRIVALS:
+                arrival = _arrival(m.value())
+                if arrival is not None:
+                    self.manager.expect(*arrival, wall)
+                continue
+            rec = parse_or_dead_letter(m.value(), _INPUTS[name], name, wall, m.key(), m.partition(), m.offset())
             if isinstance(rec, DeadLetter):
                 bad.append(rec)
                 continue
             self.clock.observe(rec.ts, wall)
             self.manager.offer(rec)
         now = self.clock.now(wall)
+        if now is not None:
+            now = min(now, max(self.manager.now, self.manager.hold_at(wall)))
         out = bad + (self.manager.advance(now) if now is not None else [])
         self._publish(out)
 

@@ -51,6 +51,7 @@ class FleetCounters:
     completions: int = 0
     late_inputs: int = 0
     scale_commands: int = 0
+    routes_given_up: int = 0  # arrivals whose route never came within the wait (the clock stopped waiting)
 
 
 class ServiceFleet:
@@ -79,6 +80,8 @@ class ServiceFleet:
         self._last_status: dict[str, tuple[object, ...]] = {}
         self.heartbeat_s = heartbeat_s
         self._next_heartbeat: float | None = None
+        self.completions_out = 0  # completions of this service emitted so far (certified by instance events)
+        self.routes_in = 0  # route decisions of this service applied so far (idem)
 
     def active(self) -> list[ManagedInstance]:
         return [i for i in self.instances.values() if i.state is not InstanceState.STOPPED]
@@ -88,7 +91,8 @@ class ServiceFleet:
         return InstanceEvent(ts=ts, service=self.service, instance_id=inst.instance_id, kind=kind, state=inst.state,
                              running=st.running if st else 0, waiting=(st.waiting if st else 0) + len(inst.backlog),
                              kv_used_tokens=st.kv_used_tokens if st else 0,
-                             kv_capacity_tokens=st.kv_capacity_tokens if st else self.factory.kv_capacity_tokens)
+                             kv_capacity_tokens=st.kv_capacity_tokens if st else self.factory.kv_capacity_tokens,
+                             completions_published=self.completions_out, routes_applied=self.routes_in)
 
     def scale(self, cmd: ScaleCommand, now: float) -> list[EventRecord]:
         out: list[EventRecord] = []
@@ -138,6 +142,7 @@ class ServiceFleet:
         return out
 
     def route(self, d: RouteDecision, now: float) -> None:
+        self.routes_in += 1
         arrival = d.arrival_ts if d.arrival_ts is not None else d.ts
         req = LiveRequest(d.request_id, d.service, arrival, d.prompt_tokens, d.output_tokens,
                           predicted_tokens=d.predicted_tokens)
@@ -165,6 +170,7 @@ class ServiceFleet:
                 continue
             for f in inst.engine.advance(now):
                 self.counters.completions += 1
+                self.completions_out += 1
                 out.append(Completion(ts=f.finished_at, request_id=f.request_id, service=self.service,
                                       instance_id=inst.instance_id, arrival_ts=f.arrival, prompt_tokens=f.prompt_tokens,
                                       output_tokens=f.output_tokens, ttft_s=f.ttft_s, e2e_s=f.e2e_s,
@@ -217,6 +223,7 @@ class FleetManager:
         self._inputs: list[tuple[float, int, RouteDecision | ScaleCommand]] = []
         self._seq = itertools.count()
         self._routed: set[str] = set()
+        self._unrouted: dict[str, tuple[str, float, float]] = {}  # request id -> (service, arrival, wall seen)
 
     def fleet(self, service: str) -> ServiceFleet:
         if service not in self.fleets:
@@ -224,9 +231,34 @@ class FleetManager:
                                                 self.prewarm_first)
         return self.fleets[service]
 
+    def expect(self, request_id: str, service: str, ts: float, wall: float) -> None:
+        """A request arrived at the gateway (the `requests` topic): its route is on its way. Until it comes, or
+        ``max_wait_s`` wall seconds pass, :meth:`hold_at` keeps the clock at its arrival, so that a slow control
+        plane delays the simulated fleet in wall time instead of making it apply the route late (which would
+        invent queueing that the offline simulation of the same decisions does not have)."""
+        if request_id not in self._routed and request_id not in self._unrouted:
+            self._unrouted[request_id] = (service, ts, wall)
+
+    def hold_at(self, wall: float, max_wait_s: float = 30.0) -> float:
+        """The event time the clock may not pass: the oldest arrival whose route has not come, among services
+        with a ready instance (a service without one waits for the fleet's own time to make one ready)."""
+        hold = float("inf")
+        for rid, (service, ts, seen) in list(self._unrouted.items()):
+            if wall - seen > max_wait_s:  # dead-lettered upstream, or a control plane that is gone
+                del self._unrouted[rid]
+                self.counters.routes_given_up += 1
+            elif ts < hold and self._has_ready(service):
+                hold = ts
+        return hold
+
+    def _has_ready(self, service: str) -> bool:
+        fleet = self.fleets.get(service)
+        return fleet is not None and any(i.state is InstanceState.READY for i in fleet.active())
+
     def offer(self, item: RouteDecision | ScaleCommand) -> None:
         """Queue an input; it is applied when the clock reaches its event time (at once if already past)."""
         if isinstance(item, RouteDecision):
+            self._unrouted.pop(item.request_id, None)
             if item.request_id in self._routed:  # a redelivered route must not run the request twice
                 self.counters.duplicate_routes += 1
                 return

@@ -9,7 +9,7 @@
 - **Density CSV** (``window_start, requests, prompt_tokens, output_tokens`` [, ``service``, ``window_s``]), e.g.
   the token-density topic exported from ClickHouse. Units: per window.
 - **Per-request trace** (any format ``replay.load_trace`` reads): aggregated with
-  :func:`streams.token_density.density_frame` by *arrival* time (the demand the fleet must serve). Per window.
+  :func:`streams.policies.density_windows.density_frame` by *arrival* time (the demand the fleet must serve). Per window.
 
 ServeGen windows with zero requests are collection gaps (a production service at hundreds of requests per second
 does not go silent for hours), so they are marked invalid: carried forward as model input, never scored or

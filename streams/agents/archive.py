@@ -7,10 +7,10 @@ import asyncio
 from sinks.clickhouse_sink import ClickHouseSink
 from streams.agents.channels import raw_messages, raw_topic
 from streams.app import app
-from streams.archive_state import ArchiveAgentState
 from streams.pipeline_config import pipeline_config
 from streams.records import RECORD_TYPES
 from streams.settings import load_settings
+from streams.stages.archive import ArchiveAgentState
 
 cfg = pipeline_config()
 settings = load_settings()

@@ -1,11 +1,11 @@
 """Raw-bytes topics and the one way agents publish records and ack their input.
 
-Agents read raw bytes and parse them themselves (``streams.dead_letters``), so a malformed message becomes a
+Agents read raw bytes and parse them themselves (``streams.transport.dead_letters``), so a malformed message becomes a
 dead letter and never an exception inside Faust's deserializer.
 
 Agents take batches with ``stream.take_ready`` (not acked) and hand each batch's output to
 :func:`publish_then_ack`, which queues it on the agent's librdkafka producer
-(:class:`streams.batch_publisher.BatchPublisher`, not Faust's per-message ``topic.send``) and acks the input
+(:class:`streams.transport.batch_publisher.BatchPublisher`, not Faust's per-message ``topic.send``) and acks the input
 events only once the broker has stored every output record. Faust commits acked offsets only, so a crash never
 commits an input whose outputs were lost (at-least-once), yet the agent does not wait for the broker between
 batches.
@@ -22,10 +22,10 @@ from functools import cache
 import faust
 
 from streams.app import app, selected_agents
-from streams.batch_publisher import BatchPublisher, PublishError
-from streams.messages import RawMessage
 from streams.records import EventRecord
 from streams.settings import load_settings
+from streams.transport.batch_publisher import BatchPublisher, PublishError
+from streams.transport.messages import RawMessage
 
 __all__ = ["raw_topic", "publish_then_ack", "raw_messages"]
 

@@ -1,16 +1,16 @@
 """`density`: completions -> token-density (tumbling windows in event time, same rules as offline).
 
 Open windows are stored per service in the changelog-backed ``density_windows`` table after every batch and
-restored from it after a restart, so a kill -9 loses no completion (see ``streams/density_state.py``).
+restored from it after a restart, so a kill -9 loses no completion (see ``streams/stages/density.py``).
 """
 
 from __future__ import annotations
 
 from streams.agents.channels import publish_then_ack, raw_messages, raw_topic
 from streams.app import app
-from streams.density_state import DensityAgentState, Snapshot
 from streams.pipeline_config import pipeline_config
-from streams.tables import density_windows
+from streams.stages.density import DensityAgentState, Snapshot
+from streams.transport.tables import density_windows
 
 cfg = pipeline_config()
 state = DensityAgentState(cfg.density_window_s, cfg.density_grace_s)

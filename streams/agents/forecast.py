@@ -6,8 +6,8 @@ import asyncio
 
 from streams.agents.channels import publish_then_ack, raw_messages, raw_topic
 from streams.app import app
-from streams.forecast_state import ForecastAgentState
 from streams.pipeline_config import pipeline_config
+from streams.stages.forecast import ForecastAgentState
 
 cfg = pipeline_config()
 state = ForecastAgentState(cfg.forecast_horizon, cfg.forecast_model)

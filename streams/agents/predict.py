@@ -8,7 +8,7 @@ import asyncio
 from streams.agents.channels import publish_then_ack, raw_messages, raw_topic
 from streams.app import app
 from streams.pipeline_config import pipeline_config
-from streams.predict_state import PredictAgentState
+from streams.stages.predict import PredictAgentState
 
 cfg = pipeline_config()
 state = PredictAgentState(cfg.request_predictor(), cfg.predict_max_lag_s, cfg.predictor_services,

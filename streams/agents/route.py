@@ -2,7 +2,7 @@
 
 One merged stream per worker, so a service's requests and its fleet's events are applied in one order.
 A request pending for a READY instance keeps its input message un-acked until it is routed (the plan of
-``RouteAgentState.take_acks``), so a crash meanwhile does not lose it: see ``streams/control_state.py``.
+``RouteAgentState.take_acks``), so a crash meanwhile does not lose it: see ``streams/stages/control.py``.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from faust.types import EventT
 
 from streams.agents.channels import publish_then_ack, raw_messages, raw_topic
 from streams.app import app
-from streams.control_state import DeferredAcks, RouteAgentState
 from streams.pipeline_config import pipeline_config
+from streams.stages.control import DeferredAcks, RouteAgentState
 
 cfg = pipeline_config()
 state = RouteAgentState(cfg)

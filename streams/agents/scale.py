@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from streams.agents.channels import publish_then_ack, raw_messages, raw_topic
 from streams.app import app
-from streams.control_state import ScaleAgentState
 from streams.pipeline_config import pipeline_config
+from streams.stages.control import ScaleAgentState
 
 cfg = pipeline_config()
 state = ScaleAgentState(cfg)

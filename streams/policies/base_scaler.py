@@ -36,9 +36,14 @@ class BaseScaler(ABC):
         return False
 
     @property
+    def forecast_targets(self) -> tuple[str, ...]:
+        """The forecast targets :meth:`observe_forecast` reads (empty: none; drivers skip the others)."""
+        return ()
+
+    @property
     def wants_forecasts(self) -> bool:
         """Whether this scaler reads :meth:`observe_forecast` (drivers run the density -> forecast stages for it)."""
-        return False
+        return bool(self.forecast_targets)
 
     def __init__(self, min_instances: int = 1, max_instances: int = 8, freeze_s: float = 60.0,
                  interval_s: float = 5.0) -> None:

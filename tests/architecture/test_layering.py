@@ -73,7 +73,7 @@ def test_no_layer_imports_one_above_it() -> None:
     ("from streams.policies.fleet_view import FleetView\nfrom streams.records import Completion\n", True),
     ("from fleet.engine_instance import EngineInstance\n", False),
     ("def f():\n    from models.workload import OnlineForecaster\n", False),
-    ("from streams.control_state import RouteAgentState\n", False),
+    ("from streams.stages.control import RouteAgentState\n", False),
 ])
 def test_the_checker_sees_what_the_core_may_not_import(source: str, layer_ok: bool) -> None:
     fake = ROOT / "streams" / "policies" / "_layering_probe.py"

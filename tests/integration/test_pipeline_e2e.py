@@ -15,9 +15,9 @@ import pytest
 from fleet.live.demo_report import archive_frames
 from fleet.live.demo_run import DemoOutcome, DemoSettings, read_records, run_pipeline
 from streams.pipeline_config import PipelineConfig
+from streams.policies.density_windows import density_series
 from streams.records import Completion, TokenDensity
 from streams.settings import KafkaSettings
-from streams.token_density import density_series
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

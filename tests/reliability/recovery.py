@@ -14,9 +14,9 @@ from collections import Counter
 from dataclasses import dataclass
 
 from fleet.live.pipeline_procs import read_topic
+from streams.policies.density_windows import density_series
 from streams.records import Completion, RouteDecision, TokenDensity
 from streams.settings import KafkaSettings
-from streams.token_density import density_series
 
 __all__ = ["Recovery", "recovery", "first_routes"]
 

@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 
 from fleet.live.pipeline_procs import read_topic
 from streams.pipeline_config import PipelineConfig
+from streams.policies.density_windows import density_series
 from streams.records import Completion, InvalidEvent, TokenDensity, parse_event
-from streams.token_density import density_series
 from tests.reliability.bad_events import Case, encode, every_kind, good_completion, good_request
 from tests.reliability.live import LiveRun, live_run, produce, records, wait_until
 

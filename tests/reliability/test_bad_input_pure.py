@@ -15,12 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streams.control_state import RouteAgentState, ScaleAgentState
-from streams.dead_letters import MAX_PAYLOAD_CHARS, parse_or_dead_letter
-from streams.density_state import DensityAgentState
-from streams.messages import RawMessage
 from streams.pipeline_config import PipelineConfig
-from streams.predict_state import PredictAgentState
+from streams.policies.density_windows import density_series
 from streams.records import (
     Completion,
     DeadLetter,
@@ -32,7 +28,11 @@ from streams.records import (
     RouteDecision,
     parse_event,
 )
-from streams.token_density import density_series
+from streams.stages.control import RouteAgentState, ScaleAgentState
+from streams.stages.density import DensityAgentState
+from streams.stages.predict import PredictAgentState
+from streams.transport.dead_letters import MAX_PAYLOAD_CHARS, parse_or_dead_letter
+from streams.transport.messages import RawMessage
 from tests.reliability.bad_events import Case, bad_completion, bad_request, encode, good_request, mixed
 
 pytestmark = pytest.mark.timeout(180)

@@ -20,11 +20,7 @@ from models.request_load.data import SplitConfig
 from models.request_load.inference import ModelPredictor
 from models.request_load.model import LengthModelConfig
 from models.request_load.train import TrainConfig, train
-from streams.control_state import RouteAgentState
-from streams.messages import RawMessage
 from streams.pipeline_config import PipelineConfig
-from streams.predict_batch import predict_requests
-from streams.predict_state import PredictAgentState
 from streams.records import (
     InstanceEvent,
     InstanceEventKind,
@@ -33,6 +29,10 @@ from streams.records import (
     RequestEvent,
     RouteDecision,
 )
+from streams.stages.control import RouteAgentState
+from streams.stages.predict import PredictAgentState
+from streams.stages.predict_batch import predict_requests
+from streams.transport.messages import RawMessage
 from tests.models.request_load.conftest import synthetic_examples, tiny_encoder  # noqa: F401 (fixture)
 from tests.reliability.bad_events import encode, good_request
 

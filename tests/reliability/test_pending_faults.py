@@ -1,7 +1,7 @@
 """kill -9 of the control worker while requests are *pending* (their service has no READY instance yet).
 
 The route agent holds a pending request's input message un-acked until the request is routed
-(streams/control_state.py), so its offset is not committed and Kafka redelivers it to the restarted worker.
+(streams/stages/control.py), so its offset is not committed and Kafka redelivers it to the restarted worker.
 Here no instance manager runs at first, so every request is pending; the worker is killed after its commit
 cycle has committed everything else it read; the fleet starts only after the restart, and then every request
 must be routed and completed exactly once. Before the fix the requests' offsets were committed and all of them

@@ -17,9 +17,6 @@ import pytest
 
 from sinks.clickhouse_sink import ClickHouseSink
 from sinks.client import clickhouse_client
-from streams.dead_letters import parse_or_dead_letter
-from streams.predict_batch import predict_requests
-from streams.predict_state import PredictAgentState
 from streams.records import (
     MAX_PROMPT_CHARS,
     DeadLetter,
@@ -29,6 +26,9 @@ from streams.records import (
     RequestEvent,
     parse_event,
 )
+from streams.stages.predict import PredictAgentState
+from streams.stages.predict_batch import predict_requests
+from streams.transport.dead_letters import parse_or_dead_letter
 
 pytestmark = pytest.mark.timeout(120)
 

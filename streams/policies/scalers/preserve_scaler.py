@@ -126,8 +126,8 @@ class PreServeScaler(BaseScaler):
 
     # ------------------------------------------------------------------ hooks
     @property
-    def wants_forecasts(self) -> bool:
-        return self.forecast_kind == "online"
+    def forecast_targets(self) -> tuple[str, ...]:
+        return ("prompt_tokens", "output_tokens") if self.forecast_kind == "online" else ()
 
     @property
     def needs_future(self) -> bool:

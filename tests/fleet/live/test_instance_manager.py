@@ -115,3 +115,31 @@ def test_statuses_on_change_plus_a_heartbeat(mgr: FleetManager) -> None:
     for t in range(31, 40):
         busy += kinds(mgr.advance(float(t)), InstanceEventKind.STATUS)
     assert len(busy) >= 3 and all(s.state is InstanceState.READY for s in busy)
+
+
+def test_the_clock_waits_at_an_arrival_whose_route_is_still_in_the_control_plane(mgr: FleetManager) -> None:
+    mgr.offer(cmd(0.0, 1, BOOTSTRAP_REASON))
+    mgr.advance(0.0)
+    mgr.expect("late", SVC, 10.0, wall=100.0)
+    assert mgr.hold_at(wall=101.0) == 10.0
+    mgr.advance(min(25.0, mgr.hold_at(wall=101.0)))  # the wall-time mapping says 25, the clock stops at 10
+    assert mgr.now == 10.0
+    mgr.offer(route(10.0, "late", "svc-0"))  # the route comes after a slow control plane: not late
+    assert mgr.counters.late_inputs == 0 and mgr.hold_at(wall=102.0) == float("inf")
+    done = [r for r in mgr.advance(30.0) if isinstance(r, Completion)]
+    assert [c.request_id for c in done] == ["late"] and done[0].ttft_s < 0.5  # no invented queueing
+
+
+def test_the_clock_stops_waiting_for_a_route_that_never_comes(mgr: FleetManager) -> None:
+    mgr.offer(cmd(0.0, 1, BOOTSTRAP_REASON))
+    mgr.advance(0.0)
+    mgr.expect("lost", SVC, 5.0, wall=0.0)
+    assert mgr.hold_at(wall=29.0) == 5.0
+    assert mgr.hold_at(wall=31.0) == float("inf") and mgr.counters.routes_given_up == 1
+
+
+def test_a_service_without_a_ready_instance_does_not_hold_the_clock(mgr: FleetManager) -> None:
+    mgr.offer(cmd(0.0, 1))  # a cold start of 30 s: the request waits for the fleet's own time
+    mgr.advance(0.0)
+    mgr.expect("r", SVC, 1.0, wall=0.0)
+    assert mgr.hold_at(wall=1.0) == float("inf")

@@ -13,9 +13,9 @@ import pytest
 from models.request_load.online import OnlineCorrection
 from models.request_load.predictor_registry import get_predictor
 from models.request_load.serving import OnlineFallbackTable, ServiceMap, ServingPredictor, known_models_of
-from streams.messages import RawMessage
-from streams.predict_state import PredictAgentState
 from streams.records import Completion, PredictedRequest, RequestEvent
+from streams.stages.predict import PredictAgentState
+from streams.transport.messages import RawMessage
 
 
 def test_service_map_parses_text_json_and_files(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -9,12 +9,12 @@ import pytest
 
 from models.request_load.base_predictor import LengthPredictions
 from models.request_load.predictor_registry import get_predictor
-from streams.density_state import DensityAgentState
-from streams.forecast_state import ForecastAgentState
-from streams.messages import RawMessage
-from streams.predict_batch import predict_requests
+from streams.policies.density_windows import density_series
 from streams.records import Completion, DeadLetter, Forecast, RequestEvent, TokenDensity
-from streams.token_density import density_series
+from streams.stages.density import DensityAgentState
+from streams.stages.forecast import ForecastAgentState
+from streams.stages.predict_batch import predict_requests
+from streams.transport.messages import RawMessage
 
 
 def completions(n: int, seed: int = 0) -> list[Completion]:

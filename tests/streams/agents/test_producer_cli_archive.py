@@ -12,10 +12,10 @@ from click.testing import CliRunner
 from replay.producer import request_payloads
 from sinks.base_sink import BaseSink, SinkBatch
 from sinks.exceptions import BackpressureError
-from streams.archive_state import ArchiveAgentState
-from streams.messages import RawMessage
-from streams.producer_helper import PRODUCER_DEFAULTS, RequestProducer
 from streams.records import InvalidEvent, RequestEvent
+from streams.stages.archive import ArchiveAgentState
+from streams.transport.messages import RawMessage
+from streams.transport.producer_helper import PRODUCER_DEFAULTS, RequestProducer
 
 
 def test_request_producer_validates_before_sending() -> None:

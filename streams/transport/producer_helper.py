@@ -2,7 +2,7 @@
 
 Example::
 
-    from streams.producer_helper import RequestProducer
+    from streams.transport.producer_helper import RequestProducer
 
     with RequestProducer() as gw:          # Kafka settings from PRESERVE_KAFKA__* (or pass bootstrap=...)
         gw.send("req-1", service="llama-2-7b", prompt_tokens=812, prompt="Summarise ...")

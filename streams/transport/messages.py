@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from streams.dead_letters import parse_or_dead_letter
 from streams.records import RECORD_TYPES, DeadLetter, EventRecord
+from streams.transport.dead_letters import parse_or_dead_letter
 
 __all__ = ["RawMessage", "parse_messages"]
 

@@ -7,10 +7,10 @@ import random
 
 import pytest
 
-from streams.density_state import DensityAgentState
-from streams.messages import RawMessage
+from streams.policies.density_windows import density_series
 from streams.records import Completion, TokenDensity
-from streams.token_density import density_series
+from streams.stages.density import DensityAgentState
+from streams.transport.messages import RawMessage
 
 
 def _messages(n: int, seed: int) -> list[RawMessage]:

@@ -23,9 +23,9 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from streams.producer_helper import PRODUCER_DEFAULTS
 from streams.records import DeadLetter, EventRecord
 from streams.settings import KafkaSettings
+from streams.transport.producer_helper import PRODUCER_DEFAULTS
 
 __all__ = ["BatchPublisher", "PublishError", "record_key", "PUBLISHER_CONFIG"]
 

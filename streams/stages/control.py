@@ -16,7 +16,7 @@ are counted as ``duplicate_routes`` and dropped). Pending happens only while a s
 (start-up, scale from zero: about one cold start), so holding the partition's commit back that long is acceptable;
 a service that never gets an instance holds it for good (and its pending queue grows, as before).
 Committing past an un-acked message needed a fix in Faust's commit bookkeeping (``LeanConsumer`` in
-streams/faust_transport.py). A redelivered copy of a pending request (a rebalance that gives the partition back
+streams/transport/faust_transport.py). A redelivered copy of a pending request (a rebalance that gives the partition back
 to this worker) is held with it; if the partition moves to another worker, that worker gets the request
 redelivered and routes it, and the copy left here is routed at most once more, a duplicate the fleet drops.
 """
@@ -27,8 +27,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from streams.fleet_state import FleetState
-from streams.messages import RawMessage, parse_messages
 from streams.pipeline_config import PipelineConfig
 from streams.policies.base_router import BaseRouter
 from streams.policies.base_scaler import BaseScaler
@@ -42,8 +40,10 @@ from streams.records import (
     InstanceEvent,
     PredictedRequest,
 )
-from streams.route_state import MsgKey, ServiceRouter
-from streams.scale_state import ServiceScaler
+from streams.stages.fleet_state import FleetState
+from streams.stages.service_router import MsgKey, ServiceRouter
+from streams.stages.service_scaler import ServiceScaler
+from streams.transport.messages import RawMessage, parse_messages
 
 __all__ = ["build_policies", "AckPlan", "DeferredAcks", "msg_key", "RouteAgentState",
            "ScaleAgentState"]
@@ -147,11 +147,10 @@ class RouteAgentState:
                     out.extend(svc.on_request(rec, key))
                     if key is not None:
                         requests.append((key, svc, rec.request_id))
-                elif isinstance(rec, InstanceEvent):
-                    out.extend(svc.on_instance_event(rec))
-                elif isinstance(rec, Completion):
-                    svc.on_completion(rec)
+                elif isinstance(rec, InstanceEvent | Completion):
+                    svc.offer_fleet(rec)
         for svc in touched.values():
+            out.extend(svc.drain())
             out.extend(svc.due_snapshots())
         self._plan = AckPlan(frozenset(key for key, svc, rid in requests if svc.is_held(rid)),
                              [key for svc in touched.values() for key in svc.take_released()])
@@ -179,7 +178,7 @@ class ScaleAgentState:
         fleet = FleetState(service, self.cfg.min_instances, self.cfg.max_instances, _cold_start(self.cfg))
         scaler = build_policies(self.cfg)[1]
         return ServiceScaler(service, scaler, self.spec.label, fleet, scaler.initial_instances(self.cfg.instances),
-                             warmup_s=self.cfg.warmup_s)
+                             warmup_s=self.cfg.warmup_s, density=(self.cfg.density_window_s, self.cfg.density_grace_s))
 
     def handle(self, msgs: list[RawMessage], now: float) -> list[EventRecord | DeadLetter]:
         good, bad = parse_messages(msgs, now, self.REPORTS)

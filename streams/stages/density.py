@@ -1,8 +1,8 @@
 """State of the `density` agent: completions -> per-service tumbling windows in event time (no I/O).
 
-Wraps :class:`streams.token_density.DensityAccumulator` (the same rules as the offline ``density_series``).
+Wraps :class:`streams.policies.density_windows.DensityAccumulator` (the same rules as the offline ``density_series``).
 Crash safety: the agent stores each changed service's :meth:`snapshot` in a changelog-backed Faust table
-(``streams/tables.py``). Faust flushes the changelog before it commits source offsets, so after a kill -9 the
+(``streams/transport/tables.py``). Faust flushes the changelog before it commits source offsets, so after a kill -9 the
 restored snapshot covers at least every committed completion; completions redelivered after it are recognised
 by their offset (a snapshot records the last offset it counted: a service's completions share one partition,
 keyed by service) and skipped. Within a run, completions are also deduplicated by request id.
@@ -14,9 +14,9 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from streams.messages import RawMessage, parse_messages
+from streams.policies.density_windows import DensityAccumulator
 from streams.records import Completion, EventRecord
-from streams.token_density import DensityAccumulator
+from streams.transport.messages import RawMessage, parse_messages
 
 __all__ = ["DensityAgentState", "Snapshot"]
 

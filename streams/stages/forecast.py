@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from streams.messages import RawMessage, parse_messages
 from streams.records import EventRecord, Forecast, TokenDensity
+from streams.transport.messages import RawMessage, parse_messages
 
 __all__ = ["ForecastAgentState"]
 

@@ -5,8 +5,8 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
+from streams.policies.density_windows import DensityAccumulator, density_series, window_start_of
 from streams.records import Completion
-from streams.token_density import DensityAccumulator, density_series, window_start_of
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The lean hand-over of fetched messages (streams/faust_transport.py): direct in steady flow, Faust's abortable
+"""The lean hand-over of fetched messages (streams/transport/faust_transport.py): direct in steady flow, Faust's abortable
 ``wait_first`` while rebalancing or when flow is suspended; and the app consumes through the transport."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from streams.faust_transport import FETCH_MAX_WAIT_MS, SCHEME, LeanConsumer, Transport, deliver
+from streams.transport.faust_transport import FETCH_MAX_WAIT_MS, SCHEME, LeanConsumer, Transport, deliver
 
 
 class _FakeConsumer:

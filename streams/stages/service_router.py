@@ -17,20 +17,23 @@ Guarantees kept here:
 
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict, deque
 from typing import Any
 
-from streams.fleet_state import FleetState
 from streams.policies.base_router import BaseRouter, NoReadyInstance
 from streams.policies.fleet_view import CompletionInfo, RequestInfo
 from streams.records import (
     Completion,
     InstanceEvent,
+    InstanceState,
     PredictedRequest,
     RouteDecision,
     RoutingTable,
     prompt_hash,
 )
+from streams.stages.control_inputs import InputCounts, order_key
+from streams.stages.fleet_state import FleetState
 
 __all__ = ["ServiceRouter", "DEDUP_WINDOW", "MsgKey"]
 
@@ -62,12 +65,19 @@ class ServiceRouter:
         self._released: list[MsgKey] = []  # inputs of requests routed since the last take_released()
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._next_snapshot: float | None = None
+        self._fleet_inputs: list[tuple[tuple[float, int, int], InstanceEvent | Completion]] = []
+        self._arrivals = itertools.count()
+        self.applied = InputCounts()
+        self._queued_at: dict[str, dict[str, int]] = {}  # pending request id -> input counts when queued
 
     def _advance(self, ts: float) -> None:
         self.now = max(self.now, ts)  # the router's clock never goes back, even for a late event
 
     def on_request(self, req: PredictedRequest, source: MsgKey | None = None) -> list[RouteDecision]:
         """Route one request (or queue it while no instance is ready). Duplicates produce nothing.
+
+        The fleet's events received so far are applied first, in the canonical order (a request that joins a
+        queue applies none: its place in the queue does not depend on them).
 
         :param source: the input message that carried ``req``; while the request is pending,
             :meth:`is_held` is true for it (and for a redelivered copy's message too).
@@ -81,14 +91,42 @@ class ServiceRouter:
         self._seen[req.request_id] = None
         if len(self._seen) > DEDUP_WINDOW:
             self._seen.popitem(last=False)
+        self.applied.add(req)
         self._advance(req.ts)
         if not self.pending:
+            self.flush()
             decision = self._route(req)
             if decision is not None:
                 return [decision]
         self.pending.append(req)
         self._held[req.request_id] = [] if source is None else [source]
-        return self._drain_pending() if len(self.pending) > 1 else []
+        self._queued_at[req.request_id] = self.applied.snapshot()
+        return []
+
+    def offer_fleet(self, rec: InstanceEvent | Completion) -> None:
+        """Take one fleet event; it is applied (in the canonical order) before the next decision."""
+        self._fleet_inputs.append((order_key(rec, next(self._arrivals)), rec))
+
+    def flush(self) -> None:
+        """Apply the fleet events received so far, in the canonical order."""
+        batch, self._fleet_inputs = sorted(self._fleet_inputs, key=lambda x: x[0]), []
+        for _, rec in batch:
+            self.applied.add(rec)
+            if isinstance(rec, InstanceEvent):
+                self._apply_instance_event(rec)
+            else:
+                self._apply_completion(rec)
+
+    def drain(self) -> list[RouteDecision]:
+        """Route the pending requests that a newly ready instance can take now (the agent calls this after a
+        batch). Without such an instance nothing is applied, so a drain that routes nothing leaves no trace."""
+        if not self.pending or not self._may_become_ready():
+            return []
+        self.flush()
+        return self._drain_pending()
+
+    def _may_become_ready(self) -> bool:
+        return any(isinstance(r, InstanceEvent) and r.state is InstanceState.READY for _, r in self._fleet_inputs)
 
     def is_held(self, request_id: str) -> bool:
         """Whether ``request_id`` is pending, so the messages that carried it must not be acked yet."""
@@ -99,15 +137,14 @@ class ServiceRouter:
         out, self._released = self._released, []
         return out
 
-    def on_instance_event(self, ev: InstanceEvent) -> list[RouteDecision]:
+    def _apply_instance_event(self, ev: InstanceEvent) -> None:
         self._advance(ev.ts)
         was_there = ev.instance_id in self.fleet.instances
-        became_ready = self.fleet.apply(ev)
+        self.fleet.apply(ev)
         if was_there and ev.instance_id not in self.fleet.instances:
             self.router.on_instance_removed(ev.instance_id, self.now)
-        return self._drain_pending() if became_ready else []
 
-    def on_completion(self, c: Completion) -> None:
+    def _apply_completion(self, c: Completion) -> None:
         self._advance(c.ts)
         self.fleet.note_completion(c)
         info = CompletionInfo(c.request_id, c.instance_id, c.arrival_ts, c.ts, c.prompt_tokens, c.output_tokens,
@@ -134,11 +171,14 @@ class ServiceRouter:
             return None
         self.router.on_routed(info, choice.instance_id, now)
         self.fleet.note_dispatch(choice.instance_id, req.prompt_tokens)
+        queued_at = self._queued_at.pop(req.request_id, None)
         return RouteDecision(ts=now, request_id=req.request_id, service=req.service, instance_id=choice.instance_id,
                              arrival_ts=req.ts,
                              prompt_tokens=req.prompt_tokens, predicted_tokens=req.predicted_tokens,
                              output_tokens=req.output_tokens, policy=self.policy, score=choice.score,
-                             reason=choice.reason[:500], prompt_hash=req.prompt_hash or (prompt_hash(req.prompt) if req.prompt else None))
+                             reason=choice.reason[:500],
+                             prompt_hash=req.prompt_hash or (prompt_hash(req.prompt) if req.prompt else None),
+                             inputs=self.applied.snapshot(), queued_at_inputs=queued_at)
 
     def due_snapshots(self) -> list[RoutingTable]:
         """Snapshots whose cadence boundary the event clock has crossed (at most one per call, at the latest)."""

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from sinks.base_sink import BaseSink
 from sinks.exceptions import BackpressureError
-from streams.messages import RawMessage, parse_messages
+from streams.transport.messages import RawMessage, parse_messages
 
 __all__ = ["ArchiveAgentState"]
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from streams.control_state import ScaleAgentState
-from streams.messages import RawMessage
 from streams.pipeline_config import PipelineConfig
 from streams.records import InstanceEvent, InstanceEventKind, InstanceState, PredictedRequest, ScaleCommand
-from streams.scale_state import BOOTSTRAP_REASON
+from streams.stages.control import ScaleAgentState
+from streams.stages.service_scaler import BOOTSTRAP_REASON
+from streams.transport.messages import RawMessage
 
 SVC = "svc"
 

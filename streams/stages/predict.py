@@ -9,9 +9,9 @@ from models.request_load.base_predictor import LengthPredictor
 from models.request_load.online import OnlineConfig, OnlineCorrection
 from models.request_load.predictor_registry import get_predictor
 from models.request_load.serving import OnlineFallbackTable, ServiceMap, ServingPredictor, known_models_of
-from streams.messages import RawMessage, parse_messages
-from streams.predict_batch import predict_requests
 from streams.records import Completion, EventRecord, RequestEvent
+from streams.stages.predict_batch import predict_requests
+from streams.transport.messages import RawMessage, parse_messages
 
 __all__ = ["PredictAgentState", "default_device"]
 

@@ -11,10 +11,10 @@ from aiokafka.partitioner import DefaultPartitioner
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from fleet.live.pipeline_procs import read_topic
-from streams.batch_publisher import BatchPublisher, PublishError, record_key
 from streams.records import DeadLetter, EventRecord, RouteDecision, RoutingTable
 from streams.settings import KafkaSettings
 from streams.topics import ensure_topics, topic_specs
+from streams.transport.batch_publisher import BatchPublisher, PublishError, record_key
 
 pytestmark = pytest.mark.integration
 

@@ -31,6 +31,7 @@ class FleetState:
         self.instances: dict[str, InstanceView] = {}
         self.view = FleetView(service, [], min_instances, max_instances, cold_start_s)
         self._last_event_ts: dict[str, float] = {}
+        self._status_ts: dict[str, float] = {}  # event time of the load figures each instance last reported
 
     def apply(self, ev: InstanceEvent) -> bool:
         """Apply one instance event; True when an instance became READY (pending requests may now be routed).
@@ -62,6 +63,7 @@ class FleetState:
             inst.ready_at = ev.ts
         if ev.kind in (InstanceEventKind.STATUS, InstanceEventKind.READY, InstanceEventKind.DRAIN):
             inst.running, inst.waiting, inst.kv_used_tokens = ev.running, ev.waiting, ev.kv_used_tokens
+            self._status_ts[ev.instance_id] = ev.ts
             if ev.waiting == 0:
                 inst.waiting_prompt_tokens = 0
         return became_ready
@@ -93,9 +95,10 @@ class FleetState:
             inst.waiting_prompt_tokens += prompt_tokens
 
     def note_completion(self, c: Completion) -> None:
-        """A request finished: its sequence and KV blocks are gone from the instance."""
+        """A request finished: its sequence and KV blocks are gone from the instance (unless the instance's last
+        status, sent after the completion, already counted that)."""
         inst = self.instances.get(c.instance_id)
-        if inst is None:
+        if inst is None or c.ts <= self._status_ts.get(c.instance_id, float("-inf")):
             return
         if inst.running > 0:
             inst.running -= 1

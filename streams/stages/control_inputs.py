@@ -1,0 +1,40 @@
+"""The inputs of the control agents, their one canonical order, and the counts that make a decision replayable.
+
+A route or scale decision depends on the requests, instance events, completions and forecasts of its service
+that were applied before it. Both agents apply the fleet's events in one canonical order — by event time, then
+kind (a completion before an instance event before an arrival before a forecast at one instant, the simulator's
+order: step ends free capacity before arrivals are placed), then arrival order within a topic — and every
+decision records how many inputs of each kind it had applied (:class:`InputCounts`). Replaying the archived
+topics through fresh agent state (``streams.stages.decision_replay``) then reproduces each live decision exactly.
+"""
+
+from __future__ import annotations
+
+from streams.records import Completion, EventRecord, Forecast, InstanceEvent, PredictedRequest
+
+__all__ = ["INPUT_KINDS", "input_kind", "order_key", "InputCounts"]
+
+INPUT_KINDS = ("completions", "instance-events", "predicted-requests", "forecasts")  # priority at one instant
+_PRIORITY = {Completion: 0, InstanceEvent: 1, PredictedRequest: 2, Forecast: 3}
+
+
+def input_kind(rec: EventRecord) -> str:
+    return INPUT_KINDS[_PRIORITY[type(rec)]]
+
+
+def order_key(rec: EventRecord, seq: int) -> tuple[float, int, int]:
+    """The canonical order: event time, kind priority, then ``seq`` (arrival order of the input)."""
+    return (rec.ts, _PRIORITY[type(rec)], seq)
+
+
+class InputCounts:
+    """How many inputs of each kind a service's control state has applied (a decision's provenance)."""
+
+    def __init__(self) -> None:
+        self.n = dict.fromkeys(INPUT_KINDS, 0)
+
+    def add(self, rec: EventRecord) -> None:
+        self.n[input_kind(rec)] += 1
+
+    def snapshot(self) -> dict[str, int]:
+        return dict(self.n)
