@@ -154,9 +154,12 @@ def _engine_config(device: str, dtype: str, batch_size: int, backend: str, int8:
               help="Truncate rows to N encoder positions incl. the soft prompt, like the serving option "
                    "(default: the checkpoint's).")
 @click.option("--limit", type=int, default=None, help="Evaluate only the first N selected examples.")
+@click.option("--as-model", default=None,
+              help="Give the predictors this serving-model name for every row (e.g. one the checkpoint never saw, "
+                   "to measure what an unseen model gets); breakdowns keep the true names.")
 def eval_cmd(data: tuple[str, ...], model_dir: str | None, json_out: str | None, split: str, device: str,
              encoder: str | None, batch_size: int, dtype: str, backend: str, int8: bool, max_length: int | None,
-             limit: int | None) -> None:
+             limit: int | None, as_model: str | None) -> None:
     """Evaluate a checkpoint and its baselines (fitted on its training data) on FILE(s), with breakdowns.
 
     The defaults evaluate torch fp32 at the checkpoint's full length; to measure what CPU serving answers,
@@ -176,7 +179,7 @@ def eval_cmd(data: tuple[str, ...], model_dir: str | None, json_out: str | None,
     chosen = chosen[:limit]
     if not chosen:
         raise click.ClickException(f"no examples in split {used!r}")
-    result = {"split": used, "dtype": dtype, **evaluate_checkpoint(loaded, chosen, engine_cfg)}
+    result = {"split": used, "dtype": dtype, **evaluate_checkpoint(loaded, chosen, engine_cfg, as_model)}
     text = json.dumps(result, indent=1)
     if json_out:
         Path(json_out).write_text(text)

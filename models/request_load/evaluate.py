@@ -20,6 +20,7 @@ The rows are encoded by the engine itself, so its ``max_length`` truncates them 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -160,15 +161,19 @@ def raw_outputs(engine: LengthEngine, examples: Sequence[LengthExample]) -> RawO
 
 
 def evaluate_checkpoint(loaded: LoadedModel, examples: Sequence[LengthExample],
-                        engine_cfg: EngineConfig) -> dict[str, Any]:
+                        engine_cfg: EngineConfig, as_model: str | None = None) -> dict[str, Any]:
+    """:param as_model: give the predictors this serving-model name instead of each row's (e.g. a name the
+        checkpoint never saw: what an unseen or unmapped serving model gets); breakdowns and baselines keep the
+        true names."""
     engine = LengthEngine(loaded.model, loaded.rows, engine_cfg)
+    inputs = [replace(e, model=as_model) for e in examples] if as_model else list(examples)
     model_cal = loaded.calibration
     if engine_cfg.int8 and loaded.path is not None:  # what the int8 serving path loads (load_model_predictor)
         from models.request_load.calibration import load_calibration
 
         model_cal = load_calibration(loaded.path, int8=True)
-    raw = raw_outputs(engine, examples)
-    models = [e.model for e in examples]
+    raw = raw_outputs(engine, inputs)
+    models = [e.model for e in inputs]
     pred = model_predictions(raw, models, loaded, model_cal.model if model_cal else None)
     fb = fallback_predictions(loaded, [e.prompt_tokens for e in examples], models)
     out = evaluate_predictions(pred, examples, loaded.baselines, fb)
@@ -176,4 +181,5 @@ def evaluate_checkpoint(loaded: LoadedModel, examples: Sequence[LengthExample],
     out["calibrated"] = {"model": bool(pred.quantiles), "fallback": bool(fb.quantiles),
                          "model_fitted_on": model_cal.record.get("engine") if model_cal else None}
     out["engine"] = _engine_record(engine)
+    out["as_model"] = as_model
     return out

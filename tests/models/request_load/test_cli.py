@@ -55,7 +55,8 @@ def test_calibrate_then_eval_reports_coverage_sums_and_the_interval(tiny_encoder
                                          "--json", str(tmp_path / "raw.json")])
     assert res.exit_code == 0, res.output
     raw = json.loads((tmp_path / "raw.json").read_text())
-    assert raw["calibrated"] == {"model": False, "fallback": False} and set(raw["coverage"]) == {"p90"}
+    assert raw["calibrated"]["model"] is False and raw["calibrated"]["fallback"] is False
+    assert set(raw["coverage"]) == {"p90"}
     res = runner.invoke(load_predictor, ["calibrate", "--data", str(data), "--model", str(out)])
     assert res.exit_code == 0, res.output
     assert (out / "calibration.json").is_file()
@@ -64,7 +65,7 @@ def test_calibrate_then_eval_reports_coverage_sums_and_the_interval(tiny_encoder
     assert res.exit_code == 0, res.output
     result = json.loads((tmp_path / "eval.json").read_text())
     names = ["p10", "p20", "p30", "p40", "p50", "p60", "p70", "p80", "p90", "p95", "p99"]
-    assert result["calibrated"] == {"model": True, "fallback": True} and result["point_estimate"] == "p50"
+    assert result["calibrated"]["model"] and result["calibrated"]["fallback"] and result["point_estimate"] == "p50"
     for block in (result, result["fallback"]):
         assert list(block["coverage"]) == names
         assert all(0.0 <= v <= 1.0 for v in block["coverage"].values())
@@ -72,6 +73,11 @@ def test_calibrate_then_eval_reports_coverage_sums_and_the_interval(tiny_encoder
         lo, hi = block["mae_ratio_ci95"]
         assert lo <= block.get("mae_ratio_to_best_baseline", result["mae_ratio_to_best_baseline"]) <= hi
     assert set(result["per_model"]["gpt-3.5"]["coverage"]) == set(names)
+    res = runner.invoke(load_predictor, ["eval", "--data", str(data), "--model", str(out), "--as-model",
+                                         "never-seen-7b", "--json", str(tmp_path / "unseen.json")])
+    assert res.exit_code == 0, res.output
+    unseen = json.loads((tmp_path / "unseen.json").read_text())
+    assert unseen["as_model"] == "never-seen-7b" and set(unseen["per_model"]) == set(result["per_model"])
     # the file must be the checkpoint's training data: its validation part is defined only there
     other = tmp_path / "other.jsonl"
     other.write_text(data.read_text())
