@@ -29,10 +29,10 @@ import numpy as np
 
 from models.request_load.base_predictor import LengthPredictions, LengthPredictor
 from models.request_load.calibration import OUTPUT_TAUS, quantile_name
-from models.request_load.online import OnlineConfig, OnlineCorrection
+from models.request_load.online import OnlineCorrection
 from models.request_load.simple_predictors import DEFAULT_BUCKET_EDGES, bucket_of
 
-__all__ = ["ServiceMap", "OnlineFallbackTable", "ServingPredictor", "known_models_of"]
+__all__ = ["ServiceMap", "OnlineFallbackTable", "ServingPredictor", "ServingStats", "known_models_of"]
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +210,3 @@ class ServingPredictor:
             self.online.complete(request_id, actual)
         if self.online_fallback is not None and service in self.stats.unmapped_services:
             self.online_fallback.observe(service, prompt_tokens, actual)
-
-
-def online_config(window: int, prior_weight: float) -> OnlineConfig:
-    return OnlineConfig(window=window, prior_weight=prior_weight)
