@@ -14,7 +14,7 @@ import math
 
 from streams.policies.cost_model import CostModel
 
-__all__ = ["blocks_needed", "max_decode_steps", "steps_within", "phase_of"]
+__all__ = ["blocks_needed", "max_decode_steps", "phase_of", "DecodeRun"]
 
 
 def phase_of(kv_base: int, block_size: int) -> int:
@@ -54,32 +54,6 @@ def max_decode_steps(phase_counts: list[int], n_seqs: int, steps: int, free_bloc
         k += 1
         s += 1
     return k
-
-
-def steps_within(cost: CostModel, dt: float, n_seqs: int, context_tokens: int, k_max: int) -> int:
-    """Largest ``j <= k_max`` with ``cost.decode_run_time(j, n_seqs, context_tokens) <= dt``.
-
-    The run time is ``j * a + c * (j * ctx + n * j (j - 1) / 2)`` (the cost model's attention grows
-    arithmetically), so the root of the quadratic gives ``j`` directly; the exact check against
-    ``decode_run_time`` then fixes float rounding by one step either way.
-    """
-    if dt <= 0 or k_max <= 0:
-        return 0
-    a = cost.step_time(0, n_seqs, 0)
-    c = cost.c_ctx
-    qa = 0.5 * c * n_seqs
-    qb = a + c * context_tokens - qa
-    if qa > 0:
-        j = int((-qb + math.sqrt(qb * qb + 4.0 * qa * dt)) / (2.0 * qa))
-    else:
-        j = int(dt / qb) if qb > 0 else k_max
-    j = max(0, min(j, k_max))
-    run = cost.decode_run_time
-    while j < k_max and run(j + 1, n_seqs, context_tokens) <= dt:
-        j += 1
-    while j > 0 and run(j, n_seqs, context_tokens) > dt:
-        j -= 1
-    return j
 
 
 class DecodeRun:

@@ -23,18 +23,29 @@ import numpy as np
 
 from fleet.sim_inputs import SimResult
 
-__all__ = ["request_latencies", "summarize", "instance_seconds"]
+__all__ = ["request_latencies", "summarize", "instance_seconds", "latency_percentiles", "tpot_of"]
+
+
+def tpot_of(ttft: np.ndarray, e2e: np.ndarray, output_tokens: np.ndarray) -> np.ndarray:
+    """Mean time per output token after the first (NaN for one-token outputs) — for simulated and live runs."""
+    out = output_tokens.astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(out > 1, (e2e - ttft) / np.maximum(out - 1, 1), np.nan)
 
 
 def request_latencies(res: SimResult) -> dict[str, np.ndarray]:
     """Per-request TTFT, TPOT, e2e and normalised latency (NaN where dropped / undefined)."""
     ttft = res.first_token - res.arrival
     e2e = res.finish - res.arrival
-    out = res.output_tokens.astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
-        tpot = np.where(out > 1, (res.finish - res.first_token) / np.maximum(out - 1, 1), np.nan)
-        norm = e2e / out
-    return {"ttft": ttft, "tpot": tpot, "e2e": e2e, "norm": norm}
+        norm = e2e / res.output_tokens.astype(np.float64)
+    return {"ttft": ttft, "tpot": tpot_of(ttft, e2e, res.output_tokens), "e2e": e2e, "norm": norm}
+
+
+def latency_percentiles(ttft: np.ndarray, tpot: np.ndarray, e2e: np.ndarray) -> dict[str, float | None]:
+    """P50/P99 of TTFT, TPOT and e2e over completed requests: the one definition both run kinds report."""
+    return {"p50_ttft_s": _pct(ttft, 50), "p99_ttft_s": _pct(ttft, 99), "p50_tpot_s": _pct(tpot, 50),
+            "p99_tpot_s": _pct(tpot, 99), "p50_e2e_s": _pct(e2e, 50), "p99_e2e_s": _pct(e2e, 99)}
 
 
 def instance_seconds(res: SimResult) -> float:
@@ -66,12 +77,7 @@ def summarize(res: SimResult, slo_ttft_s: float, slo_tpot_s: float, extra_cpu_s:
         "dropped": int(n - done.sum()),
         "drop_reasons": dict(drops),
         "truncated": res.truncated,
-        "p50_ttft_s": _pct(lat["ttft"], 50),
-        "p99_ttft_s": _pct(lat["ttft"], 99),
-        "p50_tpot_s": _pct(lat["tpot"], 50),
-        "p99_tpot_s": _pct(lat["tpot"], 99),
-        "p50_e2e_s": _pct(lat["e2e"], 50),
-        "p99_e2e_s": _pct(lat["e2e"], 99),
+        **latency_percentiles(lat["ttft"], lat["tpot"], lat["e2e"]),
         "p99_norm_latency_s_per_token": _pct(lat["norm"], 99),
         "slo_attainment": float(met.sum() / n) if n else None,
         "instance_hours": instance_seconds(res) / 3600.0,

@@ -43,7 +43,7 @@ def sql(query: str | None, fmt: str, dsn: str | None, list_saved: bool) -> None:
 
     Example: preserve sql "SELECT service, count() FROM completions GROUP BY service"
     """
-    from sinks.analytics import SAVED_HELP, query_df
+    from sinks.analytics import SAVED_HELP, SAVED_QUERIES, query_df
     from sinks.exceptions import SinkError
     from sinks.schema import all_schemas
 
@@ -56,6 +56,10 @@ def sql(query: str | None, fmt: str, dsn: str | None, list_saved: bool) -> None:
         raise click.UsageError("give a query (or a saved query's name, see --list)")
     if query == "-":
         query = sys.stdin.read()
+    word = query.strip()
+    if word.replace("_", "").replace("-", "").isalnum() and word not in SAVED_QUERIES:
+        raise click.UsageError(f"no saved query {word!r}; saved queries: {', '.join(sorted(SAVED_QUERIES))} "
+                               "(or give a SQL statement)")
     target = resolve_dsn(dsn)
     try:
         df = query_df(target, query)

@@ -18,8 +18,10 @@ pipeline_options = dataclass_options(PipelineConfig)  # shared by ``worker`` and
                    "load through one consumer group")
 @click.option("--web-port", type=int, default=None, help="Faust web port (default: web server off)")
 @click.option("--loglevel", default="warning", type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option("--wait-for-kafka-s", type=float, default=300.0,
+              help="wait this long for a broker at start-up (retrying with backoff, a line per try); 0: try once")
 @pipeline_options
-def worker(agents: str, web_port: int | None, loglevel: str, **pipeline: object) -> None:
+def worker(agents: str, web_port: int | None, loglevel: str, wait_for_kafka_s: float, **pipeline: object) -> None:
     """Run Faust agents of the live pipeline until interrupted.
 
     Reads Kafka/ClickHouse settings from PRESERVE_* (see streams/settings.py). Example:
@@ -35,6 +37,13 @@ def worker(agents: str, web_port: int | None, loglevel: str, **pipeline: object)
     os.environ["PRESERVE_AGENTS"] = ",".join(names)
     if web_port is not None:
         os.environ["PRESERVE_WEB_PORT"] = str(web_port)
+    from streams.settings import load_settings
+    from streams.transport.kafka_wait import KafkaUnreachable, wait_for_kafka
+
+    try:
+        wait_for_kafka(load_settings().kafka, wait_for_kafka_s, lambda m: click.echo(f"preserve worker: {m}", err=True))
+    except KafkaUnreachable as e:
+        raise click.ClickException(str(e)) from None
     from faust import Worker
 
     from streams.app import app

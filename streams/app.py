@@ -8,8 +8,10 @@ partitions, and thereby the services, between them.
 
 from __future__ import annotations
 
+import atexit
 import gc
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -59,6 +61,29 @@ def _credentials() -> faust.types.auth.CredentialsT | None:
     return None
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def faust_datadir(tmp: Path | None = None) -> Path:
+    """This worker's Faust data folder (tables live in memory; Faust still wants one): removed when the
+    worker exits, and folders of workers that no longer run (kill -9) are swept at start."""
+    root = tmp or Path(tempfile.gettempdir())
+    for stale in root.glob("preserve-faust-*"):
+        pid = stale.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    path = root / f"preserve-faust-{os.getpid()}"
+    atexit.register(shutil.rmtree, path, True)
+    return path
+
+
 def _make_app() -> faust.App:
     s = load_settings()
     web_port = os.environ.get("PRESERVE_WEB_PORT")
@@ -69,7 +94,7 @@ def _make_app() -> faust.App:
         broker_credentials=_credentials(),
         autodiscover=lambda: [f"streams.agents.{a}" for a in selected_agents()],
         store="memory://",
-        datadir=Path(tempfile.gettempdir()) / f"preserve-faust-{os.getpid()}",
+        datadir=faust_datadir(),
         topic_partitions=s.kafka.partitions,
         topic_replication_factor=s.kafka.replication_factor,
         consumer_auto_offset_reset="earliest",

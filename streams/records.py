@@ -19,6 +19,8 @@ from typing import Annotated, Any, ClassVar, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 __all__ = [
+    "MAX_ID_CHARS",
+    "derived_id",
     "SCHEMA_VERSION",
     "MAX_PROMPT_CHARS",
     "MAX_TOKENS",
@@ -47,8 +49,12 @@ MAX_PROMPT_CHARS = 200_000  # ~50k tokens; larger prompts are rejected rather th
 MAX_TOKENS = 1_000_000  # no real request has a million-token prompt or output: such a value is a bug upstream
 FUTURE_SKEW_S = 24 * 3600.0  # event times more than a day ahead of the validator's clock are rejected
 
-Tokens = Annotated[int, Field(ge=0, le=MAX_TOKENS)]
-Id = Annotated[str, Field(min_length=1, max_length=256)]
+# Integers are strict (checked in pydantic-core, no Python on the hot path): JSON ``true`` or ``1.5`` is not a token
+# count, as the published schema says; pydantic's lax mode would have taken ``true`` as 1.
+Tokens = Annotated[int, Field(ge=0, le=MAX_TOKENS, strict=True)]
+Count = Annotated[int, Field(ge=0, strict=True)]
+MAX_ID_CHARS = 256
+Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)]
 
 
 class EventRecord(BaseModel):
@@ -162,16 +168,16 @@ class InstanceEvent(EventRecord):
     instance_id: Id
     kind: InstanceEventKind
     state: InstanceState
-    running: int = Field(default=0, ge=0)
-    waiting: int = Field(default=0, ge=0)
+    running: Count = 0
+    waiting: Count = 0
     kv_used_tokens: Tokens = 0
     kv_capacity_tokens: Tokens = 0
     # Completions of this service the instance managers had published when they sent this event: a consumer
     # that has received that many knows every completion up to ``ts`` is in (the scale agent's watermark).
-    completions_published: int | None = Field(default=None, ge=0)
+    completions_published: Count | None = None
     # Route decisions of this service the instance managers had applied: a consumer of the requests that has
     # received that many has every request the fleet has seen (the scale agent's watermark, with the above).
-    routes_applied: int | None = Field(default=None, ge=0)
+    routes_applied: Count | None = None
 
 
 class Completion(EventRecord):
@@ -187,7 +193,7 @@ class Completion(EventRecord):
     predicted_tokens: float | None = Field(default=None, ge=0, le=MAX_TOKENS)
     ttft_s: float = Field(ge=0)
     e2e_s: float = Field(ge=0)
-    preemptions: int = Field(default=0, ge=0)
+    preemptions: Count = 0
 
 
 class TokenDensity(EventRecord):
@@ -197,9 +203,9 @@ class TokenDensity(EventRecord):
     service: Id
     window_start: float = Field(ge=0)
     window_s: float = Field(gt=0)
-    requests: int = Field(ge=0)
-    prompt_tokens: int = Field(ge=0)
-    output_tokens: int = Field(ge=0)
+    requests: Count
+    prompt_tokens: Count
+    output_tokens: Count
 
 
 class Forecast(EventRecord):
@@ -211,13 +217,16 @@ class Forecast(EventRecord):
     mean: list[float]
     upper: list[float] = Field(description="upper quantile per horizon step (same length as mean)")
     model: str
+    quantiles: dict[str, list[float]] | None = Field(
+        default=None, description="calibrated quantile forecasts: quantile as a string ('0.5', '0.9', '0.99') -> "
+                                  "one value per horizon step (same length as mean); absent from older producers")
 
 
 class ScaleCommand(EventRecord):
     topic: ClassVar[str] = "scale-commands"
     service: Id
-    target_instances: int = Field(ge=0, le=10_000)
-    current_instances: int = Field(ge=0, le=10_000)
+    target_instances: int = Field(ge=0, le=10_000, strict=True)
+    current_instances: int = Field(ge=0, le=10_000, strict=True)
     policy: str
     reason: str
     # A service's first command (its warm instances, as the simulator's t=0 fleet): the instance managers start
@@ -286,3 +295,13 @@ def parse_event(raw: bytes | str | dict[str, Any], cls: type[R]) -> R:
         raise InvalidEvent(f"malformed JSON: {e.msg} at char {e.pos}") from e
     except ValidationError as e:
         raise InvalidEvent(_reason(e)) from e
+
+
+def derived_id(base: str, suffix: str) -> str:
+    """``base + suffix`` within the identifier limit: a long base keeps its head and a short hash of itself,
+    so every id derived from a valid one (instance ids from service names) is valid and distinct."""
+    full = f"{base}{suffix}"
+    if len(full) <= MAX_ID_CHARS:
+        return full
+    digest = hashlib.sha256(base.encode()).hexdigest()[:12]
+    return f"{base[:MAX_ID_CHARS - len(suffix) - 13]}~{digest}{suffix}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -32,8 +32,16 @@ class EvalConfig(ControlSettings):
     what only a simulation has."""
 
     overlength: Overlength = field(default="truncate", metadata={"help": "see SimConfig.overlength"})
+    engine_mismatch: float = field(default=1.0, metadata={
+        "help": "every simulated engine step takes this many times the profile's time, while every policy keeps "
+                "reading the profile (1.15: the engine is 15% slower than believed)"})
     sample_interval_s: float = field(default=10.0, metadata={"help": "time-series sampling period"})
     horizon_s: float = field(default=3600.0, metadata={"help": "give up this long after the last arrival"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.engine_mismatch > 0:
+            raise ValueError(f"engine_mismatch must be > 0, got {self.engine_mismatch}")
 
 
 @dataclass
@@ -95,6 +103,8 @@ def run_eval(trace: pd.DataFrame, policies: Sequence[PolicySpec | str], config: 
     cfg = config or EvalConfig()
     specs = _specs(policies)
     engine = cfg.engine_config()
+    if cfg.engine_mismatch != 1.0:  # the simulated engine only: policies are built from the profile's name
+        engine = replace(engine, cost_model=engine.cost_model.scaled(cfg.engine_mismatch))
     preds = PredictionCache(trace, cfg.seed)
     arrivals = list(zip(trace["arrival_s"].tolist(), trace["prompt_tokens"].tolist(),
                         trace["output_tokens"].tolist(), strict=True))

@@ -28,6 +28,7 @@ from streams.records import (
     InstanceState,
     RouteDecision,
     ScaleCommand,
+    derived_id,
 )
 
 __all__ = ["ManagedInstance", "ServiceFleet", "FleetManager", "FleetCounters"]
@@ -102,7 +103,7 @@ class ServiceFleet:
         prewarm = bootstrap and self.prewarm_first
         provisioned = [i for i in self.active() if i.state in (InstanceState.READY, InstanceState.STARTING)]
         for _ in range(cmd.target_instances - len(provisioned)):
-            inst_id = f"{self.service}-{next(self._ids)}"
+            inst_id = derived_id(self.service, f"-{next(self._ids)}")
             ready_at = now if prewarm else now + self.factory.cold_start_s
             inst = ManagedInstance(inst_id, InstanceState.STARTING, now, ready_at)
             self.instances[inst_id] = inst

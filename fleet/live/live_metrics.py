@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import pandas as pd
+
+from fleet.metrics import latency_percentiles, tpot_of
 
 __all__ = ["live_summary", "compare_with_offline", "TOLERANCES"]
 
@@ -24,20 +25,13 @@ TOLERANCES: dict[str, tuple[float, float]] = {  # metric: (relative, absolute fl
 }
 
 
-def _pct(x: np.ndarray, q: float) -> float | None:
-    x = x[~np.isnan(x)]
-    return float(np.percentile(x, q)) if x.size else None
-
-
 def live_summary(completions: pd.DataFrame, instance_events: pd.DataFrame) -> dict[str, Any]:
     """``completions``: columns ts, arrival_ts, ttft_s, e2e_s, output_tokens, request_id (one row per request;
     duplicates are dropped by request id). ``instance_events``: columns ts, instance_id, kind."""
     c = completions.drop_duplicates("request_id")
-    out_tok = c["output_tokens"].to_numpy(float)
     ttft = c["ttft_s"].to_numpy(float)
     e2e = c["e2e_s"].to_numpy(float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        tpot = np.where(out_tok > 1, (e2e - ttft) / (out_tok - 1), np.nan)
+    tpot = tpot_of(ttft, e2e, c["output_tokens"].to_numpy(float))
     end = float(c["ts"].max()) if len(c) else 0.0
     ev = instance_events
     seconds = 0.0
@@ -48,9 +42,7 @@ def live_summary(completions: pd.DataFrame, instance_events: pd.DataFrame) -> di
         stops = g.loc[g["kind"] == "stopped", "ts"]
         stop = float(stops.min()) if not stops.empty else max(end, float(g["ts"].max()))
         seconds += stop - float(starts.min())
-    return {"completed": int(len(c)), "p50_ttft_s": _pct(ttft, 50), "p99_ttft_s": _pct(ttft, 99),
-            "p50_tpot_s": _pct(tpot, 50), "p99_tpot_s": _pct(tpot, 99), "p50_e2e_s": _pct(e2e, 50),
-            "p99_e2e_s": _pct(e2e, 99), "instance_hours": seconds / 3600.0}
+    return {"completed": int(len(c)), **latency_percentiles(ttft, tpot, e2e), "instance_hours": seconds / 3600.0}
 
 
 def compare_with_offline(live: dict[str, Any], offline: dict[str, Any],

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient
 
 from streams.settings import KafkaSettings, project_root
+from streams.transport.kafka_wait import kafka_reachable
 
 __all__ = ["topic_counts", "group_lag", "PipelineProcesses", "ProcessFailed", "kafka_reachable",
            "read_topic"]
@@ -27,34 +27,6 @@ __all__ = ["topic_counts", "group_lag", "PipelineProcesses", "ProcessFailed", "k
 
 class ProcessFailed(RuntimeError):
     """A pipeline process exited or did not become ready; the message carries the tail of its log."""
-
-
-def _any_port_open(bootstrap: str, timeout_s: float) -> bool:
-    """Whether any bootstrap address accepts a TCP connection (a plain socket: says nothing on stderr)."""
-    import socket
-
-    for addr in bootstrap.split(","):
-        host, _, port = addr.strip().rpartition(":")
-        try:
-            with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=timeout_s):
-                return True
-        except (OSError, ValueError):
-            continue
-    return False
-
-
-def kafka_reachable(kafka: KafkaSettings, timeout_s: float = 3.0) -> bool:
-    """Whether the brokers answer. Probed with a socket first: a librdkafka client pointed at a closed port
-    logs a 'Connection refused' line every few hundred milliseconds, which a newcomer's first demo showed ~60
-    times before the local broker was up."""
-    if not _any_port_open(kafka.bootstrap_servers, min(timeout_s, 1.0)):
-        return False
-    try:
-        AdminClient({**kafka.confluent_config(), "socket.timeout.ms": int(timeout_s * 1000)}).list_topics(
-            timeout=timeout_s)
-        return True
-    except Exception:  # any connection problem means: not reachable
-        return False
 
 
 def _consumer(kafka: KafkaSettings, group: str = "preserve-watch") -> Consumer:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["TARGETS", "TARGET_ALIASES", "N_CALENDAR", "LogScaler", "calendar_features", "model_inputs",
-           "reference_level", "make_samples", "resolve_target"]
+           "reference_level", "make_samples", "memory_channels", "resolve_target"]
 
 TARGETS: tuple[str, ...] = ("requests", "prompt_tokens", "output_tokens")
 TARGET_ALIASES = {"generated_tokens": "output_tokens", "output_tokens": "output_tokens",
@@ -89,26 +89,66 @@ def reference_level(z: np.ndarray, origins: np.ndarray, history: int, alpha: flo
     return np.einsum("slc,l->sc", z[hist_idx], w)
 
 
+def memory_channels(z: np.ndarray, valid: np.ndarray, hist_idx: np.ndarray, ref: np.ndarray, horizon: int,
+                    period: int, day_lags: int) -> np.ndarray:
+    """(S, L, 1 + C * day_lags) extra inputs of the multi-day network, per history step s (an index into the
+    series; negative = before its start, i.e. left padding):
+
+    - a flag, 1 where window s is real data (0 for padding and collection gaps);
+    - for d = 1..day_lags, ``z[s + horizon - d * period] - ref``: the level d days earlier, *horizon windows
+      ahead* of step s (0 where that window is missing). Over the last ``horizon`` steps of the history this is
+      the previous day's course over exactly the windows being forecast, so the network can read "what
+      happened next yesterday" from its own inputs, and the earlier steps align yesterday with today.
+    """
+    assert horizon <= period, "the day lags must lie in the past"
+    n = len(z)
+    ok_s = (hist_idx >= 0) & valid[np.clip(hist_idx, 0, n - 1)]
+    chans = [ok_s[..., None].astype(np.float32)]
+    for d in range(1, day_lags + 1):
+        j = hist_idx + horizon - d * period
+        ok = (j >= 0) & valid[np.clip(j, 0, n - 1)]
+        lag = z[np.clip(j, 0, n - 1)] - ref[:, None, :]
+        chans.append(np.where(ok[..., None], lag, 0.0).astype(np.float32))
+    return np.concatenate(chans, axis=-1)
+
+
 def make_samples(inputs: np.ndarray, z: np.ndarray, history: int, horizon: int, origins: np.ndarray | None = None,
-                 level_alpha: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 level_alpha: float = 1.0, valid: np.ndarray | None = None, memory: tuple[int, int] | None = None,
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Training windows. inputs (N, F), z (N, C) standardised targets.
 
     Returns X (S, history, F) with the density channels relative to the reference level at the origin
     (:func:`reference_level` with ``level_alpha``), Y (S, horizon, C) = z[t+h] - ref[t] for h = 1..horizon, and
     the origins t. Origins default to every t with a full history and a full horizon.
+
+    ``memory = (period, day_lags)`` (the multi-day network): origins may have less than ``history`` windows
+    before them -- the missing steps are zeros (left padding) -- and :func:`memory_channels` are appended;
+    ``valid`` (N,) marks real windows for its flag and lags.
     """
     n = len(inputs)
     if origins is None:
         origins = np.arange(history - 1, n - horizon)
     origins = np.asarray(origins, dtype=np.int64)
+    n_extra = 0 if memory is None else 1 + z.shape[1] * memory[1]
     if len(origins) == 0:
-        return (np.zeros((0, history, inputs.shape[1]), np.float32), np.zeros((0, horizon, z.shape[1]), np.float32),
-                origins)
+        return (np.zeros((0, history, inputs.shape[1] + n_extra), np.float32),
+                np.zeros((0, horizon, z.shape[1]), np.float32), origins)
     hist_idx = origins[:, None] + np.arange(-history + 1, 1)[None, :]  # (S, L)
     fut_idx = origins[:, None] + np.arange(1, horizon + 1)[None, :]  # (S, H)
-    x = inputs[hist_idx].copy()
     c = z.shape[1]
-    ref = reference_level(inputs[:, :c], origins, history, level_alpha)  # (S, C)
-    x[:, :, :c] -= ref[:, None, :]  # the network never sees the absolute level
-    y = z[np.minimum(fut_idx, n - 1)] - reference_level(z, origins, history, level_alpha)[:, None, :]
+    if memory is None:
+        x = inputs[hist_idx].copy()
+        ref = reference_level(inputs[:, :c], origins, history, level_alpha)  # (S, C)
+        x[:, :, :c] -= ref[:, None, :]  # the network never sees the absolute level
+        y = z[np.minimum(fut_idx, n - 1)] - reference_level(z, origins, history, level_alpha)[:, None, :]
+        return x.astype(np.float32), y.astype(np.float32), origins
+    assert level_alpha == 1.0, "the multi-day network is relative to the origin window"
+    ok = np.ones(n, bool) if valid is None else np.asarray(valid, bool)
+    pad = hist_idx < 0
+    x = inputs[np.maximum(hist_idx, 0)].copy()
+    ref = z[origins]  # (S, C)
+    x[:, :, :c] -= ref[:, None, :]
+    x[pad] = 0.0
+    x = np.concatenate([x, memory_channels(z, ok, hist_idx, ref, horizon, memory[0], memory[1])], axis=-1)
+    y = z[np.minimum(fut_idx, n - 1)] - ref[:, None, :]
     return x.astype(np.float32), y.astype(np.float32), origins

@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["MLSTMState", "mlstm_parallel", "mlstm_step", "mlstm_recurrent", "MLSTMLayer", "MLSTMBlock"]
+__all__ = ["MLSTMState", "mlstm_parallel", "mlstm_last", "mlstm_chunkwise", "mlstm_step", "mlstm_recurrent",
+           "MLSTMLayer", "MLSTMBlock"]
 
 
 @dataclass
@@ -66,6 +67,66 @@ def mlstm_parallel(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, i_pre: tor
     scores = (q @ k.transpose(-1, -2)) * d  # (B, NH, T, T)
     norm = torch.maximum(scores.sum(dim=-1, keepdim=True).abs(), torch.exp(-m))
     return (scores / norm.clamp_min(torch.finfo(q.dtype).tiny)) @ v
+
+
+def mlstm_last(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, i_pre: torch.Tensor, f_pre: torch.Tensor,
+               exp_forget: bool = False) -> torch.Tensor:
+    """Output at the last position only, from a zero state: the last row of :func:`mlstm_parallel`, in
+    O(T) time and memory instead of O(T^2). Same shapes in; returns h~ (B, NH, 1, DH).
+
+    A forecaster reads only the last hidden state of a one-layer network, so a history of several days (288+
+    windows) costs no more per window than a short one; the result is exactly the recurrent form's last step.
+    """
+    log_f = _log_forget(f_pre, exp_forget)  # (B, NH, T)
+    cum = torch.cumsum(log_f, dim=-1)
+    log_d = cum[..., -1:] - cum + i_pre  # (B, NH, T): sum_{j=s+1..T} log f_j + i~_s
+    m = log_d.amax(dim=-1, keepdim=True).detach()  # (B, NH, 1)
+    d = torch.exp(log_d - m)
+    scores = (k @ q[:, :, -1:].transpose(-1, -2)).squeeze(-1) * d  # (B, NH, T)
+    norm = torch.maximum(scores.sum(dim=-1, keepdim=True).abs(), torch.exp(-m))  # (B, NH, 1)
+    h = (scores.unsqueeze(-2) @ v) / norm.unsqueeze(-1).clamp_min(torch.finfo(q.dtype).tiny)
+    return h  # (B, NH, 1, DH)
+
+
+def mlstm_chunkwise(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, i_pre: torch.Tensor, f_pre: torch.Tensor,
+                    exp_forget: bool = False, chunk: int = 64,
+                    state: MLSTMState | None = None) -> tuple[torch.Tensor, MLSTMState]:
+    """All positions in O(T * chunk): the parallel form inside chunks of ``chunk`` steps, the recurrent state
+    (C, n, m) carried between them. Same shapes as :func:`mlstm_parallel`; returns h~ and the final state.
+
+    Within a chunk, position t combines the carried state (decayed by the chunk's cumulative forget gate up to
+    t) with the chunk's own keys/values; both parts share one stabiliser per position, the max of their log
+    weights, so the result equals the parallel and step forms (the tests check float64 agreement).
+    """
+    b, nh, t, dh = q.shape
+    st = state if state is not None else MLSTMState.zeros(b, nh, dh, q)
+    log_f_all = _log_forget(f_pre, exp_forget)
+    outs = []
+    for c0 in range(0, t, chunk):
+        sl = slice(c0, min(t, c0 + chunk))
+        qc, kc, vc, ic, lf = q[:, :, sl], k[:, :, sl], v[:, :, sl], i_pre[:, :, sl], log_f_all[:, :, sl]
+        tc = qc.shape[2]
+        cum = torch.cumsum(lf, dim=-1)  # (B, NH, Tc): log decay from the chunk start to each position
+        log_d = cum.unsqueeze(-1) - cum.unsqueeze(-2) + ic.unsqueeze(-2)  # (B, NH, Tc, Tc)
+        causal = torch.ones(tc, tc, dtype=torch.bool, device=q.device).tril()
+        log_d = log_d.masked_fill(~causal, float("-inf"))
+        log_state = cum + st.m.unsqueeze(-1)  # (B, NH, Tc): log weight of the carried state at each position
+        m = torch.maximum(log_d.amax(dim=-1), log_state).detach()  # (B, NH, Tc)
+        d = torch.exp(log_d - m.unsqueeze(-1))
+        w_state = torch.exp(log_state - m).unsqueeze(-1)  # (B, NH, Tc, 1)
+        scores = (qc @ kc.transpose(-1, -2)) * d  # (B, NH, Tc, Tc)
+        num = scores @ vc + w_state * (qc @ st.c.transpose(-1, -2))  # C q: (q C^T) per row
+        den_dot = scores.sum(-1, keepdim=True) + w_state * (qc * st.n.unsqueeze(-2)).sum(-1, keepdim=True)
+        norm = torch.maximum(den_dot.abs(), torch.exp(-m).unsqueeze(-1))
+        outs.append(num / norm.clamp_min(torch.finfo(q.dtype).tiny))
+        # carry the state to the chunk's end: C_end = exp(cum_T + m_prev - m_end) C + sum_s exp(log_d[T, s] - m_end) v_s k_s^T
+        m_end = torch.maximum(log_state[..., -1], log_d[..., -1, :].amax(dim=-1)).detach()  # (B, NH)
+        a = torch.exp(log_state[..., -1] - m_end)  # (B, NH)
+        w = torch.exp(log_d[..., -1, :] - m_end.unsqueeze(-1))  # (B, NH, Tc)
+        c_new = a[..., None, None] * st.c + (vc * w.unsqueeze(-1)).transpose(-1, -2) @ kc
+        n_new = a.unsqueeze(-1) * st.n + (kc * w.unsqueeze(-1)).sum(-2)
+        st = MLSTMState(c=c_new, n=n_new, m=m_end)
+    return torch.cat(outs, dim=2), st
 
 
 def mlstm_step(state: MLSTMState, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, i_pre: torch.Tensor,
@@ -110,6 +171,7 @@ class MLSTMLayer(nn.Module):
         super().__init__()
         assert dim % heads == 0, "dim must be a multiple of heads"
         self.heads, self.head_dim, self.exp_forget = heads, dim // heads, exp_forget
+        self.chunk = 64  # chunk of the chunkwise form, used above this many steps
         self.norm = nn.LayerNorm(dim)
         self.qkv = nn.Linear(dim, 3 * dim)
         self.gates = nn.Linear(dim, 2 * heads)  # input and forget pre-activations, one scalar per head
@@ -134,12 +196,20 @@ class MLSTMLayer(nn.Module):
         h = torch.sigmoid(self.out_gate(xn)) * h
         return x + self.drop(self.proj(h))
 
-    def forward(self, x: torch.Tensor, recurrent: bool = False) -> torch.Tensor:
-        """x: (B, T, D) -> (B, T, D); ``recurrent=True`` runs the step form (same result, slower for training)."""
+    def forward(self, x: torch.Tensor, recurrent: bool = False, last_only: bool = False) -> torch.Tensor:
+        """x: (B, T, D) -> (B, T, D); ``recurrent=True`` runs the step form (same result, slower for training);
+        ``last_only=True`` returns only the last position, (B, 1, D), in time linear in T (:func:`mlstm_last`)."""
+        if last_only:
+            xn = self.norm(x)
+            q, k, v, i_pre, f_pre = self._project(xn)
+            h = mlstm_last(q, k, v, i_pre, f_pre, self.exp_forget)
+            return self._finish(x[:, -1:], xn[:, -1:], h)
         xn = self.norm(x)
         q, k, v, i_pre, f_pre = self._project(xn)
         if recurrent:
             h, _ = mlstm_recurrent(q, k, v, i_pre, f_pre, self.exp_forget)
+        elif x.shape[1] > self.chunk:  # long histories: chunkwise, linear in T
+            h, _ = mlstm_chunkwise(q, k, v, i_pre, f_pre, self.exp_forget, self.chunk)
         else:
             h = mlstm_parallel(q, k, v, i_pre, f_pre, self.exp_forget)
         return self._finish(x, xn, h)

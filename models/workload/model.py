@@ -44,6 +44,11 @@ class ForecasterConfig:
                                                             "with this weight on the newest window; 1 = the origin "
                                                             "window (chosen on validation data, see README)"})
     members: int = field(default=5, metadata={"help": "independently seeded networks whose forecasts are averaged"})
+    day_lags: int = field(default=0, metadata={"help": "multi-day network: previous days fed as inputs (the level d "
+                                                       "days earlier, horizon windows ahead of each step); > 0 also "
+                                                       "adds a real-window flag and allows left padding"})
+    min_history: int = field(default=0, metadata={"help": "multi-day network: real windows an origin needs (the "
+                                                          "rest of the history is padded); 0 = history"})
 
     def __post_init__(self) -> None:
         if self.backbone not in ("mlstm", "lstm"):
@@ -56,6 +61,23 @@ class ForecasterConfig:
             raise ValueError(f"dim {self.dim} must be a multiple of heads {self.heads}")
         if not 0 < self.level_alpha <= 1 or self.members < 1:
             raise ValueError("need 0 < level_alpha <= 1 and members >= 1")
+        if self.day_lags < 0 or not 0 <= self.min_history <= self.history:
+            raise ValueError("need day_lags >= 0 and 0 <= min_history <= history")
+        if self.memory and self.level_alpha != 1.0:
+            raise ValueError("the multi-day network (day_lags/min_history) is relative to the origin window")
+
+    @property
+    def memory(self) -> bool:
+        """The multi-day input layout (padding, real-window flag, day lags)."""
+        return self.day_lags > 0 or 0 < self.min_history < self.history
+
+    @property
+    def needed_history(self) -> int:
+        """Real windows an origin needs."""
+        return self.min_history if self.memory and self.min_history > 0 else self.history
+
+    def n_inputs(self) -> int:
+        return self.n_channels + N_CALENDAR + ((1 + self.n_channels * self.day_lags) if self.memory else 0)
 
     def to_dict(self) -> dict[str, object]:
         d = asdict(self)
@@ -66,7 +88,8 @@ class ForecasterConfig:
     def from_dict(d: dict[str, object]) -> ForecasterConfig:
         kw = dict(d)
         kw["targets"] = tuple(kw["targets"])  # type: ignore[arg-type]
-        for key, before in (("level_alpha", 1.0), ("members", 1), ("head_norm", True)):  # older checkpoints
+        for key, before in (("level_alpha", 1.0), ("members", 1), ("head_norm", True), ("day_lags", 0),
+                            ("min_history", 0)):  # older checkpoints
             kw.setdefault(key, before)
         return ForecasterConfig(**kw)  # type: ignore[arg-type]
 
@@ -75,7 +98,7 @@ class WorkloadForecaster(nn.Module):
     def __init__(self, cfg: ForecasterConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.embed = nn.Linear(cfg.n_channels + N_CALENDAR, cfg.dim)
+        self.embed = nn.Linear(cfg.n_inputs(), cfg.dim)
         if cfg.backbone == "mlstm":
             self.blocks = nn.ModuleList(
                 MLSTMBlock(cfg.dim, cfg.heads, cfg.exp_forget, cfg.dropout) if cfg.block == "xlstm"
@@ -101,8 +124,10 @@ class WorkloadForecaster(nn.Module):
         if self.lstm is not None:
             h = self.drop(self.lstm(h)[0])
         else:
-            for block in self.blocks:
-                h = block(h)
+            for j, block in enumerate(self.blocks):
+                # only the last position is read: the last simple layer computes just that, linear in L
+                last_layer = j == len(self.blocks) - 1 and isinstance(block, MLSTMLayer)
+                h = block(h, last_only=True) if last_layer else block(h)
         last = self.out_norm(h[:, -1])  # (B, D)
         out = self.head(last).view(b, 2, self.cfg.horizon, len(self.cfg.targets))
         point = out[:, 0]

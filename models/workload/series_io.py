@@ -29,7 +29,7 @@ import pandas as pd
 
 from models.workload.features import TARGETS
 
-__all__ = ["WorkloadSeries", "load_series", "SeriesError"]
+__all__ = ["WorkloadSeries", "load_series", "concat_series", "SeriesError"]
 
 SERVEGEN_AGG = ("window_start_s", "req_per_s", "in_tok_per_s_covered", "out_tok_per_s_covered", "rate_coverage")
 DENSITY = ("window_start", "requests", "prompt_tokens", "output_tokens")
@@ -163,6 +163,7 @@ def _density_csv(df: pd.DataFrame, path: Path, window_s: float, service: str | N
 
 def _trace(path: Path, window_s: float, service: str | None) -> WorkloadSeries:
     from replay import load_trace
+    from streams.policies.density_windows import density_frame
 
     loaded = load_trace(path)
     df = loaded.df
@@ -170,16 +171,12 @@ def _trace(path: Path, window_s: float, service: str | None) -> WorkloadSeries:
         df = df[df["service"] == service]
     if df.empty:
         raise SeriesError(f"{path}: no requests" + (f" of service {service!r}" if service else ""))
-    # tumbling windows [k w, (k+1) w) by arrival, every window from the first to the last (zeros included)
-    idx = np.floor(df["arrival_s"].to_numpy(dtype=float) / window_s).astype(np.int64)
-    first = int(idx.min())
-    idx -= first
-    raw = np.stack([np.bincount(idx, minlength=int(idx.max()) + 1).astype(float),
-                    np.bincount(idx, weights=df["prompt_tokens"].to_numpy(dtype=float)),
-                    np.bincount(idx, weights=df["output_tokens"].to_numpy(dtype=float))], axis=1)
-    starts = (first + np.arange(len(raw))) * window_s
+    events = pd.DataFrame({"service": "all", "ts": df["arrival_s"].to_numpy(dtype=float),
+                           "prompt_tokens": df["prompt_tokens"], "output_tokens": df["output_tokens"]})
+    frame, _ = density_frame(events, window_s)  # the density stage's windows, by arrival here
     notes = [f"per-request trace ({loaded.fmt}) aggregated by arrival time; {len(loaded.bad_rows)} bad rows skipped"]
-    return _finish(raw, starts.astype(float), np.ones(len(raw), bool), window_s, window_s,
+    raw = frame[list(DENSITY[1:])].to_numpy(dtype=float)
+    return _finish(raw, frame["window_start"].to_numpy(dtype=float), np.ones(len(raw), bool), window_s, window_s,
                    "sum", TARGETS, "per_window", str(path), notes)
 
 
@@ -200,3 +197,29 @@ def load_series(path: str | Path, window_s: float, service: str | None = None) -
         return _servegen_aggregate(df, p, window_s) if set(SERVEGEN_AGG) <= cols else \
             _density_csv(df, p, window_s, service)
     return _trace(p, window_s, service)
+
+
+def concat_series(parts: list[WorkloadSeries], gap: int) -> WorkloadSeries:
+    """One training series out of several of the same window and unit: each part keeps its own window starts
+    (its calendar), and ``gap`` invalid windows (zeros, never trained on or read as a day lag) separate them,
+    so no sample's history, day lags or horizon mixes two parts when ``gap`` covers the network's reach."""
+    if not parts:
+        raise SeriesError("no series to concatenate")
+    first = parts[0]
+    for p in parts[1:]:
+        if p.window_s != first.window_s or p.unit != first.unit:
+            raise SeriesError(f"{p.source}: window {p.window_s} s / unit {p.unit} differ from {first.source}")
+    avail = tuple(t for t in first.available if all(t in p.available for p in parts))
+    vals, starts, valid = [], [], []
+    for j, p in enumerate(parts):
+        if j:
+            vals.append(np.zeros((gap, p.values.shape[1])))
+            starts.append(p.window_start[0] - first.window_s * np.arange(gap, 0, -1))
+            valid.append(np.zeros(gap, bool))
+        vals.append(p.values)
+        starts.append(p.window_start)
+        valid.append(p.valid)
+    return WorkloadSeries(values=np.concatenate(vals), window_start=np.concatenate(starts), window_s=first.window_s,
+                          valid=np.concatenate(valid), available=avail, unit=first.unit,
+                          source="+".join(p.source for p in parts),
+                          notes=[f"{len(parts)} series joined by {gap} invalid windows"] + first.notes)

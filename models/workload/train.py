@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.workload.features import LogScaler, make_samples, model_inputs, reference_level
+from models.workload.features import DAY_S, LogScaler, make_samples, model_inputs, reference_level
 from models.workload.model import ForecasterConfig, ForecasterEnsemble, WorkloadForecaster, forecast_loss
 
 CHECKPOINT_FORMAT = "preserve-workload-forecaster/2"
@@ -40,6 +40,8 @@ class TrainConfig:
     val_frac: float = field(default=0.15, metadata={"help": "chronological tail of the samples for early stopping"})
     patience: int = field(default=12, metadata={"help": "epochs without validation gain before stopping"})
     seed: int = field(default=0, metadata={"help": "torch/numpy seed (same seed, same model)"})
+    device: str = field(default="cpu", metadata={"help": "torch device of the training (the fitted networks are "
+                                                        "returned on the CPU)"})
 
 
 @dataclass
@@ -50,23 +52,29 @@ class FittedForecaster:
     net: ForecasterEnsemble
     info: dict[str, Any] = field(default_factory=dict)
 
+    def memory(self) -> tuple[int, int] | None:
+        """``(period, day_lags)`` of the multi-day input layout, None for the plain one."""
+        return (max(1, int(round(DAY_S / self.window_s))), self.cfg.day_lags) if self.cfg.memory else None
+
     @torch.no_grad()
-    def predict(self, values: np.ndarray, window_start: np.ndarray,
-                origins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def predict(self, values: np.ndarray, window_start: np.ndarray, origins: np.ndarray,
+                valid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Forecasts from each origin (index of the last observed window, >= history - 1).
 
         Returns (point, upper), each (S, H, len(cfg.targets)) in the units of ``values``.
         """
         origins = np.asarray(origins, dtype=np.int64)
-        if len(origins) and origins.min() < self.cfg.history - 1:
-            raise ValueError(f"origin {origins.min()} has less than {self.cfg.history} windows of history")
+        if len(origins) and origins.min() < self.cfg.needed_history - 1:
+            raise ValueError(f"origin {origins.min()} has less than {self.cfg.needed_history} windows of history")
         inputs = model_inputs(values, window_start, self.window_s, self.scaler)
         z = self.scaler.transform(values)
-        x, _, _ = make_samples(inputs, z, self.cfg.history, self.cfg.horizon, origins, self.cfg.level_alpha)
+        x, _, _ = make_samples(inputs, z, self.cfg.history, self.cfg.horizon, origins, self.cfg.level_alpha, valid,
+                               self.memory())
         self.net.eval()
         point, upper = self.net(torch.from_numpy(x))
         tg = list(self.cfg.targets)
-        z0 = reference_level(z, origins, self.cfg.history, self.cfg.level_alpha)[:, None, tg]  # (S, 1, T)
+        ref = z[origins] if self.cfg.memory else reference_level(z, origins, self.cfg.history, self.cfg.level_alpha)
+        z0 = ref[:, None, tg]  # (S, 1, T)
         mean_, std_ = self.scaler.mean[tg], self.scaler.std[tg]
 
         def back(delta: torch.Tensor) -> np.ndarray:
@@ -97,7 +105,9 @@ def _evaluate(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, q: float) 
 def _train_member(net: WorkloadForecaster, data: tuple[torch.Tensor, ...], tcfg: TrainConfig,
                   seed: int) -> tuple[WorkloadForecaster, int]:
     """AdamW + cosine schedule with early stopping on the validation tail; returns the best weights, epochs run."""
-    xt, yt, xv, yv = data
+    dev = torch.device(tcfg.device)
+    xt, yt, xv, yv = (d.to(dev) for d in data)
+    net = net.to(dev)
     q = net.cfg.quantile
     lr = tcfg.lr if tcfg.lr is not None else DEFAULT_LR[net.cfg.backbone]
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=tcfg.weight_decay)
@@ -109,7 +119,7 @@ def _train_member(net: WorkloadForecaster, data: tuple[torch.Tensor, ...], tcfg:
         net.train()
         perm = torch.randperm(len(xt), generator=gen)
         for s in range(0, len(perm), tcfg.batch_size):
-            idx = perm[s:s + tcfg.batch_size]
+            idx = perm[s:s + tcfg.batch_size].to(dev)
             point, upper = net(xt[idx])
             loss = forecast_loss(point, upper, yt[idx], q)
             opt.zero_grad()
@@ -125,7 +135,7 @@ def _train_member(net: WorkloadForecaster, data: tuple[torch.Tensor, ...], tcfg:
             if bad >= tcfg.patience:
                 break
     net.load_state_dict(best_state)
-    return net.eval(), epochs_run
+    return net.cpu().eval(), epochs_run
 
 
 def fit_forecaster(values: np.ndarray, window_start: np.ndarray, window_s: float, cfg: ForecasterConfig,
@@ -140,8 +150,9 @@ def fit_forecaster(values: np.ndarray, window_start: np.ndarray, window_s: float
     scaler = init.scaler if init is not None else LogScaler.fit(values[ok])
     inputs = model_inputs(values, window_start, window_s, scaler)
     z = scaler.transform(values)
-    origins = _clean_origins(ok, cfg.history, cfg.horizon)
-    x, y, _ = make_samples(inputs, z, cfg.history, cfg.horizon, origins, cfg.level_alpha)
+    origins = _clean_origins(ok, cfg.needed_history, cfg.horizon)
+    memory = (max(1, int(round(DAY_S / window_s))), cfg.day_lags) if cfg.memory else None
+    x, y, _ = make_samples(inputs, z, cfg.history, cfg.horizon, origins, cfg.level_alpha, ok, memory)
     if len(x) < 4:
         raise ValueError(f"need at least {cfg.history + cfg.horizon + 3} windows to train, got {len(values)}")
     y = y[:, :, list(cfg.targets)]

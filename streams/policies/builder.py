@@ -61,7 +61,8 @@ def frontier_specs(max_instances: int, router: str = "least-requests") -> list[P
     """Each baseline scaler family over a small grid, so that every baseline is a cost-latency curve.
 
     fixed n = 1..max; reactive over (up, down) pairs around the 0.9/0.2 default; queue-depth over waiting
-    thresholds around KEDA's 5 and two scale-down windows (1 min, HPA's default 5 min).
+    thresholds around KEDA's 5 and two scale-down windows (1 min, HPA's default 5 min); the Kubernetes HPA over
+    KV-use targets; Knative's KPA over per-instance concurrencies.
     """
     specs = [PolicySpec(router, "fixed", {}, {"n": n}) for n in range(1, max_instances + 1)]
     for up, down in ((0.95, 0.3), (0.9, 0.2), (0.8, 0.3), (0.7, 0.2), (0.6, 0.1), (0.5, 0.1)):
@@ -69,6 +70,10 @@ def frontier_specs(max_instances: int, router: str = "least-requests") -> list[P
     for threshold in (1, 5, 20):
         for cooldown in (60, 300):
             specs.append(PolicySpec(router, "queue-depth", {}, {"threshold": threshold, "cooldown": cooldown}))
+    for target in (0.3, 0.5, 0.7, 0.9):  # Kubernetes HPA on KV-cache use
+        specs.append(PolicySpec(router, "hpa", {}, {"target": target}))
+    for concurrency in (8, 16, 32, 64):  # Knative KPA on in-flight requests
+        specs.append(PolicySpec(router, "kpa", {}, {"concurrency": concurrency}))
     return specs
 
 

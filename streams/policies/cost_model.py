@@ -106,6 +106,17 @@ class CostModel:
         values.update(cpu_overhead_s=cpu_overhead_s, cpu_per_seq_s=cpu_per_seq_s)
         return CostModel(**values)
 
+    def scaled(self, factor: float) -> CostModel:
+        """Copy whose every step takes ``factor`` times as long (an engine slower or faster than its profile:
+        the simulator runs it while the policies keep reading the profile)."""
+        if not math.isfinite(factor) or factor <= 0:
+            raise ValueError(f"scale factor must be > 0, got {factor!r}")
+        values = asdict(self)
+        for name in ("c0", "c_tok", "c_tok_hinge", "c_seq", "c_ctx", "c_pf_attn", "cpu_overhead_s", "cpu_per_seq_s"):
+            values[name] *= factor
+        values["source"] = f"{self.source} x{factor:g}"
+        return CostModel(**values)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

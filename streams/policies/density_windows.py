@@ -30,7 +30,6 @@ __all__ = [
     "CompletionLike",
     "DensityResult",
     "DensityAccumulator",
-    "window_start_of",
     "density_series",
     "density_frame",
     "DENSITY_COLUMNS",
@@ -53,11 +52,6 @@ class CompletionLike(Protocol):
 
     @property
     def output_tokens(self) -> int: ...
-
-
-def window_start_of(ts: float, window_s: float) -> float:
-    """Start of the window holding ``ts``; ``ts`` exactly on a boundary starts the next window."""
-    return math.floor(ts / window_s) * window_s
 
 
 @dataclass

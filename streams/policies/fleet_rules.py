@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-__all__ = ["scale_down_victims", "served_lengths"]
+__all__ = ["scale_down_victims", "served_lengths", "served_prompt"]
 
 T = TypeVar("T")
 
@@ -33,3 +33,9 @@ def served_lengths(prompt: int, output: int | None, max_model_len: int) -> tuple
         return prompt, out, False
     prompt = min(prompt, max_model_len - 1)
     return prompt, max_model_len - prompt, True
+
+
+def served_prompt(prompt: int, max_model_len: int) -> int:
+    """The prompt length :func:`served_lengths` serves, whatever the output: what a policy is shown (the
+    simulator and the live agents alike)."""
+    return min(max(1, int(prompt)), max_model_len - 1)

@@ -13,34 +13,33 @@ from streams.policies.base_router import BaseRouter
 from streams.policies.base_scaler import BaseScaler
 from streams.policies.spec_grammar import SpecError, split_spec
 
-__all__ = ["ROUTERS", "SCALERS", "register_router", "register_scaler", "PolicySpec", "parse_policy",
+C = TypeVar("C", bound=type)
+
+__all__ = ["Registry", "ROUTERS", "SCALERS", "register_router", "register_scaler", "PolicySpec", "parse_policy",
            "parse_policies", "PolicySpecError"]
 
-ROUTERS: dict[str, type[BaseRouter]] = {}
-SCALERS: dict[str, type[BaseScaler]] = {}
+class Registry(dict[str, C]):
+    """Name -> class of one kind of policy. A class registers once under one name, which it then carries
+    (``cls.name``), so a name means the same class in every driver and the CLI."""
 
-RT = TypeVar("RT", bound=type[BaseRouter])
-ST = TypeVar("ST", bound=type[BaseScaler])
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+
+    def register(self, name: str) -> Callable[[C], C]:
+        def deco(cls: C) -> C:
+            if name in self and self[name] is not cls:
+                raise ValueError(f"{self.kind} {name!r} registered twice")
+            cls.name = name  # type: ignore[attr-defined]
+            self[name] = cls
+            return cls
+        return deco
 
 
-def register_router(name: str) -> Callable[[RT], RT]:
-    def deco(cls: RT) -> RT:
-        if name in ROUTERS and ROUTERS[name] is not cls:
-            raise ValueError(f"router {name!r} registered twice")
-        cls.name = name
-        ROUTERS[name] = cls
-        return cls
-    return deco
-
-
-def register_scaler(name: str) -> Callable[[ST], ST]:
-    def deco(cls: ST) -> ST:
-        if name in SCALERS and SCALERS[name] is not cls:
-            raise ValueError(f"scaler {name!r} registered twice")
-        cls.name = name
-        SCALERS[name] = cls
-        return cls
-    return deco
+ROUTERS: Registry[type[BaseRouter]] = Registry("router")
+SCALERS: Registry[type[BaseScaler]] = Registry("scaler")
+register_router = ROUTERS.register
+register_scaler = SCALERS.register
 
 
 class PolicySpecError(ValueError):
@@ -70,7 +69,8 @@ def _part(text: str, what: str) -> tuple[str, dict[str, Any]]:
 
 
 def parse_policy(spec: str) -> PolicySpec:
-    """Parse ``router[:scaler]`` where either part may carry ``(k=v,...)``. Scaler defaults to ``fixed``."""
+    """Parse ``router[:scaler]`` where either part may carry ``(k=v,...)``. Without a scaler: the policy of the
+    same name when there is one (``preserve`` is PreServe's router *and* scaler), else ``fixed``."""
     depth, cut = 0, -1
     for i, ch in enumerate(spec):
         depth += ch == "("
@@ -78,10 +78,15 @@ def parse_policy(spec: str) -> PolicySpec:
         if ch == ":" and depth == 0:
             cut = i
             break
-    rtext, stext = (spec[:cut], spec[cut + 1:]) if cut >= 0 else (spec, "fixed")
-    r, rp = _part(rtext, "router")
-    s, sp = _part(stext, "scaler")
-    return PolicySpec(r, s, rp, sp)
+    if cut >= 0:
+        r, rp = _part(spec[:cut], "router")
+        s, sp = _part(spec[cut + 1:], "scaler")
+        return PolicySpec(r, s, rp, sp)
+    import streams.policies.routers  # noqa: F401  (registers the policies: a bare name is looked up)
+    import streams.policies.scalers  # noqa: F401
+
+    r, rp = _part(spec, "router")
+    return PolicySpec(r, r if r in SCALERS else "fixed", rp, {})
 
 
 def parse_policies(text: str) -> list[PolicySpec]:

@@ -129,7 +129,8 @@ class RouteAgentState:
 
     def _new(self, service: str) -> ServiceRouter:
         fleet = FleetState(service, self.cfg.min_instances, self.cfg.max_instances, _cold_start(self.cfg))
-        return ServiceRouter(service, build_policies(self.cfg)[0], self.spec.label, fleet, self.cfg.snapshot_every_s)
+        return ServiceRouter(service, build_policies(self.cfg)[0], self.spec.label, fleet, self.cfg.snapshot_every_s,
+                             self.cfg.engine_config().max_model_len)
 
     def handle(self, msgs: list[RawMessage], now: float) -> list[EventRecord]:
         """The batch's outputs; :meth:`take_acks` then says which of its messages to ack."""
@@ -178,7 +179,8 @@ class ScaleAgentState:
         fleet = FleetState(service, self.cfg.min_instances, self.cfg.max_instances, _cold_start(self.cfg))
         scaler = build_policies(self.cfg)[1]
         return ServiceScaler(service, scaler, self.spec.label, fleet, scaler.initial_instances(self.cfg.instances),
-                             warmup_s=self.cfg.warmup_s, density=(self.cfg.density_window_s, self.cfg.density_grace_s))
+                             warmup_s=self.cfg.warmup_s, density=(self.cfg.density_window_s, self.cfg.density_grace_s),
+                             max_model_len=self.cfg.engine_config().max_model_len)
 
     def handle(self, msgs: list[RawMessage], now: float) -> list[EventRecord | DeadLetter]:
         good, bad = parse_messages(msgs, now, self.REPORTS)

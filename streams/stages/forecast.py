@@ -38,9 +38,13 @@ class ForecastAgentState:
             fc = self.forecasters[w.service] = self._make(w.window_s, self.model)
         fc.observe(w.window_start, w.requests, w.prompt_tokens, w.output_tokens)  # type: ignore[attr-defined]
         out = fc.forecast(self.horizon)  # type: ignore[attr-defined]
+        quantiles = getattr(out, "quantiles", None) or {}
+        models = getattr(out, "models", None) or {}
         return [Forecast(ts=w.ts, service=w.service, window_s=w.window_s, first_window_start=out.first_window_start,
                          target=target, mean=[max(0.0, float(x)) for x in out.mean[target]],
-                         upper=[max(0.0, float(x)) for x in out.upper[target]], model=out.model)
+                         upper=[max(0.0, float(x)) for x in out.upper[target]], model=models.get(target, out.model),
+                         quantiles={q: [max(0.0, float(x)) for x in v] for q, v in quantiles[target].items()}
+                         if target in quantiles else None)
                 for target in out.mean]
 
     def handle(self, msgs: list[RawMessage], now: float) -> list[EventRecord]:

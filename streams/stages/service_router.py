@@ -22,6 +22,7 @@ from collections import OrderedDict, deque
 from typing import Any
 
 from streams.policies.base_router import BaseRouter, NoReadyInstance
+from streams.policies.fleet_rules import served_prompt
 from streams.policies.fleet_view import CompletionInfo, RequestInfo
 from streams.records import (
     Completion,
@@ -49,15 +50,17 @@ class ServiceRouter:
     :param policy: label written into every decision (e.g. ``preserve:preserve``).
     :param fleet: the service's fleet view (rebuilt from instance events).
     :param snapshot_every_s: event-time cadence of routing-table snapshots.
+    :param max_model_len: the engine's context limit: policies see the prompt length it serves, as offline.
     """
 
     def __init__(self, service: str, router: BaseRouter, policy: str, fleet: FleetState,
-                 snapshot_every_s: float = 10.0) -> None:
+                 snapshot_every_s: float = 10.0, max_model_len: int = 4096) -> None:
         self.service = service
         self.router = router
         self.policy = policy
         self.fleet = fleet
         self.snapshot_every_s = snapshot_every_s
+        self.max_model_len = max_model_len
         self.now = 0.0
         self.pending: deque[PredictedRequest] = deque()
         self.duplicates = 0
@@ -162,8 +165,8 @@ class ServiceRouter:
         return out
 
     def _route(self, req: PredictedRequest) -> RouteDecision | None:
-        info = RequestInfo(req.request_id, req.service, req.ts, req.prompt_tokens, req.predicted_tokens,
-                           req.predicted_p90_tokens)
+        info = RequestInfo(req.request_id, req.service, req.ts, served_prompt(req.prompt_tokens, self.max_model_len),
+                           req.predicted_tokens, req.predicted_p90_tokens)
         now = max(self.now, req.ts)
         try:
             choice = self.router.choose(info, self.fleet.view, now)

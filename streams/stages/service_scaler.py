@@ -24,6 +24,7 @@ import math
 
 from streams.policies.base_scaler import BaseScaler
 from streams.policies.density_windows import DensityAccumulator
+from streams.policies.fleet_rules import served_prompt
 from streams.policies.fleet_view import CompletionInfo, ForecastInfo, RequestInfo
 from streams.records import Completion, EventRecord, Forecast, InstanceEvent, PredictedRequest, ScaleCommand
 from streams.stages.control_inputs import InputCounts, order_key
@@ -60,13 +61,14 @@ class ServiceScaler:
 
     def __init__(self, service: str, scaler: BaseScaler, policy: str, fleet: FleetState,
                  initial_instances: int = 1, warmup_s: float = 0.0,
-                 density: tuple[float, float] = (60.0, 30.0)) -> None:
+                 density: tuple[float, float] = (60.0, 30.0), max_model_len: int = 4096) -> None:
         self.service = service
         self.scaler = scaler
         self.policy = policy
         self.fleet = fleet
         self.initial_instances = initial_instances
         self.warmup_s = warmup_s
+        self.max_model_len = max_model_len  # policies see the prompt length the engine serves, as offline
         self._origin: float | None = None
         self.now: float | None = None
         self._bootstrapped = False
@@ -164,8 +166,8 @@ class ServiceScaler:
         out = self._tick(rec.ts)
         self.applied.add(rec)
         if isinstance(rec, PredictedRequest):
-            info = RequestInfo(rec.request_id, rec.service, rec.ts, rec.prompt_tokens, rec.predicted_tokens,
-                               rec.predicted_p90_tokens)
+            info = RequestInfo(rec.request_id, rec.service, rec.ts, served_prompt(rec.prompt_tokens, self.max_model_len),
+                               rec.predicted_tokens, rec.predicted_p90_tokens)
             self.scaler.observe_arrival(info, rec.ts)
         elif isinstance(rec, Forecast):
             self.scaler.observe_forecast(forecast_info(rec), rec.ts)

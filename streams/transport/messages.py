@@ -48,9 +48,11 @@ def parse_messages(msgs: list[RawMessage], now: float,
         rec = _fast_parse(m.value, cls)
         if rec is None:  # invalid (or not plain JSON bytes): the slow path gives the reason for the dead letter
             rec = parse_or_dead_letter(m.value, cls, m.topic, now, m.key, m.partition, m.offset)
-        if isinstance(rec, DeadLetter):
-            if report is None or m.topic in report:
-                bad.append(rec)
-        else:
-            good.append(rec)
+            # a dead letter that reports *this* message (its source is the topic read) means it was invalid;
+            # a valid DeadLetter read from the dead-letter topic is a good record there (archived like any other)
+            if isinstance(rec, DeadLetter) and (cls is not DeadLetter or rec.source_topic == m.topic):
+                if report is None or m.topic in report:
+                    bad.append(rec)
+                continue
+        good.append(rec)
     return good, bad

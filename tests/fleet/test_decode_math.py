@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from fleet.decode_math import blocks_needed, max_decode_steps, phase_of, steps_within
+from fleet.decode_math import DecodeRun, blocks_needed, max_decode_steps, phase_of
 from tests.fleet.sim_fixtures import WITH_CTX
 
 BS = 16
@@ -50,9 +50,10 @@ def test_max_decode_steps_is_the_largest_fitting_run(seed: int) -> None:
 
 
 @pytest.mark.parametrize("n,ctx", [(1, 10), (8, 5000), (64, 100_000)])
-def test_steps_within_inverts_decode_run_time(n: int, ctx: int) -> None:
+def test_decode_run_steps_by_inverts_decode_run_time(n: int, ctx: int) -> None:
+    run = DecodeRun(WITH_CTX, n, ctx, 10_000)
     for dt in (0.0, 0.001, 0.05, 0.5, 3.0):
-        j = steps_within(WITH_CTX, dt, n, ctx, 10_000)
+        j = run.steps_by(dt)
         assert WITH_CTX.decode_run_time(j, n, ctx) <= dt
         assert WITH_CTX.decode_run_time(j + 1, n, ctx) > dt
-    assert steps_within(WITH_CTX, 100.0, n, ctx, 7) == 7
+    assert DecodeRun(WITH_CTX, n, ctx, 7).steps_by(100.0) == 7

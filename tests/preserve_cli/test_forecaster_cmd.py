@@ -22,12 +22,30 @@ def test_eval_writes_the_issue_json(tmp_path: Path) -> None:
     out = tmp_path / "r.json"
     res = CliRunner().invoke(forecaster, ["eval", "--series", str(series), "--window", "3600", "--horizon", "2",
                                           "--json", str(out), "--models", "lstm,last_value,ewma", "--history", "6",
-                                          "--dim", "8", "--epochs", "2"])
+                                          "--dim", "8", "--epochs", "2", "--members", "1", "--seeds", "0,1"])
     assert res.exit_code == 0, res.output
     r = json.loads(out.read_text())
     assert r["window_s"] == 3600.0 and r["horizon"] == 2 and r["target"] == "output_tokens"
-    assert set(r["models"]["lstm"]["by_horizon"]) == {"1", "2"}
+    assert r["seeds"] == [0, 1] and len(r["models"]["lstm"]["per_seed"]) == 2
+    for m in r["models"].values():
+        assert len(m["smape_by_horizon"]) == 2 and set(m["coverage"]) == {"0.5", "0.9", "0.99"}
+        assert {"0.5", "0.9", "0.99", "last_value_at_equal_under_0.9"} <= set(m["provisioning"])
+    p = r["periods"]  # train | calibration | test, in this order, not overlapping
+    assert p["train_windows"][1] <= p["calibration_origins"][0] + 1 <= p["calibration_origins"][1] + 1
+    assert p["calibration_origins"][1] < p["test_origins"][0]
+    iv = r["models"]["lstm"]["intervals"]["h2"]["minus_last_value"]
+    assert iv["lo"] <= iv["value"] <= iv["hi"]
     assert "last_value" in res.output
+
+
+def test_eval_v1_protocol_keeps_the_issue6_json(tmp_path: Path) -> None:
+    series = _density_csv(tmp_path / "d.csv")
+    out = tmp_path / "r.json"
+    res = CliRunner().invoke(forecaster, ["eval", "--series", str(series), "--window", "3600", "--horizon", "2",
+                                          "--json", str(out), "--models", "lstm,last_value", "--history", "6",
+                                          "--dim", "8", "--epochs", "1", "--members", "1", "--protocol", "v1"])
+    assert res.exit_code == 0, res.output
+    assert set(json.loads(out.read_text())["models"]["lstm"]["by_horizon"]) == {"1", "2"}
 
 
 def test_train_writes_a_checkpoint_the_online_forecaster_loads(tmp_path: Path) -> None:
@@ -59,7 +77,7 @@ def test_eval_on_the_validation_split_with_an_ensemble(tmp_path: Path) -> None:
     res = CliRunner().invoke(forecaster, ["eval", "--series", str(series), "--window", "3600", "--horizon", "2",
                                           "--json", str(out), "--models", "mlstm,last_value", "--history", "6",
                                           "--dim", "8", "--epochs", "1", "--members", "2", "--split", "validation",
-                                          "--level-alpha", "0.5"])
+                                          "--level-alpha", "0.5", "--protocol", "v1"])
     assert res.exit_code == 0, res.output
     r = json.loads(out.read_text())
     assert r["split"] == "validation" and r["train_windows"] == round(84 * 0.85)  # 70% of 120, then its 85%

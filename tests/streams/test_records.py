@@ -140,3 +140,11 @@ def test_records_are_frozen() -> None:
     rec = GOOD["requests"]
     with pytest.raises(Exception, match="frozen"):
         rec.request_id = "other"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("value", ["true", "1.5", "3.0", "\"3\""])
+def test_token_counts_are_strict_integers_as_the_schema_says(value: str) -> None:
+    """`"prompt_tokens": true` used to be accepted as 1."""
+    raw = '{"ts": 1.0, "request_id": "a", "service": "s", "prompt_tokens": ' + value + "}"
+    with pytest.raises(InvalidEvent):
+        parse_event(raw, RequestEvent)

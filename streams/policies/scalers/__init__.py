@@ -2,6 +2,8 @@
 
 from streams.policies.scalers import (  # noqa: F401  (imported for registration)
     fixed_scaler,
+    hpa_scaler,
+    kpa_scaler,
     preserve_scaler,
     queue_depth_scaler,
     reactive_scaler,

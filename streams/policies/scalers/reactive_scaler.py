@@ -1,8 +1,9 @@
-"""Reactive autoscaling on mean KV-cache utilisation of the READY instances (thresholds 0.9 up / 0.2 down).
+"""Threshold-step autoscaling on mean KV-cache utilisation of the READY instances (0.9 up / 0.2 down).
 
-This is what KV-metric autoscalers (AIBrix KPA on ``gpu_cache_usage_perc``, HPA on a custom metric) do: one
-instance more when the fleet's cache is nearly full, one less when it is mostly empty, with the base class's
-freeze after each action. It only sees the present, so it scales after the load arrived plus a cold start.
+One instance more when the fleet's cache is nearly full, one less when it is mostly empty, with the base
+class's freeze after each action: a simple operator's rule. (The proportional autoscalers are ``hpa`` — the
+Kubernetes HPA on the same metric — and ``kpa`` — Knative's, on concurrency.) It only sees the present, so it
+scales after the load arrived plus a cold start.
 """
 
 from __future__ import annotations

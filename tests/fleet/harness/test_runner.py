@@ -129,3 +129,18 @@ def test_same_seed_same_results() -> None:
     runs = [run_eval(df, ["random:reactive", "power-of-two:fixed(n=2)"], cfg).doc["results"] for _ in range(2)]
     for a, b in zip(*runs, strict=True):
         assert {k: v for k, v in a.items() if k not in timing} == {k: v for k, v in b.items() if k not in timing}
+
+
+def test_engine_mismatch_slows_the_simulated_engine_not_what_policies_read() -> None:
+    df = _trace(n=30, rate=0.01)  # requests never overlap: each step's time is the cost model's alone
+    base = run_eval(df, ["least-requests:fixed(n=2)"], EvalConfig(warmup_s=0.0)).doc["results"][0]
+    slow_report = run_eval(df, ["least-requests:fixed(n=2)", "least-requests:preserve"],
+                           EvalConfig(warmup_s=0.0, engine_mismatch=1.5))
+    slow = slow_report.doc["results"][0]
+    for key in ("p50_tpot_s", "p99_ttft_s"):
+        assert slow[key] == pytest.approx(1.5 * base[key], rel=1e-3)
+    assert slow_report.doc["settings"]["engine_mismatch"] == 1.5
+    preserve_scaler = slow_report.runs[1].spec  # built from the profile's name: capacity from the profile
+    assert preserve_scaler.scaler == "preserve"
+    with pytest.raises(ValueError, match="engine_mismatch"):
+        EvalConfig(engine_mismatch=0.0)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fleet.live.instance_manager import FleetManager
 from fleet.live.simulated_engine import SimulatedEngineFactory
 from streams.records import (
+    MAX_ID_CHARS,
     Completion,
     InstanceEvent,
     InstanceEventKind,
@@ -143,3 +146,17 @@ def test_a_service_without_a_ready_instance_does_not_hold_the_clock(mgr: FleetMa
     mgr.advance(0.0)
     mgr.expect("r", SVC, 1.0, wall=0.0)
     assert mgr.hold_at(wall=1.0) == float("inf")
+
+
+@settings(max_examples=60, deadline=None)
+@given(service=st.text(min_size=1, max_size=256).filter(lambda s: s.strip() == s and s != ""))
+def test_any_valid_service_name_gives_valid_distinct_instance_ids(service: str) -> None:
+    """Identifier limits hold end to end: a 256-character service name used to crash `preserve fleet` (its
+    derived instance id was longer than the schema allows)."""
+    m = FleetManager(SimulatedEngineFactory("llama2-7b-h100", cold_start_s=0.0), status_every_s=1.0)
+    m.offer(ScaleCommand(ts=0.0, service=service, target_instances=3, current_instances=0, policy="p",
+                         reason="r", bootstrap=True))
+    events = [e for e in m.advance(1.0) if isinstance(e, InstanceEvent)]  # records validate on construction
+    ids = {e.instance_id for e in events}
+    assert len(ids) == 3 and all(len(i) <= MAX_ID_CHARS for i in ids)
+    assert all(InstanceEvent.model_validate_json(e.to_json()) == e for e in events)

@@ -7,6 +7,8 @@ from models.workload.mlstm import (
     MLSTMBlock,
     MLSTMLayer,
     MLSTMState,
+    mlstm_chunkwise,
+    mlstm_last,
     mlstm_parallel,
     mlstm_recurrent,
     mlstm_step,
@@ -84,3 +86,32 @@ def test_gradients_of_both_forms_agree() -> None:
     g_rec = torch.autograd.grad(mlstm_recurrent(*inputs)[0].sum(), inputs)
     for a, b in zip(g_par, g_rec, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("exp_forget", [False, True])
+@pytest.mark.parametrize("chunk", [1, 4, 7, 64])
+def test_chunkwise_and_last_only_forms_equal_the_parallel_form(chunk: int, exp_forget: bool) -> None:
+    """The linear-cost forms of the multi-day network: same outputs, state and gradients (float64)."""
+    q, k, v, i_pre, f_pre = _inputs(5, t=23)
+    par = mlstm_parallel(q, k, v, i_pre, f_pre, exp_forget)
+    chunked, st = mlstm_chunkwise(q, k, v, i_pre, f_pre, exp_forget, chunk=chunk)
+    torch.testing.assert_close(chunked, par, rtol=1e-9, atol=1e-10)
+    _, st_rec = mlstm_recurrent(q, k, v, i_pre, f_pre, exp_forget)
+    scale, scale_rec = torch.exp(st.m)[..., None, None], torch.exp(st_rec.m)[..., None, None]
+    torch.testing.assert_close(st.c * scale, st_rec.c * scale_rec, rtol=1e-9, atol=1e-10)  # same C, unscaled
+    torch.testing.assert_close(mlstm_last(q, k, v, i_pre, f_pre, exp_forget)[:, :, 0], par[:, :, -1],
+                               rtol=1e-9, atol=1e-10)
+    inputs = [x.clone().requires_grad_(True) for x in (q, k, v, i_pre, f_pre)]
+    g_last = torch.autograd.grad(mlstm_last(*inputs, exp_forget).sum(), inputs)
+    g_par = torch.autograd.grad(mlstm_parallel(*inputs, exp_forget)[:, :, -1].sum(), inputs)
+    for a, b in zip(g_last, g_par, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10)
+
+
+def test_layer_last_only_and_long_sequences() -> None:
+    torch.manual_seed(0)
+    layer = MLSTMLayer(16, 4, head_norm=False).double().eval()
+    x = torch.randn(3, 150, 16, dtype=torch.float64)  # > the layer's chunk: the chunkwise form runs
+    full = layer(x)
+    torch.testing.assert_close(layer(x, last_only=True)[:, 0], full[:, -1], rtol=1e-9, atol=1e-10)
+    torch.testing.assert_close(full, layer(x, recurrent=True), rtol=1e-9, atol=1e-10)

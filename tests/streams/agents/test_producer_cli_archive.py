@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from replay.producer import request_payloads
 from sinks.base_sink import BaseSink, SinkBatch
 from sinks.exceptions import BackpressureError
-from streams.records import InvalidEvent, RequestEvent
+from streams.records import DeadLetter, InvalidEvent, RequestEvent
 from streams.stages.archive import ArchiveAgentState
 from streams.transport.messages import RawMessage
 from streams.transport.producer_helper import PRODUCER_DEFAULTS, RequestProducer
@@ -76,3 +76,15 @@ def test_archive_retries_on_backpressure_and_never_doubles_rows() -> None:
     st.handle(msgs, now=0.0)
     st.handle(msgs, now=0.0)  # a redelivered batch
     assert list(sink.rows) == [("requests", 0, 7)] and slept == [0.25, 0.25] and st.skipped == 2
+
+
+def test_dead_letters_reach_the_archive_like_any_record() -> None:
+    """A valid DeadLetter on the dead-letter topic is a good record there (it used to be counted as bad and
+    never archived); an invalid message on that topic is still skipped."""
+    sink = MemorySink()
+    st = ArchiveAgentState(sink)
+    dl = DeadLetter(ts=2.0, source_topic="requests", reason="prompt_tokens: not an integer", payload="{...}",
+                    partition=0, offset=3).to_json()
+    st.handle([RawMessage("dead-letter", None, dl, 0, 0), RawMessage("dead-letter", None, b"{bad", 0, 1)], now=0.0)
+    assert list(sink.rows) == [("dead-letter", 0, 0)] and st.skipped == 1
+    assert sink.rows[("dead-letter", 0, 0)].reason == "prompt_tokens: not an integer"  # type: ignore[attr-defined]

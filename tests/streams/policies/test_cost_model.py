@@ -83,3 +83,15 @@ def test_from_json_errors_name_the_problem(tmp_path: Path) -> None:
     partial.write_text(json.dumps({n: 0.0 for n in FEATURE_NAMES[:-1]}))
     with pytest.raises(ValueError, match="c_pf_attn"):
         CostModel.from_json(partial)
+
+
+def test_a_scaled_model_takes_exactly_that_much_longer_for_every_step() -> None:
+    from streams.policies.engine_profiles import get_preset
+
+    base = get_preset("llama2-7b-h100").cost_model
+    slow = base.scaled(1.15)
+    for args in ((0, 64, 2048 * 64), (512, 0, 0), (300, 17, 9_000)):
+        assert slow.step_time(*args) == pytest.approx(1.15 * base.step_time(*args), rel=1e-12)
+    assert slow.decode_run_time(10, 8, 4000) == pytest.approx(1.15 * base.decode_run_time(10, 8, 4000), rel=1e-12)
+    with pytest.raises(ValueError):
+        base.scaled(0.0)

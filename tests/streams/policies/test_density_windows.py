@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from streams.policies.density_windows import DensityAccumulator, density_series, window_start_of
+from streams.policies.density_windows import DensityAccumulator, density_series
 from streams.records import Completion
 
 
@@ -23,7 +23,12 @@ def _rows(result) -> list[tuple]:
 
 @pytest.mark.parametrize("ts, start", [(0.0, 0.0), (59.999, 0.0), (60.0, 60.0), (60.0001, 60.0), (119.9, 60.0)])
 def test_boundary_event_belongs_to_next_window(ts: float, start: float) -> None:
-    assert window_start_of(ts, 60.0) == start
+    """Both paths (batch and incremental) put an event exactly on a boundary into the next window."""
+    batch = density_series([Ev("a", ts)], window_s=60.0).windows
+    assert [w.window_start for w in batch] == [start]
+    acc = DensityAccumulator(60.0)
+    acc.add(Ev("a", ts))
+    assert [w.window_start for w in acc.flush()] == [start]
 
 
 def test_batch_sums_and_fills_empty_windows() -> None:

@@ -49,7 +49,7 @@ def test_a100_is_slower_than_h100() -> None:
 
 
 def test_kv_capacity_arithmetic() -> None:
-    # documented in engine_presets.py: 7,312 and 7,353 blocks of 16 tokens
+    # documented in engine_profiles.py: 7,312 and 7,353 blocks of 16 tokens
     assert kv_capacity_tokens(H100_MEMORY_BYTES) == 7_312 * 16
     assert kv_capacity_tokens(A100_MEMORY_BYTES) == 7_353 * 16
     with pytest.raises(ValueError, match="does not fit"):

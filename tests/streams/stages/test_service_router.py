@@ -168,3 +168,16 @@ def test_messages_without_coordinates_are_never_held() -> None:
     st.handle(batch, now=0.0)
     assert DeferredAcks[str]().settle(["ev-a"], batch, st.take_acks()) == ["ev-a"]
     assert len(st.services.get(SVC).pending) == 1
+
+
+def test_policies_see_the_prompt_length_the_engine_serves_as_offline() -> None:
+    st = state("token-load:fixed")
+    st.handle([ready(0.0)], now=0.0)
+    svc = st.services.get(SVC)
+    seen: list[int] = []
+    choose = svc.router.choose
+    svc.router.choose = lambda info, fleet, now: (seen.append(info.prompt_tokens), choose(info, fleet, now))[1]  # type: ignore[method-assign]
+    big = PredictedRequest(ts=1.0, request_id="long", service=SVC, prompt_tokens=10_000, predicted_tokens=10.0,
+                           predicted_p90_tokens=20.0, predictor="fallback")
+    st.handle([RawMessage("predicted-requests", SVC.encode(), big.to_json())], now=0.0)
+    assert seen == [4095]  # llama2-7b's 4,096-token context: the simulator's over-length rule

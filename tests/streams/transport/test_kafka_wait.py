@@ -1,0 +1,41 @@
+"""Every long-running process waits for Kafka the same way: bounded lines, backoff, a clear error."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from click.testing import CliRunner
+
+from infra.process_control import free_port
+from preserve_cli.worker_cmd import worker
+from streams.settings import KafkaSettings
+from streams.transport.kafka_wait import KafkaUnreachable, backoff_delays, wait_for_kafka
+
+KAFKA = KafkaSettings(bootstrap_servers="127.0.0.1:1")
+
+
+def test_backoff_doubles_up_to_its_cap() -> None:
+    assert list(itertools.islice(backoff_delays(1.0, 30.0), 7)) == [1, 2, 4, 8, 16, 30, 30]
+
+
+def test_a_broker_that_comes_back_is_waited_for_with_few_lines() -> None:
+    answers = iter([False] * 5 + [True])
+    clock, lines = [0.0], []
+    wait_for_kafka(KAFKA, 120.0, lines.append, reachable=lambda k: next(answers),
+                   sleep=lambda s: clock.__setitem__(0, clock[0] + s), clock=lambda: clock[0])
+    assert len(lines) == 5 and clock[0] == 1 + 2 + 4 + 8 + 16  # 31 s of outage: five lines
+
+
+def test_a_broker_that_never_comes_is_a_clear_error() -> None:
+    clock = [0.0]
+    with pytest.raises(KafkaUnreachable, match="did not answer within 10 s"):
+        wait_for_kafka(KAFKA, 10.0, lambda m: None, reachable=lambda k: False,
+                       sleep=lambda s: clock.__setitem__(0, clock[0] + s), clock=lambda: clock[0])
+
+
+def test_worker_without_kafka_exits_with_a_message_not_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PRESERVE_KAFKA__BOOTSTRAP_SERVERS", f"127.0.0.1:{free_port()}")
+    res = CliRunner().invoke(worker, ["--agents", "route", "--wait-for-kafka-s", "0"])
+    assert res.exit_code == 1 and "did not answer within 0 s" in res.output
+    assert "Traceback" not in res.output
