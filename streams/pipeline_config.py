@@ -37,8 +37,6 @@ class PipelineConfig(ControlSettings):
     predictor_services: str = field(default="", metadata={
         "help": "service -> serving-model map of the predictor: 'svc=model,svc2=model2', a JSON object or @file.json; "
                 "services with no entry (and not themselves a known model) are warned about and flagged"})
-    predictor_online_window: int = field(default=256, metadata={
-        "help": "completions per service the predictor's online correction learns from (0 = off)"})
     snapshot_every_s: float = field(default=10.0, metadata={"help": "event seconds between routing tables"})
     archive_batch: int = field(default=2000, metadata={"help": "most rows per ClickHouse insert"})
     archive_within_s: float = field(default=0.5, metadata={"help": "wall seconds an archive batch may wait"})

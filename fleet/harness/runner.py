@@ -68,6 +68,7 @@ class PredictionCache:
         self.df = df
         self.seed = seed
         self._cache: dict[str, tuple[np.ndarray, np.ndarray, str, float]] = {}
+        self.quantiles: dict[str, dict[str, np.ndarray]] = {}  # spec -> the predictor's quantiles, if any
 
     def get(self, spec: str) -> tuple[np.ndarray, np.ndarray, str, float]:
         """``(mean, p90, source, cpu_s)`` for every request of the trace, in order."""
@@ -83,6 +84,7 @@ class PredictionCache:
             cpu = time.process_time() - cpu
             self._cache[spec] = (np.asarray(pred.mean, np.float64), np.asarray(pred.p90, np.float64),
                                  pred.source, cpu)
+            self.quantiles[spec] = {k: np.asarray(v, np.float64) for k, v in pred.quantiles.items()}
         return self._cache[spec]
 
 
@@ -122,7 +124,7 @@ def run_eval(trace: pd.DataFrame, policies: Sequence[PolicySpec | str], config: 
     for spec, (router, scaler) in zip(specs, built, strict=True):
         pspec = predictor_for(spec, cfg.predictor)
         mean, p90, source, pred_cpu = preds.get(pspec)
-        workload = Workload.from_trace(trace, mean, p90)
+        workload = Workload.from_trace(trace, mean, p90, preds.quantiles.get(pspec), source)
         scaler.attach_oracle(arrivals)
         if past is not None:
             scaler.attach_history(past)
@@ -130,6 +132,7 @@ def run_eval(trace: pd.DataFrame, policies: Sequence[PolicySpec | str], config: 
                             min_instances=cfg.min_instances, max_instances=cfg.max_instances,
                             sample_interval_s=cfg.sample_interval_s, overlength=cfg.overlength,
                             horizon_s=cfg.horizon_s, warmup_s=cfg.trace_s(cfg.warmup_s),
+                            predictor_online_window=cfg.predictor_online_window,
                             density_window_s=cfg.trace_s(cfg.density_window_s),
                             density_grace_s=cfg.trace_s(cfg.density_grace_s),
                             forecast_horizon=cfg.forecast_horizon, forecast_model=cfg.forecast_model)

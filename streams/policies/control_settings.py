@@ -31,6 +31,9 @@ class ControlSettings:
     seed: int = field(default=0, metadata={"help": "seed of randomised routers and noisy predictors"})
     predictor: str = field(default="fallback", metadata={"help": "request-load predictor spec (a router's "
                                                                  "predictor=... overrides it)"})
+    predictor_online_window: int = field(default=256, metadata={
+        "help": "completions per service the predictor's online correction learns from (0 = off); the predict "
+                "stage live, the simulator offline"})
     warmup_s: float = field(default=60.0, metadata={
         "help": "scalers are first polled this long after the first arrival (the warm fleet starts with empty "
                 "KV caches, which a utilisation scaler would read as idle)"})
