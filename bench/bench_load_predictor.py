@@ -10,6 +10,9 @@ Three measurements per (sequence length, batch size), all in this process on the
   batch k+1 while the device runs batch k (sustained throughput of a loaded predict stage); its batch time is
   the call time / ``--stream``.
 - ``real``: ``predict`` on the data file's prompts as they are (dynamic padding: most are far shorter than T).
+- ``real-par``: ``real`` through a second engine in the same process whose tokenization runs on a pool of
+  ``--par-threads`` threads in chunks of ``--par-rows`` rows, parallel to the forward (``EngineConfig``
+  ``tokenizer_threads`` / ``tokenize_rows``): the figure to compare with ``real`` of the same run.
 Predictions/s = rows / mean batch time; p99 = 99th percentile of per-batch wall time.
 
   python bench/bench_load_predictor.py --device cpu --threads 2 --batches 1 8 32 --seq 128 512
@@ -24,6 +27,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +40,7 @@ from models.request_load.engine import EngineConfig, LengthEngine  # noqa: E402
 from models.request_load.inference import ModelPredictor, load_model_predictor  # noqa: E402
 from models.request_load.predictor_registry import default_checkpoint_dir  # noqa: E402
 
-MODES = ("plain", "engine", "predict", "stream", "real")
+MODES = ("plain", "engine", "predict", "stream", "real", "real-par")
 
 
 def _sync(device: torch.device) -> None:
@@ -110,6 +114,8 @@ def bench(args: argparse.Namespace) -> list[dict[str, Any]]:
             compile=args.compile, cuda_graphs=args.cuda_graphs, threads=args.threads,
             tokenizer_threads=args.tokenizer_threads,
             backend=base.cfg.backend, int8=args.int8 and base.cfg.backend == "onnx"))
+        par_engine = LengthEngine(base.model, base.rows, replace(
+            engine.cfg, tokenizer_threads=args.par_threads, tokenize_rows=args.par_rows))
         predictor.engine = engine
         for batch in args.batches:
             ids = torch.randint(1000, 30000, (batch, seq), device=device)
@@ -165,6 +171,11 @@ def bench(args: argparse.Namespace) -> list[dict[str, Any]]:
 
             if "real" in args.modes:
                 results.append(row("real", seq, batch, timeit(real_call, device, args.iters, args.seconds), plain))
+            if "real-par" in args.modes:
+                predictor.engine = par_engine
+                results.append(row("real-par", seq, batch, timeit(real_call, device, args.iters, args.seconds),
+                                   plain))
+                predictor.engine = engine
             for r in results[start:]:
                 print(json.dumps(r), flush=True)
     return results
@@ -195,6 +206,8 @@ def main() -> None:
     ap.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false",
                     help="GPU: run the forward eagerly instead of replaying captured CUDA graphs")
     ap.add_argument("--tokenizer-threads", type=int, default=1, help="batches tokenized concurrently")
+    ap.add_argument("--par-threads", type=int, default=4, help="real-par: tokenizer pool threads")
+    ap.add_argument("--par-rows", type=int, default=64, help="real-par: rows per tokenization chunk / forward")
     ap.add_argument("--stream", type=int, default=8, help="batches per predict call in the stream mode")
     ap.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES, help="measurements to run")
     ap.add_argument("--json", default=None, help="write all rows here")

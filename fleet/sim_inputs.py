@@ -30,6 +30,8 @@ class Workload:
     service: str = "default"
     predicted: np.ndarray | None = None  # (N,) float64 expected output tokens
     predicted_p90: np.ndarray | None = None  # (N,) float64 conservative quantile
+    quantiles: dict[str, np.ndarray] | None = None  # "p10" -> (N,) ..., the predictor's calibrated quantiles
+    predictor_source: str = ""  # "model", "fallback", "oracle", ... (oracles are not corrected online)
 
     def __post_init__(self) -> None:
         n = len(self.arrival)
@@ -47,14 +49,16 @@ class Workload:
 
     @classmethod
     def from_trace(cls, df: pd.DataFrame, predicted: np.ndarray | None = None,
-                   predicted_p90: np.ndarray | None = None) -> Workload:
+                   predicted_p90: np.ndarray | None = None, quantiles: dict[str, np.ndarray] | None = None,
+                   predictor_source: str = "") -> Workload:
         """From a normalised trace DataFrame (docs/INTERFACES.md). One service per run: the first one seen."""
         service = str(df["service"].iloc[0]) if len(df) and "service" in df else "default"
         return cls(arrival=df["arrival_s"].to_numpy(np.float64),
                    prompt_tokens=df["prompt_tokens"].to_numpy(np.int64),
                    output_tokens=df["output_tokens"].to_numpy(np.int64),
                    request_ids=[str(x) for x in df["request_id"]], service=service,
-                   predicted=predicted, predicted_p90=predicted_p90)
+                   predicted=predicted, predicted_p90=predicted_p90, quantiles=quantiles,
+                   predictor_source=predictor_source)
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,8 @@ class SimConfig:
     horizon_s: float = field(default=3600.0, metadata={
         "help": "after the last arrival, give up after this long; requests still unfinished are dropped"})
     check_invariants: bool = field(default=False, metadata={"help": "recount KV after every step (tests)"})
+    predictor_online_window: int = field(default=0, metadata={
+        "help": "the predict stage's online correction from completions, as live (0 = off)"})
     density_window_s: float = field(default=60.0, metadata={"help": "density stage window, for forecast-reading scalers"})
     density_grace_s: float = field(default=30.0, metadata={"help": "density stage grace for late completions"})
     forecast_horizon: int = field(default=3, metadata={"help": "windows the forecast stage forecasts ahead"})

@@ -24,6 +24,7 @@ import numpy as np
 
 from fleet.engine_instance import EngineInstance
 from fleet.forecast_feed import ForecastFeed
+from fleet.prediction_feedback import PredictionFeedback
 from fleet.sim_inputs import SimConfig, SimResult, Workload
 from fleet.sim_types import DropReason, EngineEventKind, EventType, SimRequest
 from streams.policies.base_router import BaseRouter, NoReadyInstance
@@ -81,6 +82,10 @@ class Simulator:
         # the density -> forecast stages, only for a scaler that reads forecasts (they cost a forecaster)
         self.forecast_feed = (ForecastFeed(config.density_window_s, config.density_grace_s, config.forecast_horizon,
                                            config.forecast_model) if scaler.wants_forecasts else None)
+        # the predict stage's online correction of length predictions from completions, as live
+        self.lengths = (PredictionFeedback(workload, config.predictor_online_window)
+                        if config.predictor_online_window > 0 and workload.predicted is not None
+                        and workload.predictor_source not in ("oracle", "noisy-oracle") else None)
 
     # ---- event plumbing ----------------------------------------------------------------------------------
     def _push(self, t: float, kind: EventType, payload: object) -> None:
@@ -148,8 +153,11 @@ class Simulator:
             self.truncated += 1
         self.prompt[i], self.output[i] = prompt, output
         w = self.w
-        pred = float(w.predicted[i]) if w.predicted is not None else 0.0
-        p90 = float(w.predicted_p90[i]) if w.predicted_p90 is not None else pred
+        if self.lengths is not None:
+            pred, p90 = self.lengths.predict(i)
+        else:
+            pred = float(w.predicted[i]) if w.predicted is not None else 0.0
+            p90 = float(w.predicted_p90[i]) if w.predicted_p90 is not None else pred
         info = RequestInfo(w.request_ids[i], w.service, now, prompt, pred, p90)
         req = SimRequest(i, info.request_id, now, prompt, output, pred)
         t = time.perf_counter()
@@ -201,6 +209,8 @@ class Simulator:
         c = time.perf_counter()
         self.router.on_completed(info, t)
         self.scaler.observe_completion(info, t)
+        if self.lengths is not None:
+            self.lengths.complete(req.request_id, req.output)
         if self.forecast_feed is not None:
             for fc in self.forecast_feed.on_completion(self.w.service, t, req.prompt, req.output):
                 if fc.target in self.scaler.forecast_targets:

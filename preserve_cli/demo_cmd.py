@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import replace
@@ -90,18 +91,39 @@ def demo(trace: Path | None, limit: int, speedup: float, json_out: Path | None, 
 
     Starts a local Kafka broker if none is reachable. Exits non-zero if a request lacks its route or
     completion, or if live and offline disagree beyond the stated tolerances.
+
+    With --engine llama-cpp the fleet runs real llama.cpp server processes (the project's tiny random-weight
+    Llama; build it once with scripts/setup_engine.sh), started and stopped by the scaler, at speedup 1 with
+    token counts capped and SLOs/density windows set for CPU engines (explicit options win); the checks are then the counts (routed/completed once, engine
+    processes started >= 2 and all stopped), and the offline comparison is reported only.
     """
     from tqdm import tqdm
 
+    from fleet.live import engine_demo
     from fleet.live.demo_report import collect, print_report
     from fleet.live.demo_run import DemoSettings, run_pipeline
     from streams.pipeline_config import PipelineConfig
     from streams.settings import load_settings
 
     say = lambda msg: click.echo(msg, err=True)  # noqa: E731
+    real = pipeline.get("engine") in engine_demo.ENGINE_NAMES
+    if real:
+        _check_engine_built()
+        pipeline["engine"] = PipelineConfig.engine  # the scaler's capacity model (no calibrated CPU preset)
+        defaults = {f.name: f.default for f in dataclasses.fields(PipelineConfig)}
+        pipeline = engine_demo.cpu_pipeline(pipeline, defaults)
+        say(f"demo: real llama.cpp engine processes; CPU settings where not given: {engine_demo.CPU_PIPELINE}")
+        pipeline["instances"] = min(int(pipeline["instances"]), 2)
+        pipeline["max_instances"] = min(int(pipeline["max_instances"]), 3)
+        if speedup != 1.0:
+            say(f"demo: real engines run in wall time: speedup {speedup} -> 1")
+        speedup, no_prompts = 1.0, True
     cfg = PipelineConfig(**pipeline)
     settings = load_settings()
     df, path = _load(trace, limit or None, not no_prompts, say)
+    if real:
+        df = engine_demo.cap_tokens(df)
+        say(f"demo: token counts capped for CPU engines at {engine_demo.CPU_CAPS}")
     say(f"demo: {len(df)} requests from {path}, {df['arrival_s'].max():.0f} s of trace at {speedup}x, "
         f"policy {cfg.policy}, predictor {cfg.request_predictor()}")
     kafka = _kafka(settings, say)
@@ -111,18 +133,43 @@ def demo(trace: Path | None, limit: int, speedup: float, json_out: Path | None, 
     dsn = settings.clickhouse.dsn.get_secret_value() if settings.clickhouse.dsn else f"chdb://{run_dir / 'clickhouse'}"
     env = {"PRESERVE_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
            "PRESERVE_KAFKA__TOPIC_PREFIX": kafka.topic_prefix, "PRESERVE_CLICKHOUSE__DSN": dsn}
+    eplan = engine_demo.plan(run_dir)
     outcome = run_pipeline(df, cfg, kafka, env, run_dir,
-                           DemoSettings(speedup=speedup, drain_timeout_s=drain_timeout_s, archive=not no_archive),
+                           DemoSettings(speedup=speedup, drain_timeout_s=drain_timeout_s, archive=not no_archive,
+                                        fleet_engine_args=eplan.fleet_args() if real else ()),
                            tqdm, say)
     say("demo: pipeline drained; running the offline simulation of the same trace and policy")
     offline = _offline(df, cfg)
     doc, ok = collect(outcome, kafka, None if no_archive else dsn, offline, cfg)
     doc["trace"] = str(path)
     doc["policy"], doc["predictor"], doc["speedup"] = cfg.policy, cfg.request_predictor(), speedup
+    doc["requests"] = outcome.sent
+    if real:
+        doc["engine"] = "llama-cpp"
+        doc["checks"].pop("live_matches_offline", None)  # a CPU engine vs the simulated preset: not comparable
+        eng = engine_demo.engine_checks(doc, eplan)
+        doc.update(eng["keys"])
+        doc["checks"].update(eng["checks"])
+        ok = all(doc["checks"].values())
     print_report(doc, None if no_archive else dsn)
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(doc, indent=2) + "\n")
         say(f"demo: wrote {json_out}")
+    if real:
+        click.echo(f"engine processes: started {doc['engine_processes_started']}, stopped "
+                   f"{doc['engine_processes_stopped']}, left running {doc['engine_processes_left_running']}; "
+                   f"cold starts (s) {doc['engine_cold_starts_s']}")
     if not ok:
         raise SystemExit(1)
+
+
+def _check_engine_built() -> None:
+    """Fail early with the set-up command when llama.cpp's server is not built (and write the model once)."""
+    from fleet.live.llama_cpp.locate import EngineNotBuilt, llama_server_binary, tiny_model
+
+    try:
+        llama_server_binary()
+        tiny_model()
+    except EngineNotBuilt as e:
+        raise click.ClickException(str(e)) from None

@@ -49,6 +49,9 @@ def _load(path: Path, fmt: str | None, rate_scale: float, start_s: float | None,
 @click.option("--duration", "duration_s", type=float, default=None, help="Keep S seconds (recorded time).")
 @click.option("--on-bad-row", type=click.Choice(["skip", "fail"]), default="skip", show_default=True,
               help="Skip unparsable trace rows (reported with line numbers) or stop at the first.")
+@click.option("--history", "history_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="The previous day (a trace of the same service, same time of day at its start, same "
+                   "--rate-scale): given to policies fitted on it (tod-schedule) and adds them to --frontier.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Write the results JSON here.")
 @click.option("--per-request", "requests_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -58,7 +61,8 @@ def _load(path: Path, fmt: str | None, rate_scale: float, start_s: float | None,
               help="Write latency CDFs, instances/load over time and the frontier (PNG) into this folder.")
 @dataclass_options(EvalConfig)
 def eval_cmd(trace_path: Path, fmt: str | None, policies: str, frontier: bool, rate_scale: float,
-             start_s: float | None, duration_s: float | None, on_bad_row: str, json_out: Path,
+             start_s: float | None, duration_s: float | None, on_bad_row: str, history_path: Path | None,
+             json_out: Path,
              requests_dir: Path | None, plots_dir: Path | None, **settings: Any) -> None:
     """Replay a trace through the simulated fleet once per policy, in one process, on the same trace, fleet
     bounds, SLOs and cold start; print a table (cheapest first) and write the results JSON.
@@ -82,7 +86,8 @@ def eval_cmd(trace_path: Path, fmt: str | None, policies: str, frontier: bool, r
     specs = [_default_fixed(s, int(settings["instances"])) for s in specs]
     if frontier:
         listed = {canonical(x) for x in specs}
-        specs += [s for s in frontier_specs(int(settings["max_instances"])) if canonical(s) not in listed]
+        specs += [s for s in frontier_specs(int(settings["max_instances"]), history=history_path is not None)
+                  if canonical(s) not in listed]
     if not specs:
         raise click.BadParameter("no policy given", param_hint="--policies")
     try:
@@ -91,6 +96,13 @@ def eval_cmd(trace_path: Path, fmt: str | None, policies: str, frontier: bool, r
     except (KeyError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     df, info = _load(trace_path, fmt, rate_scale, start_s, duration_s, on_bad_row)
+    history = _load(history_path, fmt, rate_scale, None, None, on_bad_row)[0] if history_path else None
+    if cfg.time_scale != 1.0:
+        eng = cfg.engine_config()
+        click.echo(f"trace time compressed x{cfg.time_scale:g}: cold start {eng.cold_start_s:g} s, freeze "
+                   f"{cfg.trace_s(cfg.freeze_s):g} s, warm-up {cfg.trace_s(cfg.warmup_s):g} s, density window "
+                   f"{cfg.trace_s(cfg.density_window_s):g} s; every policy's windows divided by {cfg.time_scale:g}",
+                   err=True)
     click.echo(f"{trace_path}: {len(df):,} requests over {info['span_s']:.0f} s; {len(specs)} policies", err=True)
     bar = tqdm(total=len(df) * len(specs), unit="req", desc="simulating", dynamic_ncols=True, mininterval=0.5,
                disable=None)  # None: no bar when stderr is not a terminal
@@ -106,11 +118,13 @@ def eval_cmd(trace_path: Path, fmt: str | None, policies: str, frontier: bool, r
 
     try:
         report = run_eval(df, specs, cfg, trace_info=info, progress=progress,
-                          keep_results=plots_dir is not None or requests_dir is not None)
+                          keep_results=plots_dir is not None or requests_dir is not None, history=history)
     except (PolicySpecError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
         bar.close()
+    if history_path is not None:
+        report.doc["history"] = str(history_path)
     click.echo(format_table(report.doc["results"]))
     click.echo("\n" + format_summary(report.doc["summary"]))
     write_json(report.doc, json_out)

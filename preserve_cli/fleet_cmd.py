@@ -1,10 +1,14 @@
-"""``preserve fleet``: run the simulated instance managers of the live pipeline."""
+"""``preserve fleet``: run the instance managers of the live pipeline (simulated engines, given servers, or real
+engine processes started and stopped by the process actuator)."""
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 import time
+from pathlib import Path
+from typing import Any
 
 import click
 
@@ -14,7 +18,9 @@ import click
 @click.option("--lag-s", type=float, default=0.5,
               help="wall seconds the fleet runs behind the replay clock, so decisions are applied at their own "
                    "event time")
-@click.option("--engine", default="llama2-7b-h100", help="engine preset of the simulated instances")
+@click.option("--engine", default="llama2-7b-h100",
+              help="engine preset of the simulated instances, or `process`: one real serving process per "
+                   "instance, started and stopped by the scaler's commands (see --engine-cmd)")
 @click.option("--cold-start-s", type=float, default=None, help="override of the preset's cold start (event s)")
 @click.option("--status-every-s", type=float, default=1.0, help="event seconds between instance statuses")
 @click.option("--group-id", default="preserve-fleet", help="consumer group of the instance managers")
@@ -23,14 +29,40 @@ import click
                    "them instead of simulated engines; run replays at --speedup 1")
 @click.option("--vllm-model", default=None, help="served model name sent to the --vllm servers")
 @click.option("--vllm-kv-tokens", type=int, default=0, help="KV capacity of one server, for load reports")
+@click.option("--engine-cmd", "engine_cmds", multiple=True, metavar="[SERVICE=]TEMPLATE",
+              help="with --engine process: the command that starts one engine, with {model} {port} {device} "
+                   "{host} placeholders, e.g. 'vllm serve {model} --port {port}'; prefix SERVICE= for one "
+                   "service (repeat). Default: llama.cpp's llama-server (scripts/setup_engine.sh builds it)")
+@click.option("--engine-model", default=None,
+              help="what {model} becomes (default: the project's tiny random-weight Llama GGUF)")
+@click.option("--engine-flavor", type=click.Choice(["llama-cpp", "vllm"]), default="llama-cpp",
+              help="the engine's API dialect: how output lengths are forced, which /metrics names are read")
+@click.option("--engine-devices", default="cpu0,cpu1",
+              help="device pool, comma-separated, one live engine per device (GPU ids or CPU slot names)")
+@click.option("--engine-device-env", default=None,
+              help="environment variable set to the engine's device, e.g. CUDA_VISIBLE_DEVICES")
+@click.option("--engine-dir", type=click.Path(file_okay=False), default=None,
+              help="logs and pid records of the engines (default: <data dir>/engines/<group id>)")
+@click.option("--ready-timeout-s", type=float, default=60.0, help="an engine not healthy by then is stopped")
+@click.option("--engine-drain-timeout-s", type=float, default=120.0,
+              help="a draining engine still busy after this is stopped (its requests are re-routed)")
+@click.option("--engine-report", type=click.Path(dir_okay=False), default=None,
+              help="with --engine process: write the engine processes' counts, cold starts and instance-hours "
+                   "here (JSON) when the fleet stops")
 @click.option("--quiet", is_flag=True, help="no periodic counters on stderr")
 def fleet(speedup: float, lag_s: float, engine: str, cold_start_s: float | None, status_every_s: float,
-          group_id: str, endpoints: tuple[str, ...], vllm_model: str | None, vllm_kv_tokens: int, quiet: bool) -> None:
+          group_id: str, endpoints: tuple[str, ...], vllm_model: str | None, vllm_kv_tokens: int,
+          engine_cmds: tuple[str, ...], engine_model: str | None, engine_flavor: str, engine_devices: str,
+          engine_device_env: str | None, engine_dir: str | None, ready_timeout_s: float,
+          engine_drain_timeout_s: float, engine_report: str | None, quiet: bool) -> None:
     """Consume routes and scale commands, run simulated vLLM-style instances in event time, and publish a
     Completion per request and InstanceEvents (start_requested / ready / drain / stopped / status).
 
     Run it with the same --speedup as `preserve replay`. With --vllm, requests go to real OpenAI-compatible
-    servers (API key from PRESERVE_VLLM_API_KEY); see fleet/live/README.md. Stops on Ctrl-C / SIGTERM.
+    servers (API key from PRESERVE_VLLM_API_KEY). With --engine process, each instance is a real engine process
+    (started on a scale-up, ready when its health endpoint answers, drained and stopped on a scale-down, replaced
+    when it dies); run replays at --speedup 1. See fleet/live/README.md. Stops on Ctrl-C / SIGTERM, stopping
+    every engine it started.
     """
     from fleet.live.base_engine_adapter import EngineFactory
     from fleet.live.event_clock import ReplayClock
@@ -40,7 +72,14 @@ def fleet(speedup: float, lag_s: float, engine: str, cold_start_s: float | None,
     from streams.settings import load_settings
 
     factory: EngineFactory
-    if endpoints:
+    settings = load_settings()
+    if engine == "process":
+        factory = _process_factory(engine_cmds, engine_model, engine_flavor, engine_devices, engine_device_env,
+                                   Path(engine_dir) if engine_dir else settings.data_dir / "engines" / group_id,
+                                   ready_timeout_s, engine_drain_timeout_s, vllm_kv_tokens)
+        if speedup != 1.0:
+            click.echo("fleet: real engines run in wall time; replay at --speedup 1 for true latencies", err=True)
+    elif endpoints:
         if not vllm_model:
             raise click.BadParameter("--vllm needs --vllm-model", param_hint="--vllm-model")
         import os
@@ -55,8 +94,8 @@ def fleet(speedup: float, lag_s: float, engine: str, cold_start_s: float | None,
             factory = SimulatedEngineFactory(engine, cold_start_s)
         except KeyError as e:
             raise click.BadParameter(str(e), param_hint="--engine") from None
-    manager = FleetManager(factory, status_every_s=status_every_s)
-    runner = FleetRunner(manager, load_settings().kafka, ReplayClock(speedup, lag_s), group_id)
+    manager = FleetManager(factory, status_every_s=status_every_s, prewarm_first=engine != "process")
+    runner = FleetRunner(manager, settings.kafka, ReplayClock(speedup, lag_s), group_id)
     stop = {"flag": False}
 
     def _stop(*_: object) -> None:
@@ -72,6 +111,38 @@ def fleet(speedup: float, lag_s: float, engine: str, cold_start_s: float | None,
         last[0] = time.monotonic()
         c = manager.counters
         print(f"fleet: routes {c.routes} completions {c.completions} in flight {manager.in_flight()} "
-              f"late {c.late_inputs} rerouted {c.rerouted} dead letters {stats.dead_letters}", file=sys.stderr)
+              f"late {c.late_inputs} rerouted {c.rerouted} engine failures {c.engine_failures} "
+              f"dead letters {stats.dead_letters}", file=sys.stderr)
 
-    runner.run(lambda: stop["flag"], tick)
+    try:
+        runner.run(lambda: stop["flag"], tick)
+    finally:
+        manager.shutdown()
+        report = getattr(factory, "report", None)
+        if report is not None:
+            doc = {**report(), "engine_failures": manager.counters.engine_failures,
+                   "replacements": manager.counters.replacements, "failed_requests": manager.counters.failed}
+            print(f"fleet: engines {json.dumps(doc)}", file=sys.stderr)
+            if engine_report:
+                Path(engine_report).write_text(json.dumps(doc, indent=2) + "\n")
+
+
+def _process_factory(cmds: tuple[str, ...], model: str | None, flavor: str, devices: str, device_env: str | None,
+                     run_dir: Path, ready_timeout_s: float, drain_timeout_s: float, kv_tokens: int) -> Any:
+    from fleet.live.llama_cpp.locate import EngineNotBuilt
+    from fleet.live.process_engine import build_process_factory
+    from fleet.live.process_lifecycle import LifecycleTimeouts
+
+    commands: dict[str, str] = {}
+    for c in cmds:
+        svc, sep, tmpl = c.partition("=")
+        if sep and svc and " " not in svc and "{" not in svc:
+            commands[svc] = tmpl
+        else:
+            commands["*"] = c
+    pool = tuple(d.strip() for d in devices.split(",") if d.strip())
+    try:
+        return build_process_factory(commands, model, pool, device_env, flavor, run_dir,
+                                     LifecycleTimeouts(ready_timeout_s, drain_timeout_s), kv_tokens)
+    except (EngineNotBuilt, ValueError) as e:
+        raise click.ClickException(str(e)) from None

@@ -154,9 +154,12 @@ def _engine_config(device: str, dtype: str, batch_size: int, backend: str, int8:
               help="Truncate rows to N encoder positions incl. the soft prompt, like the serving option "
                    "(default: the checkpoint's).")
 @click.option("--limit", type=int, default=None, help="Evaluate only the first N selected examples.")
+@click.option("--as-model", default=None,
+              help="Give the predictors this serving-model name for every row (e.g. one the checkpoint never saw, "
+                   "to measure what an unseen model gets); breakdowns keep the true names.")
 def eval_cmd(data: tuple[str, ...], model_dir: str | None, json_out: str | None, split: str, device: str,
              encoder: str | None, batch_size: int, dtype: str, backend: str, int8: bool, max_length: int | None,
-             limit: int | None) -> None:
+             limit: int | None, as_model: str | None) -> None:
     """Evaluate a checkpoint and its baselines (fitted on its training data) on FILE(s), with breakdowns.
 
     The defaults evaluate torch fp32 at the checkpoint's full length; to measure what CPU serving answers,
@@ -176,28 +179,114 @@ def eval_cmd(data: tuple[str, ...], model_dir: str | None, json_out: str | None,
     chosen = chosen[:limit]
     if not chosen:
         raise click.ClickException(f"no examples in split {used!r}")
-    result = {"split": used, "dtype": dtype, **evaluate_checkpoint(loaded, chosen, engine_cfg)}
+    result = {"split": used, "dtype": dtype, **evaluate_checkpoint(loaded, chosen, engine_cfg, as_model)}
     text = json.dumps(result, indent=1)
     if json_out:
         Path(json_out).write_text(text)
-    summary = {k: result[k] for k in ("n", "split", "model", "best_baseline", "mae_ratio_to_best_baseline", "engine")}
+    summary = {k: result[k] for k in ("n", "split", "model", "best_baseline", "mae_ratio_to_best_baseline",
+                                      "mae_ratio_ci95", "coverage", "mean_sum_ratio", "engine")}
     click.echo(json.dumps(summary, indent=1) if json_out else text)
+
+
+@load_predictor.command("calibrate")
+@click.option("--data", "data", multiple=True, required=True, type=click.Path(exists=True, dir_okay=False),
+              help="The checkpoint's training files (its validation part is read; repeat for several).")
+@click.option("--model", "model_dir", type=click.Path(file_okay=False), default=None,
+              help="Checkpoint folder (default: the shipped one).")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Folder for calibration.json (default: the checkpoint folder).")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--batch-size", default=128, show_default=True)
+@click.option("--backend", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True,
+              help="CPU only: onnx = ONNX Runtime (with --int8: the CPU serving path).")
+@click.option("--int8/--no-int8", default=False, show_default=True,
+              help="CPU only: fit the int8 serving path's own calibration (calibration_int8.json): its answers "
+                   "differ from fp32 enough to move coverage by several points.")
+def calibrate_cmd(data: tuple[str, ...], model_dir: str | None, out: str | None, device: str,
+                  batch_size: int, backend: str, int8: bool) -> None:
+    """Fit calibration.json (with --int8: calibration_int8.json, for the CPU serving path) on the checkpoint's
+    VALIDATION part (never test): calibrated quantiles p10..p99 and
+    a de-biased mean per serving model, for the encoder and the fallback table (see models/request_load/
+    calibration.py). Runs the encoder fp32 on the validation rows (about 35 s for 1,181 rows on 2 CPU cores)."""
+    import numpy as np
+
+    from models.request_load.calibration import (
+        CalibrationSet,
+        base_from_fallback,
+        base_from_quantiles,
+        fit_calibration,
+    )
+    from models.request_load.checkpoint import InvalidCheckpoint, load_checkpoint
+    from models.request_load.data import SplitConfig, split_examples
+    from models.request_load.engine import LengthEngine
+    from models.request_load.evaluate import raw_outputs
+    from models.request_load.inference import MODEL_MEAN_BASE
+    from models.request_load.simple_predictors import FallbackPredictor
+
+    folder = Path(model_dir or default_checkpoint_dir())
+    try:
+        loaded = load_checkpoint(folder, device="cpu")
+    except InvalidCheckpoint as err:
+        raise click.ClickException(str(err)) from err
+    trained_on = {f.rsplit("/", 1)[-1] for f in loaded.meta.train.get("data_files", [])}
+    given = {f.rsplit("/", 1)[-1] for f in data}
+    if trained_on and not given <= trained_on:
+        raise click.BadParameter(f"{sorted(given - trained_on)} were not in the checkpoint's training data "
+                                 f"({sorted(trained_on)}): its validation part is defined only on those",
+                                 param_hint="--data")
+    examples = _read_all(data, "skip", loaded.model.config.encoder)
+    split = SplitConfig(**{k: v for k, v in loaded.meta.split.items() if k in ("seed", "test_frac", "val_frac")})
+    val = split_examples(examples, split)["val"]
+    if len(val) < 50:
+        raise click.ClickException(f"only {len(val)} validation rows: too few to calibrate")
+    engine_cfg = _engine_config(device, "fp32", batch_size, backend, int8, None, loaded.model.config)
+    engine = LengthEngine(loaded.model, loaded.rows, engine_cfg)
+    raw = raw_outputs(engine, val)
+    y = np.array([e.output_tokens for e in val], dtype=np.float64)
+    models = [e.model for e in val]
+    groups = [e.prompt.strip() for e in val]
+    c, s = base_from_quantiles(raw.quantiles, loaded.model.config.quantiles)
+    model_cal = fit_calibration(c, s, y, models, groups, {MODEL_MEAN_BASE: raw.mean})
+    fb_mean, fb_p90 = FallbackPredictor(loaded.baselines.fallback).lookup([e.prompt_tokens for e in val], models)
+    fc, fs = base_from_fallback(fb_mean, fb_p90)
+    fb_cal = fit_calibration(fc, fs, y, models, groups, {FallbackPredictor.MEAN_BASE: fb_mean})
+    record = {"split": "val", "n": len(val), "data_files": sorted(given),
+              "engine": {"device": device, "backend": backend, "int8": int8},
+              "models": {m: models.count(m) for m in sorted(set(models))}}
+    path = CalibrationSet(model_cal, fb_cal, record).save(Path(out or folder), int8=int8)
+    click.echo(json.dumps({"out": str(path), "n_val": len(val), "model": {"k": str(model_cal.k), "k_mean": str(model_cal.k_mean),
+                                                                         "mean_base": model_cal.mean_base},
+                           "fallback": {"k": str(fb_cal.k), "k_mean": str(fb_cal.k_mean), "mean_base": fb_cal.mean_base}},
+                          default=str, indent=1))
 
 
 @load_predictor.command("predict")
 @click.argument("prompt", required=False)
-@click.option("--service", default="unknown", show_default=True, help="Serving model name.")
+@click.option("--service", default="unknown", show_default=True,
+              help="Service name (mapped to a serving model by --service-map, else used as the model name).")
+@click.option("--service-map", default="", help="service -> serving model: 'svc=model,svc2=model2', a JSON object "
+                                                "or @file.json (the live setting is predictor_services).")
 @click.option("--predictor", "spec", default="model", show_default=True,
               help="Predictor spec: model, model(path=DIR), fallback, ...")
 @click.option("--prompt-tokens", type=int, default=None, help="Prompt length (default: words x 1.3).")
-def predict_cmd(prompt: str | None, service: str, spec: str, prompt_tokens: int | None) -> None:
-    """Predict the output length of PROMPT (or of each stdin line)."""
+def predict_cmd(prompt: str | None, service: str, service_map: str, spec: str, prompt_tokens: int | None) -> None:
+    """Predict the output length of PROMPT (or of each stdin line): the expected length (mean), the median and
+    the quantiles; `unmapped` says the service has no map entry and is no serving model the predictor knows."""
     from models.request_load.predictor_registry import get_predictor
+    from models.request_load.serving import ServiceMap, ServingPredictor, known_models_of
 
     prompts = [prompt] if prompt else [line.rstrip("\n") for line in sys.stdin if line.strip()]
-    predictor = get_predictor(spec)
+    base = get_predictor(spec)
+    try:
+        smap = ServiceMap.parse(service_map, known_models_of(base))
+    except (OSError, ValueError) as err:
+        raise click.BadParameter(str(err), param_hint="--service-map") from err
+    predictor = ServingPredictor(base, smap)
     tokens = [prompt_tokens or max(1, round(len(p.split()) * 1.3)) for p in prompts]
     res = predictor.predict(prompts, tokens, [service] * len(prompts))
-    for p, m, q in zip(prompts, res.mean, res.p90, strict=True):
-        click.echo(json.dumps({"prompt": p[:60], "mean": round(float(m), 1), "p90": round(float(q), 1),
-                               "source": res.source}))
+    for i, p in enumerate(prompts):
+        quantiles = {k: round(float(v[i]), 1) for k, v in sorted(res.quantiles.items(), key=lambda kv: int(kv[0][1:]))}
+        click.echo(json.dumps({"prompt": p[:60], "mean": round(float(res.mean[i]), 1),
+                               "p50": round(float(res.p50[i]), 1), "p90": round(float(res.p90[i]), 1),
+                               "quantiles": quantiles, "source": res.source,
+                               "unmapped": bool(res.unmapped[i]) if res.unmapped is not None else False}))

@@ -33,6 +33,10 @@ class PipelineConfig(ControlSettings):
     predict_max_lag_s: float = field(default=1.0, metadata={"help": "a batch whose oldest request waited longer "
                                                            "than this (Kafka time to now) gets the fallback's answers, "
                                                            "flagged; 0 = never"})
+    # The predictor conditions on the serving model, requests carry a service name (models/request_load/serving.py)
+    predictor_services: str = field(default="", metadata={
+        "help": "service -> serving-model map of the predictor: 'svc=model,svc2=model2', a JSON object or @file.json; "
+                "services with no entry (and not themselves a known model) are warned about and flagged"})
     snapshot_every_s: float = field(default=10.0, metadata={"help": "event seconds between routing tables"})
     archive_batch: int = field(default=2000, metadata={"help": "most rows per ClickHouse insert"})
     archive_within_s: float = field(default=0.5, metadata={"help": "wall seconds an archive batch may wait"})
@@ -43,6 +47,9 @@ class PipelineConfig(ControlSettings):
             raise ValueError("batch sizes must be >= 1")
         if self.snapshot_every_s <= 0:
             raise ValueError("snapshot_every_s must be positive")
+        if self.time_scale != 1.0:
+            raise ValueError("time_scale compresses a recorded trace for `preserve eval`; the live pipeline runs in "
+                             "its events' own time (replay faster with --speedup, which keeps event time)")
 
     def request_predictor(self) -> str:
         """The predictor the predict stage runs: the policy's router ``predictor=`` if it sets one (as the offline

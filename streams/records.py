@@ -106,8 +106,13 @@ class PredictedRequest(RequestEvent):
     """
 
     topic: ClassVar[str] = "predicted-requests"
-    predicted_tokens: float = Field(ge=0, le=MAX_TOKENS)
-    predicted_p90_tokens: float = Field(ge=0, le=MAX_TOKENS)
+    predicted_tokens: float = Field(ge=0, le=MAX_TOKENS, description="expected output tokens (the mean: for sums)")
+    predicted_p90_tokens: float = Field(ge=0, le=MAX_TOKENS, description="90th percentile of output tokens")
+    predicted_p10_tokens: float | None = Field(default=None, ge=0, le=MAX_TOKENS)
+    predicted_p50_tokens: float | None = Field(default=None, ge=0, le=MAX_TOKENS, description="median")
+    predicted_p99_tokens: float | None = Field(default=None, ge=0, le=MAX_TOKENS)
+    service_unmapped: bool = Field(default=False, description="the service has no entry in the configured "
+                                   "service -> serving-model map: the prediction backs off (less reliable)")
     predictor: str = Field(description="which predictor produced it, e.g. 'model' or 'fallback'")
     prompt_hash: str | None = Field(default=None, max_length=64)
     prompt_chars: int | None = Field(default=None, ge=0, le=MAX_PROMPT_CHARS)

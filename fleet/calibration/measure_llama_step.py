@@ -49,7 +49,9 @@ class Arch:
 
 
 LLAMA2_7B = Arch()
+LLAMA2_13B = Arch(layers=40, hidden=5120, heads=40, inter=13824)  # the published Llama-2-13B shape
 TINY = Arch(layers=2, hidden=256, heads=4, inter=688, vocab=1000)
+ARCHS = {"llama2-7b": LLAMA2_7B, "llama2-13b": LLAMA2_13B}
 
 
 @dataclass(frozen=True)
@@ -329,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, required=True, help="measurements CSV to write")
     p.add_argument("--tiny", action="store_true", help="tiny model and grid (smoke test; runs on CPU)")
+    p.add_argument("--arch", choices=sorted(ARCHS), default="llama2-7b", help="model shape (random weights)")
     p.add_argument("--reserve-gib", type=float, default=6.0, help="GPU memory left free for activations/graphs")
     p.add_argument("--budget-s", type=float, default=0.25, help="timed replay seconds per point (5..30 reps)")
     p.add_argument("--eager-points", type=int, default=6, help="also time this many decode points without graphs")
@@ -342,10 +345,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     device = torch.device("cuda" if cuda else "cpu")
     dtype = torch.float16 if cuda else torch.float32
-    arch = LLAMA2_7B if cuda else TINY
+    arch = ARCHS[args.arch] if cuda else TINY
     stamp = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     gpu = torch.cuda.get_device_name() if cuda else "cpu"
-    meta: dict[str, object] = {"gpu": gpu, "torch": torch.__version__, "measured_at": stamp, "dtype": str(dtype)}
+    meta: dict[str, object] = {"gpu": gpu, "torch": torch.__version__, "measured_at": stamp, "dtype": str(dtype),
+                               "arch": args.arch if cuda else "tiny"}
     if cuda:
         meta.update(ceilings(device))
         torch.cuda.empty_cache()

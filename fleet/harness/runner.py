@@ -68,6 +68,7 @@ class PredictionCache:
         self.df = df
         self.seed = seed
         self._cache: dict[str, tuple[np.ndarray, np.ndarray, str, float]] = {}
+        self.quantiles: dict[str, dict[str, np.ndarray]] = {}  # spec -> the predictor's quantiles, if any
 
     def get(self, spec: str) -> tuple[np.ndarray, np.ndarray, str, float]:
         """``(mean, p90, source, cpu_s)`` for every request of the trace, in order."""
@@ -83,6 +84,7 @@ class PredictionCache:
             cpu = time.process_time() - cpu
             self._cache[spec] = (np.asarray(pred.mean, np.float64), np.asarray(pred.p90, np.float64),
                                  pred.source, cpu)
+            self.quantiles[spec] = {k: np.asarray(v, np.float64) for k, v in pred.quantiles.items()}
         return self._cache[spec]
 
 
@@ -92,7 +94,8 @@ def _specs(policies: Sequence[PolicySpec | str]) -> list[PolicySpec]:
 
 def run_eval(trace: pd.DataFrame, policies: Sequence[PolicySpec | str], config: EvalConfig | None = None,
              trace_info: dict[str, Any] | None = None,
-             progress: Callable[[str, int], None] | None = None, keep_results: bool = True) -> EvalReport:
+             progress: Callable[[str, int], None] | None = None, keep_results: bool = True,
+             history: pd.DataFrame | None = None) -> EvalReport:
     """Simulate every policy on ``trace`` (a normalised DataFrame, already rate-scaled / windowed).
 
     :param policies: specs like ``"least-kv:reactive(up=0.8,down=0.3)"`` or :class:`PolicySpec` objects.
@@ -100,6 +103,7 @@ def run_eval(trace: pd.DataFrame, policies: Sequence[PolicySpec | str], config: 
     :param progress: called as ``progress(label, finished_requests)`` during each run.
     :param keep_results: keep each run's :class:`SimResult` (per-request arrays, time series) in the report,
         for plots; False saves memory on long traces with many policies.
+    :param history: the previous day (same normalisation), for policies fitted on it (``attach_history``).
     """
     cfg = config or EvalConfig()
     specs = _specs(policies)
@@ -111,17 +115,26 @@ def run_eval(trace: pd.DataFrame, policies: Sequence[PolicySpec | str], config: 
                         trace["output_tokens"].tolist(), strict=True))
     # Build every policy first, so that a bad spec fails before any simulation time is spent.
     built = [build_policy(s, cfg) for s in specs]
+    past = None if history is None else list(zip(history["arrival_s"].tolist(), history["prompt_tokens"].tolist(),
+                                                  history["output_tokens"].tolist(), strict=True))
+    for spec, (_, scaler) in zip(specs, built, strict=True):
+        if scaler.needs_history and past is None:
+            raise ValueError(f"{spec.label} is fitted on the previous day: give it with --history FILE")
     runs: list[EvalRun] = []
     for spec, (router, scaler) in zip(specs, built, strict=True):
         pspec = predictor_for(spec, cfg.predictor)
         mean, p90, source, pred_cpu = preds.get(pspec)
-        workload = Workload.from_trace(trace, mean, p90)
+        workload = Workload.from_trace(trace, mean, p90, preds.quantiles.get(pspec), source)
         scaler.attach_oracle(arrivals)
+        if past is not None:
+            scaler.attach_history(past)
         sim_cfg = SimConfig(engine=engine, initial_instances=scaler.initial_instances(cfg.instances),
                             min_instances=cfg.min_instances, max_instances=cfg.max_instances,
                             sample_interval_s=cfg.sample_interval_s, overlength=cfg.overlength,
-                            horizon_s=cfg.horizon_s, warmup_s=cfg.warmup_s,
-                            density_window_s=cfg.density_window_s, density_grace_s=cfg.density_grace_s,
+                            horizon_s=cfg.horizon_s, warmup_s=cfg.trace_s(cfg.warmup_s),
+                            predictor_online_window=cfg.predictor_online_window,
+                            density_window_s=cfg.trace_s(cfg.density_window_s),
+                            density_grace_s=cfg.trace_s(cfg.density_grace_s),
                             forecast_horizon=cfg.forecast_horizon, forecast_model=cfg.forecast_model)
         label = spec.label
         cb = (lambda done, _l=label: progress(_l, done)) if progress else None

@@ -8,10 +8,27 @@ non-decreasing ``now``.
 
 from __future__ import annotations
 
+import enum
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
-__all__ = ["LiveRequest", "FinishedRequest", "EngineStatus", "EngineAdapter", "EngineFactory"]
+__all__ = ["LiveRequest", "FinishedRequest", "EngineStatus", "EngineAdapter", "EngineFactory", "StartState",
+           "Provisioning"]
+
+
+class StartState(enum.Enum):
+    PENDING = "pending"
+    READY = "ready"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Provisioning:
+    """Where a starting instance stands: ready (at ``at``, event time), still pending, or failed (``reason``)."""
+
+    state: StartState
+    at: float
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,9 +98,52 @@ class EngineAdapter(ABC):
     def close(self) -> None:  # noqa: B027
         """Release resources (connections, threads). Default: nothing to release."""
 
+    def take_failed(self) -> list[tuple[LiveRequest, str]]:
+        """Requests that failed since the last call, with reasons, for the manager to retry (default: none)."""
+        return []
+
+    def abandon(self) -> list[tuple[LiveRequest, str]]:
+        """The engine is gone: hand back every request it still held (default: none)."""
+        return []
+
 
 class EngineFactory(ABC):
-    """Creates the engine of a new instance (called when the instance becomes ready)."""
+    """Creates the engine of a new instance (called when the instance becomes ready).
+
+    The lifecycle hooks below default to a simulated fleet (ready ``cold_start_s`` after the request, never
+    dies, nothing to start or stop); an actuator of real processes (``process_engine``) overrides them.
+    """
+
+    def provision(self, service: str, instance_id: str, now: float) -> None:  # noqa: B027
+        """The scaler added an instance: start provisioning it (default: nothing to start)."""
+
+    def readiness(self, service: str, instance_id: str, ready_at: float, now: float) -> Provisioning:
+        """Is the starting instance ready at ``now``? ``ready_at`` is the manager's cold-start estimate."""
+        if ready_at <= now:
+            return Provisioning(StartState.READY, ready_at)
+        return Provisioning(StartState.PENDING, ready_at)
+
+    def drain(self, service: str, instance_id: str, now: float) -> None:  # noqa: B027
+        """The instance takes no new routes from now on (default: nothing to tell)."""
+
+    def release(self, service: str, instance_id: str, now: float) -> None:  # noqa: B027
+        """The instance is stopped (drained, or cancelled while starting): free what it held."""
+
+    def liveness(self, service: str, instance_id: str, now: float) -> str | None:
+        """None while the instance's engine lives, else why it is gone (default: never dies)."""
+        return None
+
+    def poll(self, now: float) -> None:  # noqa: B027
+        """Called once per manager step before the fleets advance (real actuators observe processes here)."""
+
+    def shutdown(self) -> None:  # noqa: B027
+        """The manager stops: stop everything this factory started."""
+
+    @property
+    def drain_refuses_routes(self) -> bool:
+        """True: a route that reaches a draining instance goes elsewhere (a real engine is about to stop);
+        False: it still runs there (the simulated fleet, as the offline simulator does)."""
+        return False
 
     @abstractmethod
     def create(self, service: str, instance_id: str, now: float) -> EngineAdapter: ...

@@ -36,6 +36,7 @@ class DemoSettings:
     drain_timeout_s: float = 300.0
     archive: bool = True
     workers: int = 1  # control workers sharing the services (consumer group)
+    fleet_engine_args: tuple[str, ...] = ()  # replaces `--engine <preset>` of the fleet (real engine processes)
 
 
 @dataclass
@@ -104,8 +105,9 @@ def run_pipeline(df: pd.DataFrame, cfg: PipelineConfig, kafka: KafkaSettings, en
             procs.start(f"worker-{i}", ["worker", "--agents", CONTROL_AGENTS, "--loglevel", "info", *wargs])
         if demo.archive:
             procs.start("archive", ["worker", "--agents", "archive", "--loglevel", "info", *wargs])
-        fleet_args = ["fleet", "--speedup", str(demo.speedup), "--lag-s", str(demo.lag_s), "--engine", cfg.engine]
-        if cfg.cold_start_s is not None:
+        fleet_args = ["fleet", "--speedup", str(demo.speedup), "--lag-s", str(demo.lag_s),
+                      *(demo.fleet_engine_args or ("--engine", cfg.engine))]
+        if cfg.cold_start_s is not None and not demo.fleet_engine_args:
             fleet_args += ["--cold-start-s", str(cfg.cold_start_s)]
         procs.start("fleet", fleet_args)
         say(f"demo: starting {demo.workers} control worker(s){' + archive worker' if demo.archive else ''} + fleet "
@@ -115,7 +117,10 @@ def run_pipeline(df: pd.DataFrame, cfg: PipelineConfig, kafka: KafkaSettings, en
                 procs.wait_for_log(name, READY_MARKER, demo.start_timeout_s)
         procs.check_alive()
         t0 = time.time()
-        counts = send_trace(df, demo.speedup, None, True, tqdm_cls, kafka)
+        # Real engines stamp their timings with the wall clock: the trace's t=0 is then exactly now (the default
+        # epoch is a whole second, which would add up to 1 s to every measured latency).
+        epoch = time.time() if demo.fleet_engine_args else None
+        counts = send_trace(df, demo.speedup, epoch, True, tqdm_cls, kafka)
         replay_wall = time.time() - t0
         if counts.failed:
             raise RuntimeError(f"{counts.failed} requests could not be produced")

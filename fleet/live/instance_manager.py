@@ -9,16 +9,26 @@ Why inputs are held until the clock reaches them: the runner keeps the event clo
 mapping of the replay, so decisions that travel through Kafka arrive *before* their event time comes and are
 applied exactly when they were made; a decision that arrives later than that is applied at once (counted in
 ``late_inputs``).
+
+Real engines (an actuator behind the factory, e.g. ``process_engine``): an instance is ready when the factory
+says so (its measured cold start), and an engine that dies or never becomes ready is reported (a ``stopped``
+event, ``engine_failures``). Its requests are **re-routed** to a ready instance (up to ``max_attempts`` tries
+each), not failed: the manager is the client of every stream, nothing was delivered to a user yet, so running
+the request again elsewhere keeps "every request completes once" at the cost of a longer measured latency (its
+arrival time is kept). A request that fails ``max_attempts`` times is dropped with its reason (``failed``).
+When the scaler's last target still wants the lost instance, a replacement is started (at most one batch per
+``replace_backoff_s``, so an engine that can never start does not spin).
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+import logging
 from collections import deque
 from dataclasses import dataclass, field
 
-from fleet.live.base_engine_adapter import EngineAdapter, EngineFactory, LiveRequest
+from fleet.live.base_engine_adapter import EngineAdapter, EngineFactory, LiveRequest, StartState
 from streams.policies.fleet_rules import scale_down_victims
 from streams.records import (
     Completion,
@@ -32,6 +42,8 @@ from streams.records import (
 )
 
 __all__ = ["ManagedInstance", "ServiceFleet", "FleetManager", "FleetCounters"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -52,6 +64,9 @@ class FleetCounters:
     completions: int = 0
     late_inputs: int = 0
     scale_commands: int = 0
+    engine_failures: int = 0  # engines that died or never became ready
+    replacements: int = 0  # instances started to replace them
+    failed: int = 0  # requests dropped after max_attempts tries
     routes_given_up: int = 0  # arrivals whose route never came within the wait (the clock stopped waiting)
 
 
@@ -81,6 +96,13 @@ class ServiceFleet:
         self._last_status: dict[str, tuple[object, ...]] = {}
         self.heartbeat_s = heartbeat_s
         self._next_heartbeat: float | None = None
+        self.target: int | None = None  # the scaler's last target (replacements fill up to it)
+        self.max_attempts = 3
+        self.replace_backoff_s = 5.0
+        self._attempts: dict[str, int] = {}
+        self._to_replace = 0
+        self._next_replace = float("-inf")
+        self.failures: list[tuple[str, str]] = []  # (request id, reason) of dropped requests
         self.completions_out = 0  # completions of this service emitted so far (certified by instance events)
         self.routes_in = 0  # route decisions of this service applied so far (idem)
 
@@ -101,18 +123,29 @@ class ServiceFleet:
         if bootstrap and self.active():
             return out  # a restarted scale agent re-bootstraps: the running fleet stays as it is
         prewarm = bootstrap and self.prewarm_first
-        provisioned = [i for i in self.active() if i.state in (InstanceState.READY, InstanceState.STARTING)]
+        self.target = cmd.target_instances
+        self._to_replace = 0
+        provisioned = self._provisioned()
         for _ in range(cmd.target_instances - len(provisioned)):
-            inst_id = derived_id(self.service, f"-{next(self._ids)}")
-            ready_at = now if prewarm else now + self.factory.cold_start_s
-            inst = ManagedInstance(inst_id, InstanceState.STARTING, now, ready_at)
-            self.instances[inst_id] = inst
-            out.append(self._event(inst, InstanceEventKind.START_REQUESTED, now))
-            if prewarm:
-                out.extend(self._make_ready(inst, now))
+            out.extend(self._start(now, prewarm))
         surplus = len(provisioned) - cmd.target_instances
         if surplus > 0:
             out.extend(self._remove(provisioned, surplus, now))
+        return out
+
+    def _provisioned(self) -> list[ManagedInstance]:
+        return [i for i in self.active() if i.state in (InstanceState.READY, InstanceState.STARTING)]
+
+    def _start(self, now: float, prewarm: bool) -> list[EventRecord]:
+        inst_id = derived_id(self.service, f"-{next(self._ids)}")
+        ready_at = now if prewarm else now + self.factory.cold_start_s
+        inst = ManagedInstance(inst_id, InstanceState.STARTING, now, ready_at)
+        self.instances[inst_id] = inst
+        out: list[EventRecord] = [self._event(inst, InstanceEventKind.START_REQUESTED, now)]
+        if prewarm:
+            out.extend(self._make_ready(inst, now))
+        else:
+            self.factory.provision(self.service, inst_id, now)
         return out
 
     def _remove(self, provisioned: list[ManagedInstance], n: int, now: float) -> list[EventRecord]:
@@ -126,9 +159,63 @@ class ServiceFleet:
             if inst.state is InstanceState.STARTING:
                 inst.state = InstanceState.STOPPED
                 out.append(self._event(inst, InstanceEventKind.STOPPED, now))
+                self.factory.release(self.service, inst.instance_id, now)
+                for req in inst.backlog:  # routed while it started: run elsewhere
+                    self._submit_anywhere(req, now)
+                inst.backlog.clear()
             else:
                 inst.state = InstanceState.DRAINING
                 out.append(self._event(inst, InstanceEventKind.DRAIN, now))
+                self.factory.drain(self.service, inst.instance_id, now)
+        return out
+
+    def _submit_anywhere(self, req: LiveRequest, now: float) -> None:
+        """To the ready instance with the fewest waiting requests, or held until one is ready."""
+        target = min((i for i in self.active() if i.state is InstanceState.READY and i.engine),
+                     key=lambda i: i.engine.status().waiting if i.engine else 0, default=None)
+        if target is None or target.engine is None:
+            self.orphans.append(req)
+        else:
+            target.engine.submit(req, now)
+
+    def _retry(self, req: LiveRequest, reason: str, now: float) -> None:
+        n = self._attempts[req.request_id] = self._attempts.get(req.request_id, 1) + 1
+        if n > self.max_attempts:
+            self.counters.failed += 1
+            self.failures.append((req.request_id, reason))
+            log.warning("request %s dropped after %d tries: %s", req.request_id, n - 1, reason)
+            return
+        self.counters.rerouted += 1
+        self._submit_anywhere(req, now)
+
+    def _lost(self, inst: ManagedInstance, now: float, reason: str) -> list[EventRecord]:
+        """An engine died or never became ready: report it, re-route its requests, ask for a replacement."""
+        log.warning("%s lost: %s", inst.instance_id, reason)
+        self.counters.engine_failures += 1
+        if inst.state is not InstanceState.DRAINING:
+            self._to_replace += 1
+        inst.state = InstanceState.STOPPED
+        out: list[EventRecord] = [self._event(inst, InstanceEventKind.STOPPED, now)]
+        held = [(r, reason) for r in inst.backlog]
+        inst.backlog.clear()
+        if inst.engine is not None:
+            held += inst.engine.abandon()
+            inst.engine.close()
+        self.factory.release(self.service, inst.instance_id, now)
+        for req, why in held:
+            self._retry(req, why, now)
+        return out
+
+    def _replace(self, now: float) -> list[EventRecord]:
+        if self._to_replace <= 0 or self.target is None or now < self._next_replace:
+            return []
+        n = min(self._to_replace, self.target - len(self._provisioned()))
+        self._to_replace = 0
+        self._next_replace = now + self.replace_backoff_s
+        out: list[EventRecord] = []
+        for _ in range(max(0, n)):
+            self.counters.replacements += 1
+            out.extend(self._start(now, False))
         return out
 
     def _make_ready(self, inst: ManagedInstance, now: float) -> list[EventRecord]:
@@ -148,14 +235,10 @@ class ServiceFleet:
         req = LiveRequest(d.request_id, d.service, arrival, d.prompt_tokens, d.output_tokens,
                           predicted_tokens=d.predicted_tokens)
         inst = self.instances.get(d.instance_id)
-        if inst is None or inst.state is InstanceState.STOPPED:
-            target = min((i for i in self.active() if i.state is InstanceState.READY and i.engine),
-                         key=lambda i: i.engine.status().waiting if i.engine else 0, default=None)
+        refused = (inst is not None and inst.state is InstanceState.DRAINING and self.factory.drain_refuses_routes)
+        if inst is None or inst.state is InstanceState.STOPPED or refused:
             self.counters.rerouted += 1
-            if target is None or target.engine is None:
-                self.orphans.append(req)
-                return
-            target.engine.submit(req, now)
+            self._submit_anywhere(req, now)
         elif inst.engine is None:
             inst.backlog.append(req)
         else:
@@ -165,9 +248,18 @@ class ServiceFleet:
         """Run every instance to ``now``: readiness, completions, drains that finish, periodic statuses."""
         out: list[EventRecord] = []
         for inst in self.active():
-            if inst.state is InstanceState.STARTING and inst.ready_at <= now:
-                out.extend(self._make_ready(inst, inst.ready_at))
+            if inst.state is InstanceState.STARTING:
+                p = self.factory.readiness(self.service, inst.instance_id, inst.ready_at, now)
+                if p.state is StartState.READY:
+                    out.extend(self._make_ready(inst, p.at))
+                elif p.state is StartState.FAILED:
+                    out.extend(self._lost(inst, now, p.reason))
+                    continue
             if inst.engine is None:
+                continue
+            gone = self.factory.liveness(self.service, inst.instance_id, now)
+            if gone is not None:
+                out.extend(self._lost(inst, now, gone))
                 continue
             for f in inst.engine.advance(now):
                 self.counters.completions += 1
@@ -176,10 +268,14 @@ class ServiceFleet:
                                       instance_id=inst.instance_id, arrival_ts=f.arrival, prompt_tokens=f.prompt_tokens,
                                       output_tokens=f.output_tokens, ttft_s=f.ttft_s, e2e_s=f.e2e_s,
                                       preemptions=f.preemptions))
+            for req, why in inst.engine.take_failed():
+                self._retry(req, why, now)
             if inst.state is InstanceState.DRAINING and inst.engine.idle():
                 inst.state = InstanceState.STOPPED
                 out.append(self._event(inst, InstanceEventKind.STOPPED, now))
                 inst.engine.close()
+                self.factory.release(self.service, inst.instance_id, now)
+        out.extend(self._replace(now))
         out.extend(self._statuses(now))
         return out
 
@@ -288,10 +384,15 @@ class FleetManager:
 
     def _run_to(self, ts: float) -> list[EventRecord]:
         self.now = max(self.now, ts)
+        self.factory.poll(self.now)
         out: list[EventRecord] = []
         for fleet in self.fleets.values():
             out.extend(fleet.advance(self.now))
         return out
+
+    def shutdown(self) -> None:
+        """Stop every engine the factory started (real processes: SIGTERM, then SIGKILL)."""
+        self.factory.shutdown()
 
     def in_flight(self) -> int:
         """Requests queued here or in engines (the demo waits for zero before reading the archive)."""

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from models.request_load.baselines import Baselines
+from models.request_load.calibration import CalibrationSet, load_calibration
 from models.request_load.encoding import RowEncoder, load_backbone, load_tokenizer
 from models.request_load.model import LengthModel, LengthModelConfig
 
@@ -42,6 +43,8 @@ class LoadedModel:
     rows: RowEncoder
     meta: CheckpointMeta
     baselines: Baselines
+    calibration: CalibrationSet | None = None  # calibration.json next to the weights, if fitted
+    path: Path | None = None  # the checkpoint folder (other files next to it, e.g. calibration_int8.json)
 
 
 def save_checkpoint(directory: Path, model: LengthModel, meta: CheckpointMeta, baselines: Baselines) -> Path:
@@ -101,4 +104,4 @@ def load_checkpoint(directory: Path, device: str | torch.device = "cpu", encoder
         raise InvalidCheckpoint(f"{directory}: {type(err).__name__}: {err}") from err
     model.merge_adapters().eval().to(device=device, dtype=dtype)
     rows = RowEncoder(load_tokenizer(cfg.encoder), cfg.max_length, cfg.n_soft, cfg.max_model_tokens)
-    return LoadedModel(model, rows, meta, baselines)
+    return LoadedModel(model, rows, meta, baselines, load_calibration(directory), directory)

@@ -47,6 +47,10 @@ class EngineConfig:
     # 1.9x eager at 64 x 128, about even at 256 x 128, eager 1.1x at 512 x 128 and 1.35x at 256 x 512)
     eager_full_positions: int = 65_536
     tokenizer_threads: int = 1  # batches tokenized concurrently by LengthEngine.run
+    # With tokenizer_threads > 1: rows per tokenization chunk (and per forward) in LengthEngine.run, so one call's
+    # chunks are tokenized by the pool in parallel while the calling thread launches the forward of each chunk as
+    # it is ready (the device runs chunk k while the pool tokenizes k+1..); None = one chunk per forward batch.
+    tokenize_rows: int | None = None
 
     def torch_dtype(self) -> torch.dtype:
         name = self.dtype if self.dtype != "auto" else ("bf16" if self.device.startswith("cuda") else "fp32")
@@ -145,11 +149,14 @@ class LengthEngine:
     def run(self, prompts: Sequence[str], services: Sequence[str]) -> RawOutputs:
         """Tokenize + forward. Buckets by character length (a proxy for token length known before tokenizing),
         so the host tokenizes batch k+1 while the device runs batch k; with ``tokenizer_threads`` > 1 several
-        batches are tokenized at once (the Rust tokenizer releases the GIL)."""
+        batches are tokenized at once (the Rust tokenizer releases the GIL), in chunks of ``tokenize_rows``
+        so that even one call's rows are spread over the pool and overlap the device."""
         assert len(prompts) == len(services) and prompts
         order = np.argsort(np.fromiter((len(p) for p in prompts), np.int64, len(prompts)), kind="stable")
         model_ids = self.model.model_ids(list(services))
         step = self.step
+        if self._pool is not None and self.cfg.tokenize_rows:
+            step = min(step, self.cfg.tokenize_rows)
         chunks = [order[s:s + step] for s in range(0, len(prompts), step)]
 
         def encode(idx: np.ndarray) -> list[Row]:

@@ -25,12 +25,15 @@ from typing import Any
 import numpy as np
 
 from models.request_load.base_predictor import LengthPredictions
+from models.request_load.calibration import Calibration, base_from_quantiles, load_calibration
 from models.request_load.encoding import clip_text
 from models.request_load.engine import EngineConfig, LengthEngine, RawOutputs
 from models.request_load.model import POINT_MEAN, quantile_name
 from models.request_load.simple_predictors import FallbackPredictor
 
-__all__ = ["ModelPredictor", "PredictorStats", "load_model_predictor", "prompt_key"]
+__all__ = ["ModelPredictor", "PredictorStats", "load_model_predictor", "prompt_key", "outputs_from_raw", "pack_raw", "MODEL_MEAN_BASE"]
+
+MODEL_MEAN_BASE = "head"  # the calibration's name of the encoder's expected-length output
 
 log = logging.getLogger(__name__)
 
@@ -51,73 +54,96 @@ class PredictorStats:
     reasons: dict[str, int] = field(default_factory=dict)
 
 
+def outputs_from_raw(packed: np.ndarray, models: Sequence[str], taus: Sequence[float],
+                     calibration: Calibration | None, point_estimate: str = "p50") -> LengthPredictions:
+    """Predictions from raw rows (the model's quantiles at ``taus``..., then its head mean): calibrated per
+    serving model where a calibration is given, else the validation-chosen point as ``mean`` and the raw p90."""
+    raw_q, head = packed[:, :-1], packed[:, -1]
+    if calibration is not None:
+        c, s = base_from_quantiles(raw_q, taus)
+        out = calibration.apply(c, s, models, {MODEL_MEAN_BASE: head})
+        q = out.by_name()
+        return LengthPredictions(mean=out.mean, p90=q["p90"], source="model", quantiles=q)
+    names = [quantile_name(t) for t in taus]
+    mean = head if point_estimate == POINT_MEAN else raw_q[:, names.index(point_estimate)]
+    return LengthPredictions(mean=mean, p90=np.maximum(raw_q[:, names.index("p90")], mean), source="model")
+
+
+def pack_raw(raw: RawOutputs) -> np.ndarray:
+    """(N, Q + 1): the raw quantiles, then the head mean (what the cache keeps per prompt)."""
+    return np.concatenate([raw.quantiles, raw.mean[:, None]], axis=1)
+
+
 class ModelPredictor:
     def __init__(self, engine: LengthEngine | None, fallback: FallbackPredictor, point_estimate: str = "p50",
-                 timeout_s: float | None = None, cache_size: int = 100_000, unavailable: str = "") -> None:
+                 timeout_s: float | None = None, cache_size: int = 100_000, unavailable: str = "",
+                 calibration: Calibration | None = None) -> None:
         """:param engine: the batched encoder; None = always fallback (``unavailable`` says why).
-        :param point_estimate: which output is ``mean``: a quantile ("p50", "p40", ... of the model's
-            quantiles; chosen on validation MAE) or "mean" (the expected-length head).
+        :param point_estimate: without a calibration, which output is ``mean``: a quantile ("p50", "p40", ...
+            of the model's quantiles; chosen on validation MAE) or "mean" (the expected-length head).
         :param timeout_s: answer from the fallback when a forward pass takes longer than this.
-        :param cache_size: entries of the prompt-hash LRU cache (0 = off)."""
+        :param cache_size: entries of the prompt-hash LRU cache (0 = off).
+        :param calibration: fitted on validation (``calibration.json`` next to the checkpoint): ``mean`` is then
+            the de-biased expected length and ``quantiles`` p10..p99 are calibrated per serving model."""
         self.engine = engine
         self.fallback = fallback
         self.point_estimate = point_estimate
         self.timeout_s = timeout_s
         self.cache_size = cache_size
         self.unavailable = unavailable
+        self.calibration = calibration
         self.stats = PredictorStats()
-        self._cache: OrderedDict[bytes, tuple[float, float]] = OrderedDict()
+        self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()  # raw outputs: quantiles..., head mean
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="length-model") if timeout_s else None
-        self._inflight: Future[RawOutputs] | None = None
+        self._inflight: Future[np.ndarray] | None = None
+        self._taus: tuple[float, ...] = ()
         if engine is not None:
-            names = [quantile_name(t) for t in engine.model.config.quantiles]
+            self._taus = tuple(engine.model.config.quantiles)
+            names = [quantile_name(t) for t in self._taus]
             assert point_estimate == POINT_MEAN or point_estimate in names, f"unknown point {point_estimate!r}"
-            self._ipoint = names.index(point_estimate) if point_estimate in names else -1  # -1: the mean head
-            self._i90 = names.index("p90")
 
     @property
     def available(self) -> bool:
         return self.engine is not None
 
-    def _cache_get(self, key: bytes) -> tuple[float, float] | None:
+    def _cache_get(self, key: bytes) -> np.ndarray | None:
         with self._lock:
             hit = self._cache.get(key)
             if hit is not None:
                 self._cache.move_to_end(key)
             return hit
 
-    def _cache_put(self, keys: Sequence[bytes], mean: np.ndarray, p90: np.ndarray) -> None:
+    def _cache_put(self, keys: Sequence[bytes], packed: np.ndarray) -> None:
         if not self.cache_size:
             return
         with self._lock:
-            for k, m, p in zip(keys, mean.tolist(), p90.tolist(), strict=True):
-                self._cache[k] = (m, p)
+            for k, row in zip(keys, packed, strict=True):
+                self._cache[k] = row
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
 
-    def _points(self, raw: RawOutputs) -> tuple[np.ndarray, np.ndarray]:
-        mean = raw.mean if self._ipoint < 0 else raw.quantiles[:, self._ipoint]
-        return mean, np.maximum(raw.quantiles[:, self._i90], mean)
+    def _outputs(self, packed: np.ndarray, models: Sequence[str]) -> LengthPredictions:
+        return outputs_from_raw(packed, models, self._taus, self.calibration, self.point_estimate)
 
-    def _run_model(self, prompts: list[str], services: list[str], keys: list[bytes]) -> tuple[np.ndarray, ...] | None:
-        """Forward of the cache misses; None (after noting why) if it failed or timed out."""
+    def _run_model(self, prompts: list[str], services: list[str], keys: list[bytes]) -> np.ndarray | None:
+        """Raw rows of the cache misses; None (after noting why) if the forward failed or timed out."""
         assert self.engine is not None
         engine = self.engine
 
-        def job() -> RawOutputs:
-            raw = engine.run(prompts, services)
-            self._cache_put(keys, *self._points(raw))  # also fills the cache when the caller gave up
-            return raw
+        def job() -> np.ndarray:
+            packed = pack_raw(engine.run(prompts, services))
+            self._cache_put(keys, packed)  # also fills the cache when the caller gave up
+            return packed
 
         try:
             if self._pool is None:
-                return self._points(job())
+                return job()
             if self._inflight is not None and not self._inflight.done():
                 self._note("busy")  # a timed-out forward still runs: don't queue behind it
                 return None
             self._inflight = self._pool.submit(job)
-            return self._points(self._inflight.result(timeout=self.timeout_s))
+            return self._inflight.result(timeout=self.timeout_s)
         except FutureTimeout:
             self.stats.timeouts += 1
             self._note("timeout")
@@ -133,10 +159,13 @@ class ModelPredictor:
 
     def predict(self, prompts: Sequence[str | None], prompt_tokens: Sequence[int],
                 services: Sequence[str]) -> LengthPredictions:
+        """``services`` are serving-model names here (the model's input); map service names first
+        (``serving.ServiceMap``)."""
         n = len(services)
         assert len(prompts) == n == len(prompt_tokens), "prompts, prompt_tokens and services differ in length"
-        mean = np.full(n, np.nan)
-        p90 = np.full(n, np.nan)
+        width = len(self._taus) + 1
+        packed = np.full((n, width), np.nan)
+        have = np.zeros(n, dtype=bool)
         miss: list[int] = []
         keys: list[bytes] = []
         if self.engine is not None:
@@ -149,22 +178,37 @@ class ModelPredictor:
                     miss.append(i)
                     keys.append(key)
                 else:
-                    mean[i], p90[i] = hit
-        self.stats.cache_hits += int((~np.isnan(mean)).sum())
+                    packed[i] = hit
+                    have[i] = True
+        self.stats.cache_hits += int(have.sum())
         if miss:
             out = self._run_model([prompts[i] or "" for i in miss], [services[i] for i in miss], keys)
             if out is not None:
-                mean[miss], p90[miss] = out[0], out[1]
+                packed[miss] = out
+                have[miss] = True
                 self.stats.model_rows += len(miss)
-        todo = np.flatnonzero(np.isnan(mean))
-        if todo.size:
-            rows = todo.tolist()
-            fm, fp = self.fallback.lookup([prompt_tokens[i] for i in rows], [services[i] for i in rows])
-            mean[todo], p90[todo] = fm, fp
-            self.stats.fallback_rows += int(todo.size)
+        todo = np.flatnonzero(~have)
         self.stats.rows += n
-        source = "fallback" if todo.size == n else "model" if todo.size == 0 else "model+fallback"
-        return LengthPredictions(mean=mean, p90=p90, source=source)
+        if todo.size == n:
+            self.stats.fallback_rows += n
+            fb = self.fallback.predict([None] * n, prompt_tokens, services)
+            return LengthPredictions(fb.mean, fb.p90, "fallback", fb.quantiles)
+        model_rows = np.flatnonzero(have)
+        res = self._outputs(packed[model_rows], [services[i] for i in model_rows.tolist()])
+        if todo.size == 0:
+            return res
+        self.stats.fallback_rows += int(todo.size)
+        rows = todo.tolist()
+        fb = self.fallback.predict([None] * len(rows), [prompt_tokens[i] for i in rows], [services[i] for i in rows])
+        mean = np.empty(n)
+        p90 = np.empty(n)
+        mean[model_rows], mean[todo] = res.mean, fb.mean
+        p90[model_rows], p90[todo] = res.p90, fb.p90
+        quantiles: dict[str, np.ndarray] = {}
+        for name in res.quantiles.keys() & fb.quantiles.keys():
+            quantiles[name] = np.empty(n)
+            quantiles[name][model_rows], quantiles[name][todo] = res.quantiles[name], fb.quantiles[name]
+        return LengthPredictions(mean=mean, p90=p90, source="model+fallback", quantiles=quantiles)
 
     def close(self) -> None:
         if self._pool is not None:
@@ -200,18 +244,25 @@ def load_model_predictor(path: Path, device: str = "cpu", timeout_s: float | Non
     from models.request_load.baselines import Baselines
     from models.request_load.predictor_registry import default_checkpoint_dir
 
+    tables = path  # the fallback table and its calibration come from the same folder
     try:
         baselines = Baselines.load(path)
     except (OSError, ValueError, KeyError, TypeError) as err:
         log.warning("no usable baselines in %s (%s): using the shipped default's", path, err)
-        baselines = Baselines.load(default_checkpoint_dir())
-    fallback = FallbackPredictor(baselines.fallback)
+        tables = default_checkpoint_dir()
+        baselines = Baselines.load(tables)
+    cal = load_calibration(path)
+    fb_cal = load_calibration(tables) if tables != path else cal
+    fallback = FallbackPredictor(baselines.fallback, calibration=fb_cal.fallback if fb_cal else None)
     try:
         from models.request_load.checkpoint import load_checkpoint
 
         loaded = load_checkpoint(path)
         engine = _cpu_or_gpu_engine(loaded.model, loaded.rows, device, engine_kwargs)
-        return ModelPredictor(engine, fallback, loaded.meta.point_estimate, timeout_s, cache_size)
+        if engine.cfg.int8:  # the CPU serving path has its own calibration where one was fitted
+            cal = load_calibration(path, int8=True)
+        return ModelPredictor(engine, fallback, loaded.meta.point_estimate, timeout_s, cache_size,
+                              calibration=cal.model if cal else None)
     except Exception as err:  # noqa: BLE001 - a broken checkpoint must leave the pipeline running
         reason = f"{type(err).__name__}: {err}"
         log.warning("length model unavailable, using the fallback: %s", reason)

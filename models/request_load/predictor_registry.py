@@ -43,8 +43,11 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
 
 
 def _fallback(args: dict[str, Any]) -> LengthPredictor:
+    from models.request_load.calibration import CALIBRATION_FILE, CalibrationSet
+
     path = Path(args.get("path") or default_checkpoint_dir())
-    return FallbackPredictor(Baselines.load(path).fallback)
+    cal = CalibrationSet.load(path).fallback if (path / CALIBRATION_FILE).exists() else None
+    return FallbackPredictor(Baselines.load(path).fallback, calibration=cal)
 
 
 def _oracle(args: dict[str, Any]) -> LengthPredictor:

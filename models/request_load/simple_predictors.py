@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from models.request_load.base_predictor import LengthPredictions
+from models.request_load.calibration import Calibration, base_from_fallback
 
 __all__ = ["FallbackPredictor", "FallbackTable", "OraclePredictor", "NoisyOraclePredictor",
            "DEFAULT_BUCKET_EDGES", "Z90"]
@@ -83,11 +84,17 @@ def fit_fallback(prompt_tokens: Sequence[int], output_tokens: Sequence[float], s
 class FallbackPredictor:
     """Per-model mean by prompt-length bucket, with back-off for unseen models and sparse buckets."""
 
-    def __init__(self, table: FallbackTable, source: str = "fallback") -> None:
+    # the name under which the calibration gets the cell mean as a candidate base of the expected length
+    MEAN_BASE = "cell_mean"
+
+    def __init__(self, table: FallbackTable, source: str = "fallback", calibration: Calibration | None = None) -> None:
         """:param table: fitted parameters (``fit_fallback`` or ``FallbackTable.from_dict``).
-        :param source: the ``LengthPredictions.source`` it reports."""
+        :param source: the ``LengthPredictions.source`` it reports.
+        :param calibration: fitted on validation (``calibration.json``): then ``predict`` gives calibrated
+            quantiles p10..p99 and a de-biased mean per serving model; without it, the cell mean and p90."""
         self.table = table
         self.source = source
+        self.calibration = calibration
 
     @classmethod
     def fit(cls, prompt_tokens: Sequence[int], output_tokens: Sequence[float], services: Sequence[str],
@@ -110,7 +117,12 @@ class FallbackPredictor:
                 services: Sequence[str]) -> LengthPredictions:
         assert len(prompt_tokens) == len(services), "prompt_tokens and services differ in length"
         mean, p90 = self.lookup(prompt_tokens, services)
-        return LengthPredictions(mean=mean, p90=p90, source=self.source)
+        if self.calibration is None:
+            return LengthPredictions(mean=mean, p90=p90, source=self.source)
+        c, s = base_from_fallback(mean, p90)
+        out = self.calibration.apply(c, s, services, {self.MEAN_BASE: mean})
+        q = out.by_name()
+        return LengthPredictions(mean=out.mean, p90=q["p90"], source=self.source, quantiles=q)
 
 
 class OraclePredictor:

@@ -1,4 +1,5 @@
-"""`predict`: requests -> predicted-requests, in batches (one predictor call per batch)."""
+"""`predict`: requests -> predicted-requests, in batches (one predictor call per batch); completions feed the
+per-service online correction of the predictions (models/request_load/online.py)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ from streams.pipeline_config import pipeline_config
 from streams.stages.predict import PredictAgentState
 
 cfg = pipeline_config()
-state = PredictAgentState(cfg.request_predictor(), cfg.predict_max_lag_s)
+state = PredictAgentState(cfg.request_predictor(), cfg.predict_max_lag_s, cfg.predictor_services,
+                          cfg.predictor_online_window)
 
 
-@app.agent(raw_topic("requests"))
+@app.agent(raw_topic("requests", "completions"))  # completions teach the online correction
 async def predict(stream):  # type: ignore[no-untyped-def]
     async for events in stream.take_ready(cfg.predict_batch):
         msgs, now = raw_messages(events)

@@ -25,10 +25,18 @@ class BaseScaler(ABC):
     """
 
     name: ClassVar[str] = ""
+    # Constructor parameters that measure load dynamics in trace seconds: a compressed trace
+    # (ControlSettings.time_scale) divides them, so a policy sees the same dynamics at any compression.
+    TRACE_TIME_PARAMS: ClassVar[tuple[str, ...]] = ("freeze_s", "interval_s")
 
     def initial_instances(self, default: int) -> int:
         """Warm instances a service starts with (both drivers ask this); default: the settings' ``instances``."""
         return default
+
+    @property
+    def needs_history(self) -> bool:
+        """Whether this scaler must be given the previous day (:meth:`attach_history`) before it runs."""
+        return False
 
     @property
     def needs_future(self) -> bool:
@@ -89,6 +97,10 @@ class BaseScaler(ABC):
     def attach_oracle(self, arrivals: Sequence[tuple[float, int, int]]) -> None:  # noqa: B027
         """Offline ablations only: the whole trace as (arrival_s, prompt_tokens, output_tokens), so an
         oracle-forecast scaler can read the future. Called by the harness before a run; default: ignored."""
+
+    def attach_history(self, arrivals: Sequence[tuple[float, int, int]]) -> None:  # noqa: B027
+        """The previous day's requests as (arrival_s, prompt_tokens, output_tokens), in the same time base and
+        time of day as the run (``preserve eval --history``). Default: ignored."""
 
     def observe_arrival(self, request: RequestInfo, now: float) -> None:  # noqa: B027
         """Observe an arriving request (default: nothing)."""

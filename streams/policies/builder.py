@@ -47,8 +47,25 @@ def build_policy(spec: PolicySpec, settings: ControlSettings | None = None) -> t
         del rparams["predictor"]  # consumed by the harness (which predictions the router sees)
     router = _construct(rcls, {**_accepted(rcls, shared, rparams), **rparams}, f"router {spec.router!r}")
     sparams = dict(spec.scaler_params)
-    scaler = _construct(scls, {**_accepted(scls, shared, sparams), **sparams}, f"scaler {spec.scaler!r}")
+    skw = _in_trace_time(scls, {**_accepted(scls, shared, sparams), **sparams}, cfg.time_scale)
+    scaler = _construct(scls, skw, f"scaler {spec.scaler!r}")
     return router, scaler
+
+
+def _in_trace_time(cls: type[BaseScaler], kwargs: dict[str, Any], time_scale: float) -> dict[str, Any]:
+    """``kwargs`` with every load-dynamics time constant of ``cls`` (given or default) divided by
+    ``time_scale``: a trace compressed x24 sees a 60 s window as 2.5 s."""
+    if time_scale == 1.0:
+        return kwargs
+    params = inspect.signature(cls).parameters
+    out = dict(kwargs)
+    for name in cls.TRACE_TIME_PARAMS:
+        if name not in params:
+            continue
+        value = out.get(name, params[name].default)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            out[name] = value / time_scale
+    return out
 
 
 def predictor_for(spec: PolicySpec, default: str) -> str:
@@ -57,13 +74,14 @@ def predictor_for(spec: PolicySpec, default: str) -> str:
     return str(value) if value is not None else default
 
 
-def frontier_specs(max_instances: int, router: str = "least-requests") -> list[PolicySpec]:
+def frontier_specs(max_instances: int, router: str = "least-requests", history: bool = False) -> list[PolicySpec]:
     """Each baseline scaler family over a small grid, so that every baseline is a cost-latency curve.
 
     fixed n = 1..max; reactive over (up, down) pairs around the 0.9/0.2 default; queue-depth over waiting
     thresholds around KEDA's 5 and two scale-down windows (1 min, HPA's default 5 min); the Kubernetes HPA over
-    KV-use targets; Knative's KPA over per-instance concurrencies; and the oracle schedule over load multiples
-    (the lower bound, rows of kind ``oracle``).
+    KV-use targets; Knative's KPA over per-instance concurrencies; an interval planner over target utilisations;
+    with ``history``, a time-of-day schedule over head rooms; and the oracle schedule over load multiples (the
+    lower bound, rows of kind ``oracle``).
     """
     specs = [PolicySpec(router, "fixed", {}, {"n": n}) for n in range(1, max_instances + 1)]
     for up, down in ((0.95, 0.3), (0.9, 0.2), (0.8, 0.3), (0.7, 0.2), (0.6, 0.1), (0.5, 0.1)):
@@ -75,6 +93,11 @@ def frontier_specs(max_instances: int, router: str = "least-requests") -> list[P
         specs.append(PolicySpec(router, "hpa", {}, {"target": target}))
     for concurrency in (8, 16, 32, 64):  # Knative KPA on in-flight requests
         specs.append(PolicySpec(router, "kpa", {}, {"concurrency": concurrency}))
+    for util in (0.6, 0.8, 1.0):  # a Dynamo-style interval planner
+        specs.append(PolicySpec(router, "interval-planner", {}, {"target_util": util}))
+    if history:  # a time-of-day schedule fitted on the previous day
+        for headroom in (1.0, 1.25, 1.5, 2.0, 3.0):
+            specs.append(PolicySpec(router, "tod-schedule", {}, {"headroom": headroom}))
     for scale in (0.8, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0):  # the future-knowing bound: its cheapest run meeting the SLO
         specs.append(PolicySpec(router, "oracle-schedule", {}, {"scale": scale}))
     return specs

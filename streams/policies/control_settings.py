@@ -31,6 +31,9 @@ class ControlSettings:
     seed: int = field(default=0, metadata={"help": "seed of randomised routers and noisy predictors"})
     predictor: str = field(default="fallback", metadata={"help": "request-load predictor spec (a router's "
                                                                  "predictor=... overrides it)"})
+    predictor_online_window: int = field(default=256, metadata={
+        "help": "completions per service the predictor's online correction learns from (0 = off); the predict "
+                "stage live, the simulator offline"})
     warmup_s: float = field(default=60.0, metadata={
         "help": "scalers are first polled this long after the first arrival (the warm fleet starts with empty "
                 "KV caches, which a utilisation scaler would read as idle)"})
@@ -39,6 +42,9 @@ class ControlSettings:
     forecast_horizon: int = field(default=3, metadata={"help": "windows the forecast stage forecasts ahead"})
     forecast_model: str = field(default="mlstm", metadata={"help": "forecaster (mlstm, lstm, ewma, last_value, "
                                                                    "...)"})
+    time_scale: float = field(default=1.0, metadata={
+        "help": "the trace is played this many times faster than recorded: cold start, freeze, warm-up, the "
+                "density windows and every policy's windows are divided by it (offline only; 1 = trace time)"})
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_instances <= self.max_instances:
@@ -52,13 +58,20 @@ class ControlSettings:
             raise ValueError("SLOs must be > 0")
         if self.cold_start_s is not None and self.cold_start_s < 0:
             raise ValueError("cold_start_s must be >= 0")
+        if not self.time_scale > 0:
+            raise ValueError(f"time_scale must be > 0, got {self.time_scale}")
+
+    def trace_s(self, seconds: float) -> float:
+        """A control time constant in the (compressed) trace's seconds."""
+        return seconds / self.time_scale
 
     def engine_config(self) -> EngineConfig:
-        """The engine profile with the cold-start override applied (what every instance of the run is)."""
+        """The engine profile with the cold-start override applied, in trace time (what every instance is)."""
         from dataclasses import replace
 
         eng = get_preset(self.engine)
-        return eng if self.cold_start_s is None else replace(eng, cold_start_s=self.cold_start_s)
+        cold = eng.cold_start_s if self.cold_start_s is None else self.cold_start_s
+        return replace(eng, cold_start_s=self.trace_s(cold))
 
     def policy_kwargs(self) -> dict[str, Any]:
         """What the builder offers every policy constructor (each takes the names it declares)."""

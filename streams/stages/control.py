@@ -59,6 +59,9 @@ def build_policies(cfg: PipelineConfig) -> tuple[BaseRouter, BaseScaler]:
     if scaler.needs_future:
         raise PolicySpecError(f"{cfg.policy!r} reads the future of the trace (an oracle), which exists only in "
                               "`preserve eval`; choose forecast=online for the live pipeline")
+    if scaler.needs_history:
+        raise PolicySpecError(f"{cfg.policy!r} is fitted on a previous day's trace (`preserve eval --history`); "
+                              "the live pipeline has no such input yet")
     return router, scaler
 
 

@@ -1,12 +1,15 @@
-"""State of the `predict` agent: the predictor (GPU when there is one) and its fallback (no Kafka I/O)."""
+"""State of the `predict` agent: the predictor (GPU when there is one), its fallback and the per-service online
+correction fed by completions (no Kafka I/O)."""
 
 from __future__ import annotations
 
 import logging
 
 from models.request_load.base_predictor import LengthPredictor
+from models.request_load.online import OnlineConfig, OnlineCorrection
 from models.request_load.predictor_registry import get_predictor
-from streams.records import EventRecord, RequestEvent
+from models.request_load.serving import OnlineFallbackTable, ServiceMap, ServingPredictor, known_models_of
+from streams.records import Completion, EventRecord, RequestEvent
 from streams.stages.predict_batch import predict_requests
 from streams.transport.messages import RawMessage, parse_messages
 
@@ -30,11 +33,13 @@ class PredictAgentState:
         the batch is answered by the fallback, flagged ``fallback`` in each PredictedRequest: the model's
         per-forward timeout cannot see a queue building up in front of it, and a late prediction delays routing
         more than a coarse one costs. 0 turns it off. Compares the producer's clock with this worker's.
+    :param service_map: service -> serving model (``ServiceMap.parse``: "svc=model,...", JSON, @file).
+    :param online_window: completions per service the online correction keeps (0 = no online correction).
     """
 
-    REPORTS = frozenset({"requests"})
+    REPORTS = frozenset({"requests"})  # completions' dead letters are reported by the density agent
 
-    def __init__(self, spec: str, max_lag_s: float = 0.0) -> None:
+    def __init__(self, spec: str, max_lag_s: float = 0.0, service_map: str = "", online_window: int = 256) -> None:
         self.max_lag_s = max_lag_s
         self.lagged_batches = 0
         self.fallback: LengthPredictor = get_predictor("fallback")
@@ -43,18 +48,38 @@ class PredictAgentState:
         self.off_loop = spec.startswith("model")
         ctx = {"device": default_device()} if self.off_loop else {}
         self.predictor: LengthPredictor = get_predictor(spec, **ctx)
-        log.info("predict agent: predictor %s", spec)
+        self.service_map = ServiceMap.parse(service_map, known_models_of(self.predictor) |
+                                            known_models_of(self.fallback))
+        # one correction and one set of online tables for both paths: a completion teaches whichever answered
+        self.online = OnlineCorrection(OnlineConfig(window=online_window)) if online_window > 0 else None
+        self.online_tables = OnlineFallbackTable() if online_window > 0 else None
+        self._serving: dict[int, ServingPredictor] = {}
+        log.info("predict agent: predictor %s, %d mapped services, online correction %s", spec,
+                 len(self.service_map.entries), f"window {online_window}" if self.online else "off")
+
+    def serving(self, base: LengthPredictor) -> ServingPredictor:
+        """``base`` behind the service map and the shared online correction (one wrapper per base object)."""
+        wrapped = self._serving.get(id(base))
+        if wrapped is None or wrapped.base is not base:
+            wrapped = ServingPredictor(base, self.service_map, self.online, self.online_tables)
+            if self._serving:  # unmapped services are warned about once, whichever path answers
+                wrapped.stats = next(iter(self._serving.values())).stats
+            self._serving[id(base)] = wrapped
+        return wrapped
 
     def handle(self, msgs: list[RawMessage], now: float) -> list[EventRecord]:
         good, bad = parse_messages(msgs, now, self.REPORTS)
+        for c in good:
+            if isinstance(c, Completion):
+                self.serving(self.predictor).complete(c.request_id, c.service, c.prompt_tokens, c.output_tokens)
         reqs = [r for r in good if isinstance(r, RequestEvent)]
-        if self._lagging(msgs, now):
+        if self._lagging([m for m in msgs if m.topic == "requests"], now):
             self.lagged_batches += 1
             if self.lagged_batches == 1 or self.lagged_batches % 100 == 0:
                 log.warning("predict agent: requests waited > %.2f s; the fallback answered %d batches so far",
                             self.max_lag_s, self.lagged_batches)
-            return [*bad, *predict_requests(reqs, self.fallback)]
-        return [*bad, *predict_requests(reqs, self.predictor, self.fallback)]
+            return [*bad, *predict_requests(reqs, self.serving(self.fallback))]
+        return [*bad, *predict_requests(reqs, self.serving(self.predictor), self.serving(self.fallback))]
 
     def _lagging(self, msgs: list[RawMessage], now: float) -> bool:
         if not (self.off_loop and self.max_lag_s > 0):

@@ -3,9 +3,11 @@
 from streams.policies.scalers import (  # noqa: F401  (imported for registration)
     fixed_scaler,
     hpa_scaler,
+    interval_planner_scaler,
     kpa_scaler,
     oracle_schedule_scaler,
     preserve_scaler,
     queue_depth_scaler,
     reactive_scaler,
+    tod_schedule_scaler,
 )

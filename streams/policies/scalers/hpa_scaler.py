@@ -27,6 +27,8 @@ class HPAScaler(BaseScaler):
     :param sync_s: how often the HPA evaluates (``--horizontal-pod-autoscaler-sync-period``, default 15 s).
     """
 
+    TRACE_TIME_PARAMS = ("stabilization_s", "sync_s")
+
     def __init__(self, target: float = 0.7, tolerance: float = 0.1, stabilization_s: float = 300.0,
                  sync_s: float = 15.0, min_instances: int = 1, max_instances: int = 8) -> None:
         # No freeze (not even the comparison's): the HPA's scale-down window and scale-up limit play that part.

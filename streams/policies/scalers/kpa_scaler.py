@@ -30,6 +30,8 @@ class KPAScaler(BaseScaler):
     :param tick_s: evaluation period (2 s).
     """
 
+    TRACE_TIME_PARAMS = ("stable_s", "tick_s")
+
     def __init__(self, concurrency: float = 32.0, utilization: float = 0.7, stable_s: float = 60.0,
                  panic_share: float = 0.1, panic_threshold: float = 2.0, tick_s: float = 2.0,
                  min_instances: int = 1, max_instances: int = 8) -> None:

@@ -17,7 +17,7 @@ from streams.policies.base_scaler import BaseScaler
 from streams.policies.engine_profiles import get_preset
 from streams.policies.fleet_view import FleetView, ScaleDecision
 from streams.policies.policy_registry import register_scaler
-from streams.policies.scalers.instance_capacity import capacity_at
+from streams.policies.scalers.window_load import instances_per_window
 
 __all__ = ["OracleScheduleScaler"]
 
@@ -29,6 +29,8 @@ class OracleScheduleScaler(BaseScaler):
     half the operating batch keeps decode steps under (as PreServe's capacity model).
     :param cold_start_s: start-up delay to plan ahead for (default: the fleet view's, else the profile's).
     """
+
+    TRACE_TIME_PARAMS = ("window_s", "cold_start_s", "interval_s")
 
     def __init__(self, scale: float = 1.0, window_s: float = 60.0, engine: str = "llama2-7b-h100",
                  tpot_slo_s: float = 0.1, cold_start_s: float | None = None, min_instances: int = 1,
@@ -47,27 +49,9 @@ class OracleScheduleScaler(BaseScaler):
         return True
 
     def attach_oracle(self, arrivals: Sequence[tuple[float, int, int]]) -> None:
-        if not arrivals:
-            return
-        end = max(t for t, _, _ in arrivals)
-        n = int(end // self.window_s) + 1
-        prompt, gen, reqs = [0.0] * n, [0.0] * n, [0] * n
-        for t, p, o in arrivals:
-            w = int(t // self.window_s)
-            prompt[w] += p
-            gen[w] += o
-            reqs[w] += 1
-        e = self.engine
-        self._starts = [w * self.window_s for w in range(n)]
-        self._counts = []
-        for w in range(n):
-            if reqs[w] == 0:
-                self._counts.append(0)
-                continue
-            cap = capacity_at(e.cost_model, e.kv_capacity_tokens, e.max_num_seqs, prompt[w] / reqs[w],
-                              gen[w] / reqs[w], self.tpot_target_s)
-            util = cap.utilisation(prompt[w] / self.window_s, gen[w] / self.window_s)
-            self._counts.append(math.ceil(self.scale * util - 1e-9))
+        busy = instances_per_window(arrivals, self.window_s, self.engine, self.tpot_target_s)
+        self._starts = [w * self.window_s for w in range(len(busy))]
+        self._counts = [math.ceil(self.scale * u - 1e-9) for u in busy]
 
     def _needed(self, t0: float, t1: float) -> int:
         """The most instances any window overlapping [t0, t1] needs."""

@@ -83,6 +83,9 @@ class PreServeScaler(BaseScaler):
     :param burst_memory_s: span of arrivals the burst quantile is taken over.
     """
 
+    TRACE_TIME_PARAMS = ("freeze_s", "interval_s", "window_s", "recent_s", "mix_s", "down_stabilization_s",
+                         "burst_memory_s", "cold_start_s")
+
     def __init__(self, min_instances: int = 1, max_instances: int = 8, freeze_s: float = 60.0,
                  interval_s: float = 5.0, engine: str = "llama2-7b-h100", forecast: str = "online",
                  window_s: float = 60.0, target_util: float = 0.95, down_util: float = 0.9,

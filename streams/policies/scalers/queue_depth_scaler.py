@@ -24,6 +24,8 @@ class QueueDepthScaler(BaseScaler):
     :param cooldown: scale-down stabilisation window in seconds.
     """
 
+    TRACE_TIME_PARAMS = ("freeze_s", "interval", "interval_s", "cooldown")
+
     def __init__(self, threshold: float = 5.0, interval: float = 15.0, cooldown: float = 300.0,
                  min_instances: int = 1, max_instances: int = 8, freeze_s: float = 60.0,
                  interval_s: float | None = None) -> None:

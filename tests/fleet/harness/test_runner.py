@@ -144,3 +144,23 @@ def test_engine_mismatch_slows_the_simulated_engine_not_what_policies_read() -> 
     assert preserve_scaler.scaler == "preserve"
     with pytest.raises(ValueError, match="engine_mismatch"):
         EvalConfig(engine_mismatch=0.0)
+
+
+def test_cli_history_feeds_the_time_of_day_schedule_and_the_summary_has_every_kind(tmp_path: Path) -> None:
+    from replay.trace_writer import write_trace
+
+    today, yesterday = write_trace(_trace(300, seed=1), tmp_path / "d2.csv"), write_trace(_trace(300), tmp_path / "d1.csv")
+    out = tmp_path / "r.json"
+    args = ["--trace", str(today), "--policies", "preserve:preserve,least-requests:tod-schedule(headroom=1.5)",
+            "--max-instances", "3", "--json", str(out)]
+    refused = CliRunner().invoke(eval_cmd, args)
+    assert refused.exit_code != 0 and "--history" in refused.output
+    result = CliRunner().invoke(eval_cmd, [*args, "--history", str(yesterday), "--frontier"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    kinds = {r["label"]: r["kind"] for r in doc["results"]}
+    assert kinds["preserve:preserve"] == "candidate" and kinds["least-requests:tod-schedule(headroom=1.5)"] == "baseline"
+    assert "oracle" in kinds.values() and any(label.startswith("least-requests:tod-schedule(headroom=3") for label in kinds)
+    assert doc["history"].endswith("d1.csv")
+    assert set(doc["summary"]["candidates"]["preserve:preserve"]) >= {"cost_ratio", "gap_closed", "tail_ratio"}
+    assert "gap closed" in result.output

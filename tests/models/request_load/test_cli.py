@@ -41,6 +41,50 @@ def test_train_then_eval_writes_the_issue_json(tiny_encoder: str, tmp_path: Path
     assert set(result["per_model"]) <= {"llama-2-7b-chat-hf", "gpt-3.5"} and result["per_source"]["synthetic"]["n"]
 
 
+def test_calibrate_then_eval_reports_coverage_sums_and_the_interval(tiny_encoder: str, tmp_path: Path) -> None:
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("\n".join(json.dumps({**asdict(e), "response_tokens_llama2": e.output_tokens})
+                              for e in synthetic_examples(240)) + "\n")
+    out = tmp_path / "ck"
+    runner = CliRunner()
+    res = runner.invoke(load_predictor, ["train", "--data", str(data), "--out", str(out), "--epochs", "1",
+                                         "--encoder", tiny_encoder, "--max-length", "48", "--n-soft", "4",
+                                         "--batch-size", "16", "--val-frac", "0.3"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(load_predictor, ["eval", "--data", str(data), "--model", str(out),
+                                         "--json", str(tmp_path / "raw.json")])
+    assert res.exit_code == 0, res.output
+    raw = json.loads((tmp_path / "raw.json").read_text())
+    assert raw["calibrated"]["model"] is False and raw["calibrated"]["fallback"] is False
+    assert set(raw["coverage"]) == {"p90"}
+    res = runner.invoke(load_predictor, ["calibrate", "--data", str(data), "--model", str(out)])
+    assert res.exit_code == 0, res.output
+    assert (out / "calibration.json").is_file()
+    res = runner.invoke(load_predictor, ["eval", "--data", str(data), "--model", str(out),
+                                         "--json", str(tmp_path / "eval.json")])
+    assert res.exit_code == 0, res.output
+    result = json.loads((tmp_path / "eval.json").read_text())
+    names = ["p10", "p20", "p30", "p40", "p50", "p60", "p70", "p80", "p90", "p95", "p99"]
+    assert result["calibrated"]["model"] and result["calibrated"]["fallback"] and result["point_estimate"] == "p50"
+    for block in (result, result["fallback"]):
+        assert list(block["coverage"]) == names
+        assert all(0.0 <= v <= 1.0 for v in block["coverage"].values())
+        assert block["mean_sum_ratio"] > 0 and set(block["mean_sum_ratio_per_model"]) == set(result["per_model"])
+        lo, hi = block["mae_ratio_ci95"]
+        assert lo <= block.get("mae_ratio_to_best_baseline", result["mae_ratio_to_best_baseline"]) <= hi
+    assert set(result["per_model"]["gpt-3.5"]["coverage"]) == set(names)
+    res = runner.invoke(load_predictor, ["eval", "--data", str(data), "--model", str(out), "--as-model",
+                                         "never-seen-7b", "--json", str(tmp_path / "unseen.json")])
+    assert res.exit_code == 0, res.output
+    unseen = json.loads((tmp_path / "unseen.json").read_text())
+    assert unseen["as_model"] == "never-seen-7b" and set(unseen["per_model"]) == set(result["per_model"])
+    # the file must be the checkpoint's training data: its validation part is defined only there
+    other = tmp_path / "other.jsonl"
+    other.write_text(data.read_text())
+    res = runner.invoke(load_predictor, ["calibrate", "--data", str(other), "--model", str(out)])
+    assert res.exit_code == 2 and "training data" in res.output
+
+
 def test_eval_with_broken_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
     data = tmp_path / "pairs.jsonl"
     data.write_text(json.dumps({"prompt": "x", "response_tokens_llama2": 3}) + "\n")

@@ -107,3 +107,18 @@ def test_micro_batcher_groups_requests(ckpt: Path) -> None:
     direct = pred.predict(["give one word 5"], [3], ["gpt-3.5"])
     assert res[5].mean == pytest.approx(float(direct.mean[0]))
     assert np.isfinite([r.p90 for r in res]).all()
+
+
+def test_parallel_tokenization_answers_as_the_serial_path(ckpt: Path) -> None:
+    """A tokenizer pool working on chunks of a call (overlapping the forward) changes nothing in the answers."""
+    # fp32: dynamic int8 quantises activations per batch, so a different batching would change the answers
+    serial = load_model_predictor(ckpt, backend="torch", int8=False, cache_size=0)
+    par = load_model_predictor(ckpt, backend="torch", int8=False, cache_size=0, tokenizer_threads=3,
+                               tokenize_rows=4)
+    assert isinstance(par, ModelPredictor) and par.engine is not None and par.engine.cfg.tokenize_rows == 4
+    prompts = [f"{'write a long essay' if i % 3 else 'give one word'} about {i} " * (1 + i % 5) for i in range(37)]
+    services = ["gpt-3.5" if i % 2 else "llama-2-7b-chat-hf" for i in range(37)]
+    a = serial.predict(prompts, [10] * 37, services)
+    b = par.predict(prompts, [10] * 37, services)
+    np.testing.assert_allclose(b.mean, a.mean, rtol=1e-5)
+    np.testing.assert_allclose(b.p90, a.p90, rtol=1e-5)

@@ -21,8 +21,9 @@ def _replay(cfg: PipelineConfig, archive: Archive):  # type: ignore[no-untyped-d
 
 
 SCALER_SPECS = {"fixed": "fixed(n=2)", "reactive": "reactive(up=0.3,down=0.05)",
-                "queue-depth": "queue-depth(threshold=1,cooldown=20)", "preserve": "preserve(freeze_s=10)"}
-OFFLINE_ONLY = {"oracle-schedule"}  # reads the trace's future: refused live (tested below)
+                "queue-depth": "queue-depth(threshold=1,cooldown=20)", "preserve": "preserve(freeze_s=10)",
+                "interval-planner": "interval-planner(adjustment_s=5,target_util=0.3)"}
+OFFLINE_ONLY = {"oracle-schedule", "tod-schedule"}  # the future / a previous day: refused live (tested below)
 POLICIES = sorted({f"{r}:fixed(n=2)" for r in ROUTERS}
                   | {f"least-requests:{SCALER_SPECS.get(s, s)}" for s in SCALERS if s not in OFFLINE_ONLY}
                   | {"preserve:preserve(freeze_s=10)"})
@@ -52,9 +53,11 @@ def test_every_registered_policy_is_covered() -> None:
     assert {p.split(":")[1].split("(")[0] for p in POLICIES} == set(SCALERS) - OFFLINE_ONLY
 
 
-@pytest.mark.parametrize("policy", ["least-requests:oracle-schedule", "preserve:preserve(forecast=oracle)"])
-def test_a_policy_that_reads_the_future_is_refused_live_with_a_reason(policy: str) -> None:
-    with pytest.raises(PolicySpecError, match="future of the trace"):
+@pytest.mark.parametrize(("policy", "why"), [("least-requests:oracle-schedule", "future of the trace"),
+                                             ("preserve:preserve(forecast=oracle)", "future of the trace"),
+                                             ("least-requests:tod-schedule", "previous day")])
+def test_an_offline_only_policy_is_refused_live_with_a_reason(policy: str, why: str) -> None:
+    with pytest.raises(PolicySpecError, match=why):
         RouteAgentState(_cfg(policy))
 
 

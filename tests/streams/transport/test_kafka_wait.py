@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from infra.process_control import free_port
 from preserve_cli.worker_cmd import worker
-from streams.settings import KafkaSettings
+from streams.settings import KafkaSettings, load_settings
 from streams.transport.kafka_wait import KafkaUnreachable, backoff_delays, wait_for_kafka
 
 KAFKA = KafkaSettings(bootstrap_servers="127.0.0.1:1")
@@ -36,6 +36,10 @@ def test_a_broker_that_never_comes_is_a_clear_error() -> None:
 
 def test_worker_without_kafka_exits_with_a_message_not_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PRESERVE_KAFKA__BOOTSTRAP_SERVERS", f"127.0.0.1:{free_port()}")
-    res = CliRunner().invoke(worker, ["--agents", "route", "--wait-for-kafka-s", "0"])
+    load_settings.cache_clear()  # the settings are read once per process: read them again, with this broker
+    try:
+        res = CliRunner().invoke(worker, ["--agents", "route", "--wait-for-kafka-s", "0"])
+    finally:
+        load_settings.cache_clear()
     assert res.exit_code == 1 and "did not answer within 0 s" in res.output
     assert "Traceback" not in res.output
