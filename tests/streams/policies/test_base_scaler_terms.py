@@ -3,6 +3,8 @@ clamp of a wish, no action (and no freeze) when the wish is the current size. Ti
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 
 from streams.policies.base_scaler import BaseScaler
@@ -138,6 +140,9 @@ def test_default_hooks_do_nothing() -> None:
 
     s = Plain(freeze_s=60.0)
     assert (s.needs_future, s.forecast_targets, s.wants_forecasts, s.initial_instances(3)) == (False, (), False, 3)
+    assert s.needs_history is False
+    base_params = set(inspect.signature(BaseScaler.__init__).parameters)
+    assert set(Plain.TRACE_TIME_PARAMS) == {p for p in base_params if p.endswith("_s")} == {"freeze_s", "interval_s"}
     s.attach_oracle([(0.0, 1, 1)])
     s.observe_arrival(RequestInfo("r", "svc", T, 1), T)
     s.observe_completion(CompletionInfo("r", "r0", T, T + 1, 1, 1, 0.1), T + 1)
