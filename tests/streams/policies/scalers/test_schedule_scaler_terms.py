@@ -96,8 +96,9 @@ def test_tod_parameters() -> None:
     edge = TimeOfDayScheduleScaler(window_s=100.0, slot_s=100.0, period_s=100.0)
     assert edge.needs_history and edge.tpot_target_s == 0.05
     d = TimeOfDayScheduleScaler()
-    assert (d.headroom, d.slot_s, d.period_s, d.window_s, d.cold_start_s, d.interval_s, d.freeze_s) == (
-        1.2, 3600.0, 86_400.0, 60.0, None, 5.0, 0.0)
+    assert (d.headroom, d.slot_s, d.period_s, d.window_s, d.cold_start_s, d.interval_s, d.freeze_s, d.min_instances,
+            d.max_instances) == (1.2, 3600.0, 86_400.0, 60.0, None, 5.0, 0.0, 1, 8)
+    assert TimeOfDayScheduleScaler(window_s=0.5).window_s == 0.5
 
 
 # ----------------------------------------------------------------- interval planner
