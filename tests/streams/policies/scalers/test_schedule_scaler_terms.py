@@ -133,3 +133,15 @@ def test_planner_parameters() -> None:
         60.0, 0.8, 0.05, 0.0, 1, 8)
     s = IntervalPlannerScaler(min_instances=3, max_instances=8)
     assert s.decide(fleet(3), 60.0) is None  # nothing arrived: min_instances
+
+
+def test_planner_counts_start_from_zero_each_interval() -> None:
+    s = IntervalPlannerScaler(adjustment_s=30.0, min_instances=0, max_instances=32)
+    s.observe_arrival(RequestInfo("a", "svc", 0.0, 5000, 50.0, 50.0), now=0.0)
+    s.decide(fleet(1), 30.0)
+    s.observe_arrival(RequestInfo("b", "svc", 31.0, 10, 0.0, 0.0), now=31.0)  # one tiny request, no prediction
+    d = s.decide(fleet(2), 60.0)
+    assert d is not None and d.details["busy_instances"] == pytest.approx(instances_for(E, 0.05, 30.0, 1, 10.0, 0.0))
+    assert d.target_instances == 1
+    d = s.decide(fleet(1), 90.0)  # nothing at all: zero instances when min_instances allows it
+    assert d is not None and d.target_instances == 0 and d.details == {"busy_instances": 0.0}
