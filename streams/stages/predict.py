@@ -4,6 +4,7 @@ correction fed by completions (no Kafka I/O)."""
 from __future__ import annotations
 
 import logging
+import threading
 
 from models.request_load.base_predictor import LengthPredictor
 from models.request_load.online import OnlineConfig, OnlineCorrection
@@ -53,6 +54,7 @@ class PredictAgentState:
         # one correction and one set of online tables for both paths: a completion teaches whichever answered
         self.online = OnlineCorrection(OnlineConfig(window=online_window)) if online_window > 0 else None
         self.online_tables = OnlineFallbackTable() if online_window > 0 else None
+        self._lock = threading.Lock()  # handle() may run in a worker thread while learn() runs on the loop
         self._serving: dict[int, ServingPredictor] = {}
         log.info("predict agent: predictor %s, %d mapped services, online correction %s", spec,
                  len(self.service_map.entries), f"window {online_window}" if self.online else "off")
@@ -67,10 +69,24 @@ class PredictAgentState:
             self._serving[id(base)] = wrapped
         return wrapped
 
+    def learn(self, msgs: list[RawMessage], now: float) -> int:
+        """Teach the online correction from a batch of `completions` (the feedback agent's batches); the
+        number of completions read. Thread-safe with :meth:`handle` (which may run in a worker thread)."""
+        good, _ = parse_messages(msgs, now, frozenset())  # their dead letters are the density agent's to report
+        done = [c for c in good if isinstance(c, Completion)]
+        with self._lock:
+            for c in done:
+                self.serving(self.predictor).complete(c.request_id, c.service, c.prompt_tokens, c.output_tokens)
+        return len(done)
+
     def handle(self, msgs: list[RawMessage], now: float) -> list[EventRecord]:
+        with self._lock:
+            return self._handle(msgs, now)
+
+    def _handle(self, msgs: list[RawMessage], now: float) -> list[EventRecord]:
         good, bad = parse_messages(msgs, now, self.REPORTS)
         for c in good:
-            if isinstance(c, Completion):
+            if isinstance(c, Completion):  # completions handed in with requests (tests, one-stream callers)
                 self.serving(self.predictor).complete(c.request_id, c.service, c.prompt_tokens, c.output_tokens)
         reqs = [r for r in good if isinstance(r, RequestEvent)]
         if self._lagging([m for m in msgs if m.topic == "requests"], now):
