@@ -1,4 +1,5 @@
-"""Engine profiles (part of the control core): one vLLM-style instance, with presets for Llama-2-7B on one H100 / one A100.
+"""Engine profiles (part of the control core): one vLLM-style instance, with presets for Llama-2-7B on one H100 / one
+A100 and the KV-tighter Llama-2-13B on one H100.
 
 The cost-model coefficients of a preset live in ``streams/policies/profiles/<preset>.json`` together with how, where
 and when they were measured (see ``fleet/calibration/README.md``).
@@ -89,9 +90,18 @@ class EngineConfig:
         return self.kv_capacity_tokens // self.block_size
 
 
-def _preset(name: str, gpu: str, memory_bytes: int) -> EngineConfig:
-    return EngineConfig(name=name, gpu=gpu, model="meta-llama/Llama-2-7b-hf",
-                        kv_capacity_tokens=kv_capacity_tokens(memory_bytes),
+# Llama-2-13B: 13,015,864,320 parameters in fp16 -> 26.03 GB = 24.24 GiB; KV per token 2 x 2 x 40 layers x 5120
+# hidden = 819,200 B. On an H100: (71.68 - 24.24 - 2) GiB / 0.78125 MiB = 59,560 tokens -> 3,722 blocks of 16 =
+# 59,552 tokens, about half the 7B preset's: the KV-tight preset.
+LLAMA2_13B_WEIGHT_BYTES = 13_015_864_320 * 2
+LLAMA2_13B_KV_BYTES_PER_TOKEN = 2 * 2 * 40 * 5120
+
+
+def _preset(name: str, gpu: str, memory_bytes: int, model: str = "meta-llama/Llama-2-7b-hf",
+            weight_bytes: int = LLAMA2_7B_WEIGHT_BYTES,
+            kv_bytes_per_token: int = LLAMA2_7B_KV_BYTES_PER_TOKEN) -> EngineConfig:
+    return EngineConfig(name=name, gpu=gpu, model=model,
+                        kv_capacity_tokens=kv_capacity_tokens(memory_bytes, weight_bytes, kv_bytes_per_token),
                         cost_model=CostModel.from_json(PROFILES_DIR / f"{name}.json"))
 
 
@@ -99,6 +109,8 @@ PRESETS: dict[str, EngineConfig] = {
     p.name: p for p in (
         _preset("llama2-7b-h100", "NVIDIA H100 80GB HBM3", H100_MEMORY_BYTES),
         _preset("llama2-7b-a100", "NVIDIA A100-SXM4-80GB", A100_MEMORY_BYTES),
+        _preset("llama2-13b-h100", "NVIDIA H100 80GB HBM3", H100_MEMORY_BYTES, "meta-llama/Llama-2-13b-hf",
+                LLAMA2_13B_WEIGHT_BYTES, LLAMA2_13B_KV_BYTES_PER_TOKEN),
     )
 }
 

@@ -70,3 +70,11 @@ def test_validation_rejects_inconsistent_configs() -> None:
     with pytest.raises(ValueError, match="chunked_prefill"):
         dataclasses.replace(base, chunked_prefill=False, max_batched_tokens=2048)
     assert isinstance(dataclasses.replace(base, chunked_prefill=False), EngineConfig)
+
+
+def test_the_13b_preset_is_kv_tighter_and_slower_than_the_7b() -> None:
+    b7, b13 = get_preset("llama2-7b-h100"), get_preset("llama2-13b-h100")
+    assert b13.kv_capacity_tokens == 3_722 * 16  # documented in engine_profiles.py
+    assert 0.45 < b13.kv_capacity_tokens / b7.kv_capacity_tokens < 0.55
+    for args in [(0, 1, 1024), (0, 64, 64 * 2048), (2048, 0, 0), (512, 32, 32 * 2048)]:
+        assert b13.cost_model.step_time(*args) > b7.cost_model.step_time(*args)
