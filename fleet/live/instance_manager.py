@@ -340,17 +340,14 @@ class FleetManager:
         """The event time the clock may not pass: the oldest arrival whose route has not come, among services
         with a ready instance (a service without one waits for the fleet's own time to make one ready)."""
         hold = float("inf")
+        ready = {s for s, f in self.fleets.items() if any(i.state is InstanceState.READY for i in f.active())}
         for rid, (service, ts, seen) in list(self._unrouted.items()):
             if wall - seen > max_wait_s:  # dead-lettered upstream, or a control plane that is gone
                 del self._unrouted[rid]
                 self.counters.routes_given_up += 1
-            elif ts < hold and self._has_ready(service):
+            elif ts < hold and service in ready:
                 hold = ts
         return hold
-
-    def _has_ready(self, service: str) -> bool:
-        fleet = self.fleets.get(service)
-        return fleet is not None and any(i.state is InstanceState.READY for i in fleet.active())
 
     def offer(self, item: RouteDecision | ScaleCommand) -> None:
         """Queue an input; it is applied when the clock reaches its event time (at once if already past)."""

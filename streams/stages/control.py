@@ -65,10 +65,6 @@ def build_policies(cfg: PipelineConfig) -> tuple[BaseRouter, BaseScaler]:
     return router, scaler
 
 
-def _cold_start(cfg: PipelineConfig) -> float:
-    return cfg.engine_config().cold_start_s
-
-
 class _PerService(Generic[T]):
     def __init__(self, make: Callable[[str], T]) -> None:
         self._make = make
@@ -131,9 +127,10 @@ class RouteAgentState:
         self._plan = AckPlan()
 
     def _new(self, service: str) -> ServiceRouter:
-        fleet = FleetState(service, self.cfg.min_instances, self.cfg.max_instances, _cold_start(self.cfg))
+        eng = self.cfg.engine_config()
+        fleet = FleetState(service, self.cfg.min_instances, self.cfg.max_instances, eng.cold_start_s)
         return ServiceRouter(service, build_policies(self.cfg)[0], self.spec.label, fleet, self.cfg.snapshot_every_s,
-                             self.cfg.engine_config().max_model_len)
+                             eng.max_model_len)
 
     def handle(self, msgs: list[RawMessage], now: float) -> list[EventRecord]:
         """The batch's outputs; :meth:`take_acks` then says which of its messages to ack."""
@@ -179,11 +176,12 @@ class ScaleAgentState:
         self.services: _PerService[ServiceScaler] = _PerService(self._new)
 
     def _new(self, service: str) -> ServiceScaler:
-        fleet = FleetState(service, self.cfg.min_instances, self.cfg.max_instances, _cold_start(self.cfg))
+        eng = self.cfg.engine_config()
+        fleet = FleetState(service, self.cfg.min_instances, self.cfg.max_instances, eng.cold_start_s)
         scaler = build_policies(self.cfg)[1]
         return ServiceScaler(service, scaler, self.spec.label, fleet, scaler.initial_instances(self.cfg.instances),
                              warmup_s=self.cfg.warmup_s, density=(self.cfg.density_window_s, self.cfg.density_grace_s),
-                             max_model_len=self.cfg.engine_config().max_model_len)
+                             max_model_len=eng.max_model_len)
 
     def handle(self, msgs: list[RawMessage], now: float) -> list[EventRecord | DeadLetter]:
         good, bad = parse_messages(msgs, now, self.REPORTS)

@@ -10,9 +10,11 @@ topics through fresh agent state (``streams.stages.decision_replay``) then repro
 
 from __future__ import annotations
 
+from streams.policies.fleet_rules import served_prompt
+from streams.policies.fleet_view import CompletionInfo, RequestInfo
 from streams.records import Completion, EventRecord, Forecast, InstanceEvent, PredictedRequest
 
-__all__ = ["INPUT_KINDS", "input_kind", "order_key", "InputCounts"]
+__all__ = ["INPUT_KINDS", "input_kind", "order_key", "InputCounts", "request_info", "completion_info"]
 
 INPUT_KINDS = ("completions", "instance-events", "predicted-requests", "forecasts")  # priority at one instant
 _PRIORITY = {Completion: 0, InstanceEvent: 1, PredictedRequest: 2, Forecast: 3}
@@ -25,6 +27,16 @@ def input_kind(rec: EventRecord) -> str:
 def order_key(rec: EventRecord, seq: int) -> tuple[float, int, int]:
     """The canonical order: event time, kind priority, then ``seq`` (arrival order of the input)."""
     return (rec.ts, _PRIORITY[type(rec)], seq)
+
+
+def request_info(req: PredictedRequest, max_model_len: int) -> RequestInfo:
+    """What a policy sees of a request: the prompt length the engine serves (as the simulator shows it)."""
+    return RequestInfo(req.request_id, req.service, req.ts, served_prompt(req.prompt_tokens, max_model_len),
+                       req.predicted_tokens, req.predicted_p90_tokens)
+
+
+def completion_info(c: Completion) -> CompletionInfo:
+    return CompletionInfo(c.request_id, c.instance_id, c.arrival_ts, c.ts, c.prompt_tokens, c.output_tokens, c.ttft_s)
 
 
 class InputCounts:

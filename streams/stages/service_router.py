@@ -22,8 +22,6 @@ from collections import OrderedDict, deque
 from typing import Any
 
 from streams.policies.base_router import BaseRouter, NoReadyInstance
-from streams.policies.fleet_rules import served_prompt
-from streams.policies.fleet_view import CompletionInfo, RequestInfo
 from streams.records import (
     Completion,
     InstanceEvent,
@@ -33,7 +31,7 @@ from streams.records import (
     RoutingTable,
     prompt_hash,
 )
-from streams.stages.control_inputs import InputCounts, order_key
+from streams.stages.control_inputs import InputCounts, completion_info, order_key, request_info
 from streams.stages.fleet_state import FleetState
 
 __all__ = ["ServiceRouter", "DEDUP_WINDOW", "MsgKey"]
@@ -150,9 +148,7 @@ class ServiceRouter:
     def _apply_completion(self, c: Completion) -> None:
         self._advance(c.ts)
         self.fleet.note_completion(c)
-        info = CompletionInfo(c.request_id, c.instance_id, c.arrival_ts, c.ts, c.prompt_tokens, c.output_tokens,
-                              c.ttft_s)
-        self.router.on_completed(info, self.now)
+        self.router.on_completed(completion_info(c), self.now)
 
     def _drain_pending(self) -> list[RouteDecision]:
         out: list[RouteDecision] = []
@@ -165,8 +161,7 @@ class ServiceRouter:
         return out
 
     def _route(self, req: PredictedRequest) -> RouteDecision | None:
-        info = RequestInfo(req.request_id, req.service, req.ts, served_prompt(req.prompt_tokens, self.max_model_len),
-                           req.predicted_tokens, req.predicted_p90_tokens)
+        info = request_info(req, self.max_model_len)
         now = max(self.now, req.ts)
         try:
             choice = self.router.choose(info, self.fleet.view, now)

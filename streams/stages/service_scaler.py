@@ -24,10 +24,9 @@ import math
 
 from streams.policies.base_scaler import BaseScaler
 from streams.policies.density_windows import DensityAccumulator
-from streams.policies.fleet_rules import served_prompt
-from streams.policies.fleet_view import CompletionInfo, ForecastInfo, RequestInfo
+from streams.policies.fleet_view import ForecastInfo
 from streams.records import Completion, EventRecord, Forecast, InstanceEvent, PredictedRequest, ScaleCommand
-from streams.stages.control_inputs import InputCounts, order_key
+from streams.stages.control_inputs import InputCounts, completion_info, order_key, request_info
 from streams.stages.fleet_state import FleetState
 
 __all__ = ["ServiceScaler", "BOOTSTRAP_REASON", "forecast_info"]
@@ -166,15 +165,12 @@ class ServiceScaler:
         out = self._tick(rec.ts)
         self.applied.add(rec)
         if isinstance(rec, PredictedRequest):
-            info = RequestInfo(rec.request_id, rec.service, rec.ts, served_prompt(rec.prompt_tokens, self.max_model_len),
-                               rec.predicted_tokens, rec.predicted_p90_tokens)
-            self.scaler.observe_arrival(info, rec.ts)
+            self.scaler.observe_arrival(request_info(rec, self.max_model_len), rec.ts)
         elif isinstance(rec, Forecast):
             self.scaler.observe_forecast(forecast_info(rec), rec.ts)
         elif isinstance(rec, Completion):
             self.fleet.note_completion(rec)
-            self.scaler.observe_completion(CompletionInfo(rec.request_id, rec.instance_id, rec.arrival_ts, rec.ts,
-                                                          rec.prompt_tokens, rec.output_tokens, rec.ttft_s), rec.ts)
+            self.scaler.observe_completion(completion_info(rec), rec.ts)
             self._seen_arrivals.discard(rec.request_id)
         elif isinstance(rec, InstanceEvent):
             self.fleet.apply(rec)
