@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 from streams.policies.density_windows import DensityAccumulator
 from streams.policies.fleet_view import ForecastInfo
+from streams.stages.control_inputs import forecast_info
 from streams.stages.forecast import ForecastAgentState
-from streams.stages.service_scaler import forecast_info
 
 __all__ = ["ForecastFeed"]
 
@@ -37,16 +37,9 @@ class ForecastFeed:
                  make: Callable[..., object] | None = None) -> None:
         self.density = DensityAccumulator(window_s, grace_s)
         self.stage = ForecastAgentState(horizon, model, make)
-        self.windows = 0
-        self.forecasts = 0
 
     def on_completion(self, service: str, t: float, prompt_tokens: int, output_tokens: int) -> list[ForecastInfo]:
         """Count one completion; the forecasts of every window that closed with it (usually none)."""
         self.density.add(_Done(service, t, prompt_tokens, output_tokens))
         self.density.take_late()
-        out: list[ForecastInfo] = []
-        for window in self.density.close_until():
-            self.windows += 1
-            out.extend(forecast_info(fc) for fc in self.stage.on_window(window))
-        self.forecasts += len(out)
-        return out
+        return [forecast_info(fc) for window in self.density.close_until() for fc in self.stage.on_window(window)]

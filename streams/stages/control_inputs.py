@@ -11,10 +11,11 @@ topics through fresh agent state (``streams.stages.decision_replay``) then repro
 from __future__ import annotations
 
 from streams.policies.fleet_rules import served_prompt
-from streams.policies.fleet_view import CompletionInfo, RequestInfo
+from streams.policies.fleet_view import CompletionInfo, ForecastInfo, RequestInfo
 from streams.records import Completion, EventRecord, Forecast, InstanceEvent, PredictedRequest
 
-__all__ = ["INPUT_KINDS", "input_kind", "order_key", "InputCounts", "request_info", "completion_info"]
+__all__ = ["INPUT_KINDS", "input_kind", "order_key", "InputCounts", "request_info", "completion_info",
+           "forecast_info"]
 
 INPUT_KINDS = ("completions", "instance-events", "predicted-requests", "forecasts")  # priority at one instant
 _PRIORITY = {Completion: 0, InstanceEvent: 1, PredictedRequest: 2, Forecast: 3}
@@ -37,6 +38,11 @@ def request_info(req: PredictedRequest, max_model_len: int) -> RequestInfo:
 
 def completion_info(c: Completion) -> CompletionInfo:
     return CompletionInfo(c.request_id, c.instance_id, c.arrival_ts, c.ts, c.prompt_tokens, c.output_tokens, c.ttft_s)
+
+
+def forecast_info(fc: Forecast) -> ForecastInfo:
+    """The policy-side view of a `forecasts` record (the one conversion, used live and offline)."""
+    return ForecastInfo(fc.target, fc.first_window_start, fc.window_s, tuple(fc.mean), tuple(fc.upper), fc.model)
 
 
 class InputCounts:

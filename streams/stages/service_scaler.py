@@ -24,23 +24,17 @@ import math
 
 from streams.policies.base_scaler import BaseScaler
 from streams.policies.density_windows import DensityAccumulator
-from streams.policies.fleet_view import ForecastInfo
 from streams.records import Completion, EventRecord, Forecast, InstanceEvent, PredictedRequest, ScaleCommand
-from streams.stages.control_inputs import InputCounts, completion_info, order_key, request_info
+from streams.stages.control_inputs import InputCounts, completion_info, forecast_info, order_key, request_info
 from streams.stages.fleet_state import FleetState
 
-__all__ = ["ServiceScaler", "BOOTSTRAP_REASON", "forecast_info"]
+__all__ = ["ServiceScaler", "BOOTSTRAP_REASON"]
 
 # A service's first command, like the offline simulator's ``initial_instances`` (warm at t=0): not a scaler
 # decision (no freeze), and the instance managers start these instances ready and ignore it once the service
 # has instances (a scale agent that restarts must not shrink a running fleet).
 BOOTSTRAP_REASON = "bootstrap: initial instances"
 MAX_HELD = 1_000_000  # held arrivals beyond this are applied without waiting (a fleet that went silent)
-
-
-def forecast_info(fc: Forecast) -> ForecastInfo:
-    """The policy-side view of a `forecasts` record (the one conversion, used live and offline)."""
-    return ForecastInfo(fc.target, fc.first_window_start, fc.window_s, tuple(fc.mean), tuple(fc.upper), fc.model)
 
 
 class ServiceScaler:
