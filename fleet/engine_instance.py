@@ -34,7 +34,7 @@ from collections import deque
 
 from fleet.decode_math import DecodeRun, blocks_needed, max_decode_steps, phase_of
 from fleet.engine_checks import KVAccountingError, check_invariants
-from fleet.itl import ItlHistogram
+from fleet.itl import FLUSH_AT, ItlHistogram
 from fleet.sim_types import EngineEvent, EngineEventKind, SimRequest
 from streams.policies.engine_profiles import EngineConfig
 from streams.policies.fleet_view import InstanceState, InstanceView
@@ -81,6 +81,9 @@ class EngineInstance:
         self.pending: list[tuple[SimRequest, int]] = []  # prefill chunks of the in-flight step
         self.decode_reserve = 0  # blocks the in-flight mixed step's decodes will need (chunked prefill)
         self.itl = itl if itl is not None else ItlHistogram()
+        self._gaps = self.itl.gaps
+        self._gap = self.itl.gaps.append  # the hot path appends (gap, weight) pairs; the histogram bins them
+        self._weight = self.itl.weights_in.append
         self.last_decode_s = 0.0  # L: end of the latest step that gave the decode set its tokens
         self.joiners: list[tuple[SimRequest, int]] = []  # (request, epoch) that joined decoding after L
         self.view = InstanceView(instance_id, InstanceState.STARTING, config.kv_capacity_tokens)
@@ -313,20 +316,30 @@ class EngineInstance:
     def _record_decode_gaps(self, t: float, k: int) -> None:
         """Inter-token gaps of the ``k`` decode steps of the work ending at ``t`` (before completions leave)."""
         n = len(self.decoding)
-        t1 = t if k == 1 else self.t0 + self.run.time(1)  # type: ignore[union-attr]  # k > 1: a pure run
-        add = self.itl.add
+        if k == 1:
+            t1 = t
+        else:  # a pure run: its first step ends at t0 + run.time(1) = t0 + a + c ctx
+            run = self.run
+            assert run is not None
+            t1 = self.t0 + (run.a + run.c * run.ctx)
+        gap, weight = self._gap, self._weight
         at_l = n
         if self.joiners:
             for req, epoch in self.joiners:
                 if req.epoch == epoch:  # still decoding since it joined
-                    add(t1 - req.last_token_s, 1.0)
+                    gap(t1 - req.last_token_s)
+                    weight(1.0)
                     at_l -= 1
             self.joiners = []
         if at_l:
-            add(t1 - self.last_decode_s, float(at_l))
+            gap(t1 - self.last_decode_s)
+            weight(at_l)
         if k > 1:
-            add((t - t1) / (k - 1), float(n * (k - 1)))
+            gap((t - t1) / (k - 1))
+            weight(n * (k - 1))
         self.last_decode_s = t
+        if len(self._gaps) >= FLUSH_AT:
+            self.itl.flush()
 
     def _complete(self, req: SimRequest, t: float, events: list[EngineEvent]) -> None:
         req.finish_s = t
