@@ -13,8 +13,10 @@ import pytest
 from fleet.engine_instance import EngineInstance
 from fleet.itl import HI, LO, REL, ItlHistogram
 from fleet.metrics import summarize
+from fleet.pool import InstancePool
+from fleet.pool_simulator import merge_results, simulate_pool
 from fleet.sim_types import SimRequest
-from fleet.simulator import simulate
+from fleet.simulator import Simulator, simulate
 from streams.policies.routers.least_requests_router import LeastRequestsRouter
 from streams.policies.scalers.fixed_scaler import FixedScaler
 from tests.fleet.sim_fixtures import WITH_CTX, config, engine, random_workload
@@ -132,3 +134,17 @@ def test_every_token_after_the_first_is_one_gap_and_gaps_telescope(chunked: bool
     row = summarize(res, slo_ttft_s=1.0, slo_tpot_s=0.1)
     assert row["p50_itl_s"] == res.itl.percentile(50) and row["p99_itl_s"] == res.itl.percentile(99)
     assert 0 < row["p50_itl_s"] <= row["p99_itl_s"]
+
+
+def test_a_pooled_run_merges_every_services_gaps() -> None:
+    """Two services on one pool: the merged result's ITL holds both services' tokens, no more, no fewer."""
+    eng = engine(kv_tokens=2048, cost=WITH_CTX)
+    pool = InstancePool(3)
+    sims = [Simulator(random_workload(150, 10.0, seed=s), config(eng, initial=1, check=False, max_instances=3),
+                      LeastRequestsRouter(), FixedScaler(n=1), pool=pool) for s in (3, 4)]
+    run = simulate_pool(sims, pool)
+    merged = merge_results(run.results, ["a", "b"])
+    assert merged.completed.all()
+    assert [r.itl.total for r in run.results] == [int((r.output_tokens - 1).sum()) for r in run.results]
+    assert merged.itl.total == sum(r.itl.total for r in run.results) == int((merged.output_tokens - 1).sum())
+    assert summarize(merged, 1.0, 0.1)["p99_itl_s"] == merged.itl.percentile(99) is not None
