@@ -11,14 +11,15 @@ read at a bin's geometric centre is within ``sqrt(1 + REL) - 1`` (~0.25%) of the
 extra bin on each side catches gaps below ``LO`` (reported as ``LO``) and above ``HI`` (reported as ``HI``). The
 exact weighted sum is kept beside the bins, so the mean ITL is exact.
 
-Adding is the engines' hot path (every decode work item), so :meth:`add` only appends to two lists (a tenth of
-the cost of binning a float in Python); the pairs are binned with numpy in blocks of :data:`FLUSH_AT`, and
-before anything reads the histogram.
+Adding is the engines' hot path (every decode work item), so :meth:`add` only appends to two ``array('d')``
+buffers (raw doubles: no float object is kept alive, and numpy reads them without conversion); the pairs are
+binned with numpy in blocks of :data:`FLUSH_AT`, and before anything reads the histogram.
 """
 
 from __future__ import annotations
 
 import math
+from array import array
 
 import numpy as np
 
@@ -27,7 +28,7 @@ __all__ = ["ItlHistogram", "LO", "HI", "REL", "FLUSH_AT"]
 LO = 1e-4  # s: the smallest gap resolved (a decode step is >= ~5 ms on any real engine)
 HI = 1e3  # s: the largest (a preempted sequence that waits 16 minutes for its re-prefill)
 REL = 0.005  # relative bin width: percentiles within ~0.25% of the exact value
-FLUSH_AT = 1 << 16  # pairs buffered before they are binned (~4 MB of Python floats)
+FLUSH_AT = 1 << 16  # pairs buffered before they are binned (1 MB of doubles)
 
 _RATIO = 1.0 + REL
 _LOG_RATIO = math.log(_RATIO)
@@ -38,7 +39,7 @@ class ItlHistogram:
     """Weighted histogram of inter-token gaps (seconds). Add with :meth:`add`, combine with :meth:`merge`.
 
     ``gaps``/``weights_in`` are the pairs added since the last binning; an engine may append to them directly
-    (in pairs, then call :meth:`flush_if_full`).
+    (in pairs, then flush at :data:`FLUSH_AT`).
     """
 
     __slots__ = ("_bins", "_total", "_sum", "gaps", "weights_in")
@@ -47,8 +48,8 @@ class ItlHistogram:
         self._bins = np.zeros(_NBINS + 2)  # [0]: gap < LO; [1.._NBINS]: log bins; [-1]: gap >= HI
         self._total = 0.0  # total weight (tokens) binned
         self._sum = 0.0  # sum of gap x weight binned
-        self.gaps: list[float] = []
-        self.weights_in: list[float] = []
+        self.gaps = array("d")
+        self.weights_in = array("d")
 
     @staticmethod
     def bins_of(gaps_s: np.ndarray) -> np.ndarray:
@@ -71,21 +72,18 @@ class ItlHistogram:
         if len(self.gaps) >= FLUSH_AT:
             self.flush()
 
-    def flush_if_full(self) -> None:
-        if len(self.gaps) >= FLUSH_AT:
-            self.flush()
-
     def flush(self) -> None:
         """Bin the pairs added since the last flush."""
         if not self.gaps:
             return
-        g = np.asarray(self.gaps, dtype=np.float64)
-        w = np.asarray(self.weights_in, dtype=np.float64)
+        g = np.frombuffer(self.gaps, dtype=np.float64)  # views: no copy
+        w = np.frombuffer(self.weights_in, dtype=np.float64)
         self._bins += np.bincount(self.bins_of(g), weights=w, minlength=_NBINS + 2)
         self._total += float(w.sum())
         self._sum += float(np.dot(g, w))
-        self.gaps.clear()  # in place: an engine may hold these lists
-        self.weights_in.clear()
+        del g, w  # release the views: an array exporting its buffer cannot be resized
+        del self.gaps[:]  # in place: an engine holds these buffers
+        del self.weights_in[:]
 
     def merge(self, other: ItlHistogram) -> None:
         """Add ``other``'s tokens to this histogram (e.g. the instances of one run, or runs of one service)."""

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from fleet.engine_instance import EngineInstance
-from fleet.itl import HI, LO, REL, ItlHistogram
+from fleet.itl import FLUSH_AT, HI, LO, REL, ItlHistogram
 from fleet.metrics import summarize
 from fleet.pool import InstancePool
 from fleet.pool_simulator import merge_results, simulate_pool
@@ -148,3 +148,19 @@ def test_a_pooled_run_merges_every_services_gaps() -> None:
     assert [r.itl.total for r in run.results] == [int((r.output_tokens - 1).sum()) for r in run.results]
     assert merged.itl.total == sum(r.itl.total for r in run.results) == int((merged.output_tokens - 1).sum())
     assert summarize(merged, 1.0, 0.1)["p99_itl_s"] == merged.itl.percentile(99) is not None
+
+
+def test_buffered_pairs_are_binned_in_blocks_without_loss(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The engines flush every FLUSH_AT pairs (here 4): the same run gives the same histogram as one flush."""
+    w = random_workload(120, rate=30.0, seed=5, max_prompt=400, max_output=150)
+    eng = engine(kv_tokens=2048, max_len=800, max_batched=1024, cost=WITH_CTX)
+    whole = simulate(w, config(eng, initial=2), LeastRequestsRouter(), FixedScaler(n=2)).itl
+    monkeypatch.setattr("fleet.engine_instance.FLUSH_AT", 4)
+    blocks = simulate(w, config(eng, initial=2), LeastRequestsRouter(), FixedScaler(n=2)).itl
+    assert len(blocks.gaps) < 4  # flushed along the way
+    np.testing.assert_array_equal(blocks.weights, whole.weights)
+    assert blocks.total == whole.total and blocks.sum == pytest.approx(whole.sum, rel=1e-12)
+    h = ItlHistogram()
+    for _ in range(FLUSH_AT + 10):  # add() flushes by itself at FLUSH_AT
+        h.add(0.01, 2.0)
+    assert len(h.gaps) == 10 and h.total == 2.0 * (FLUSH_AT + 10)
