@@ -80,7 +80,7 @@ class ItlHistogram:
         w = np.frombuffer(self.weights_in, dtype=np.float64)
         self._bins += np.bincount(self.bins_of(g), weights=w, minlength=_NBINS + 2)
         self._total += float(w.sum())
-        self._sum += float(np.dot(g, w))
+        self._sum += float((g * w).sum())  # not np.dot: BLAS may wake threads that spin on other cores
         del g, w  # release the views: an array exporting its buffer cannot be resized
         del self.gaps[:]  # in place: an engine holds these buffers
         del self.weights_in[:]
