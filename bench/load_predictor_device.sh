@@ -26,6 +26,10 @@ $B --device cuda --seconds 1 --seq 512 --batches 256 512 --modes engine real rea
     --par-threads 8 --par-rows 64 --json "$OUT/gpu512.json" 2>&1 | grep -v Warn
 taskset -c 0,1 $B --device cpu --threads 2 --int8 --backend onnx --seq 128 --batches 8 32 128 --seconds 2 \
     --modes engine real real-par --par-threads 2 --par-rows 8 --json "$OUT/cpu2.json" 2>&1 | grep -v Warn
+if [ -n "${SEEDS:-}" ]; then  # the shipped checkpoint's raw outputs too, so every ensemble member is GPU fp32
+  python3 -m models.request_load.ensemble_study --raw-only --device cuda --cache "$OUT" \
+      --data $D/alpaca_eval_pairs.jsonl.gz --data $D/sharegpt_pairs.jsonl.gz models/request_load/checkpoints/default 2>&1 | grep -v Warn
+fi
 for seed in ${SEEDS:-}; do
   t0=$SECONDS
   python3 -m preserve_cli.main load-predictor train --data $D/alpaca_eval_pairs.jsonl.gz \

@@ -50,3 +50,38 @@ def test_ensemble_average_is_geometric_for_quantiles_and_arithmetic_for_the_mean
     np.testing.assert_allclose(avg.mean, [100.0])
     same = average([a, a])
     np.testing.assert_allclose(same.quantiles, a.quantiles)
+
+
+def test_ensemble_study_caches_raw_outputs_and_scores_members_and_their_average(
+        tiny_encoder: str, tmp_path: Path) -> None:
+    from models.request_load.checkpoint import load_checkpoint
+    from models.request_load.data import SplitConfig
+    from models.request_load.ensemble_study import PARTS, cached_raw, checkpoint_key, score, split_parts
+    from models.request_load.model import LengthModelConfig
+    from models.request_load.train import TrainConfig, train
+    from tests.models.request_load.conftest import synthetic_examples
+
+    examples = synthetic_examples(200)
+    folders = []
+    for seed in (0, 1):
+        folder = tmp_path / f"seed{seed}"
+        train(examples, folder, TrainConfig(epochs=2, batch_size=16, lr_head=3e-3, seed=seed),
+              LengthModelConfig(encoder=tiny_encoder, n_soft=4, max_length=48),
+              SplitConfig(seed=0, test_frac=0.2, val_frac=0.2), data_files=["synthetic.jsonl"])
+        folders.append(folder)
+    assert checkpoint_key(folders[0]) != checkpoint_key(folders[1])
+    loaded = load_checkpoint(folders[0], device="cpu")
+    parts = split_parts(loaded, examples)
+    cache = tmp_path / "cache"
+    raws = [cached_raw(f, parts, cache, "cpu") for f in folders]
+    assert len(list(cache.glob("raw_*.npz"))) == 2
+    stamp = {p: p.stat().st_mtime_ns for p in cache.glob("raw_*.npz")}
+    again = cached_raw(folders[0], parts, cache, "cpu")  # read back, not recomputed
+    assert {p: p.stat().st_mtime_ns for p in cache.glob("raw_*.npz")} == stamp
+    np.testing.assert_allclose(again["test"].quantiles, raws[0]["test"].quantiles)
+    assert raws[0]["val"].quantiles.shape == (len(parts["val"]), len(loaded.model.config.quantiles))
+    single = score(raws[0], parts, loaded)
+    same = score({p: average([raws[0][p], raws[0][p]]) for p in PARTS}, parts, loaded)
+    assert same["test"]["mae"] == pytest.approx(single["test"]["mae"])
+    both = score({p: average([r[p] for r in raws]) for p in PARTS}, parts, loaded)
+    assert both["test"]["n"] == len(parts["test"]) and 0.0 <= both["test"]["coverage"]["p90"] <= 1.0
