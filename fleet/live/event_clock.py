@@ -15,8 +15,9 @@ fresh as the pipeline allows.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 
-__all__ = ["ReplayClock"]
+__all__ = ["ReplayClock", "ServiceClocks", "SpeedupCheck"]
 
 
 class ReplayClock:
@@ -67,3 +68,73 @@ class ReplayClock:
         ts0, w0 = self.anchor
         self._last = max(self._last, ts0 + max(0.0, wall - w0 - self.lag_s) * self.speedup)
         return self._last
+
+
+class ServiceClocks:
+    """One :class:`ReplayClock` per service: an input stamped far off by one service's client re-anchors that
+    service's clock only (a single clock let one event 20 h ahead move every service 20 h; issue 21).
+
+    :param make: a new service's clock (all share the replay's speedup and lag settings)."""
+
+    def __init__(self, make: Callable[[], ReplayClock]) -> None:
+        self.make = make
+        self.clocks: dict[str, ReplayClock] = {}
+
+    def observe(self, service: str, ts: float, wall: float) -> None:
+        clock = self.clocks.get(service)
+        if clock is None:
+            clock = self.clocks[service] = self.make()
+        clock.observe(ts, wall)
+
+    def now(self, wall: float) -> dict[str, float]:
+        """Each started service's event time at ``wall``."""
+        return {s: t for s, c in self.clocks.items() if (t := c.now(wall)) is not None}
+
+
+class SpeedupCheck:
+    """Does the event stream progress at the speed ``preserve fleet`` was told (``--speedup``)?
+
+    A fleet whose speedup is wrong runs its engines on a clock that is not the events': at ``--speedup 10`` with a
+    gateway's wall-clock events, every request waits for a clock ten times too fast and the measured latencies are
+    invented. The check compares the event-time progress of the arrivals with the wall-time progress, over at
+    least ``min_wall_s``: the measured speed is ``(ts_last - ts_first) / (wall_last - wall_first)``, and a ratio
+    to the declared speedup beyond ``tolerance`` (either way) is a mismatch.
+
+    :param speedup: the declared speedup. :param tolerance: accepted ratio (e.g. 1.5: from 1/1.5 to 1.5 times).
+    :param min_wall_s: wall seconds of arrivals needed before judging."""
+
+    def __init__(self, speedup: float, tolerance: float = 1.5, min_wall_s: float = 20.0) -> None:
+        if speedup <= 0 or tolerance <= 1 or min_wall_s <= 0:
+            raise ValueError("need speedup > 0, tolerance > 1 and min_wall_s > 0")
+        self.speedup = speedup
+        self.tolerance = tolerance
+        self.min_wall_s = min_wall_s
+        self._first: tuple[float, float] | None = None  # (ts, wall) of the first arrival
+        self._last: tuple[float, float] | None = None  # (ts, wall) of the latest event time so far
+
+    def observe(self, ts: float, wall: float) -> None:
+        if self._first is None:
+            self._first = (ts, wall)
+        if self._last is None or ts > self._last[0]:
+            self._last = (ts, wall)
+
+    def measured(self) -> float | None:
+        """Event seconds per wall second of the arrivals so far (None until ``min_wall_s`` of them)."""
+        if self._first is None or self._last is None:
+            return None
+        span_wall = self._last[1] - self._first[1]
+        if span_wall < self.min_wall_s:
+            return None
+        return (self._last[0] - self._first[0]) / span_wall
+
+    def mismatch(self) -> str | None:
+        """Why the declared speedup does not match the stream (None if it does, or too early to say)."""
+        got = self.measured()
+        if got is None:
+            return None
+        ratio = got / self.speedup
+        if 1 / self.tolerance <= ratio <= self.tolerance:
+            return None
+        return (f"the event stream runs at {got:.2f} event s per wall s but preserve fleet was started with "
+                f"--speedup {self.speedup:g}: its latencies are not real. Restart it with --speedup "
+                f"{max(round(got, 1), 0.1):g} (a gateway stamping wall-clock time needs --speedup 1)")

@@ -26,6 +26,7 @@ import heapq
 import itertools
 import logging
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from fleet.live.base_engine_adapter import EngineAdapter, EngineFactory, LiveRequest, StartState
@@ -105,6 +106,7 @@ class ServiceFleet:
         self.failures: list[tuple[str, str]] = []  # (request id, reason) of dropped requests
         self.completions_out = 0  # completions of this service emitted so far (certified by instance events)
         self.routes_in = 0  # route decisions of this service applied so far (idem)
+        self.now = 0.0  # this service's event time (its own clock: see FleetManager)
 
     def active(self) -> list[ManagedInstance]:
         return [i for i in self.instances.values() if i.state is not InstanceState.STOPPED]
@@ -303,7 +305,11 @@ class ServiceFleet:
 
 
 class FleetManager:
-    """Every service's fleet; inputs are applied in event-time order as the clock reaches them.
+    """Every service's fleet; each service's inputs are applied in event-time order as *its* clock reaches them.
+
+    Every service runs on its own event time (``ServiceFleet.now``): an input stamped far ahead or behind by one
+    service's client can move that service's clock only, never another service's routes or scaling (issue 21).
+    :meth:`advance` takes one time for all (tests, one-clock callers) or a time per service (``fleet_runner``).
 
     :param factory: engine factory shared by all services.
     :param status_every_s: event-time period of status events.
@@ -316,11 +322,19 @@ class FleetManager:
         self.prewarm_first = prewarm_first
         self.fleets: dict[str, ServiceFleet] = {}
         self.counters = FleetCounters()
-        self.now = 0.0
-        self._inputs: list[tuple[float, int, RouteDecision | ScaleCommand]] = []
+        self._inputs: dict[str, list[tuple[float, int, RouteDecision | ScaleCommand]]] = {}  # per service
         self._seq = itertools.count()
         self._routed: set[str] = set()
         self._unrouted: dict[str, tuple[str, float, float]] = {}  # request id -> (service, arrival, wall seen)
+
+    @property
+    def now(self) -> float:
+        """The latest service clock (0 before any input): for reports; decisions use :meth:`service_now`."""
+        return max((f.now for f in self.fleets.values()), default=0.0)
+
+    def service_now(self, service: str) -> float:
+        fleet = self.fleets.get(service)
+        return fleet.now if fleet is not None else 0.0
 
     def fleet(self, service: str) -> ServiceFleet:
         if service not in self.fleets:
@@ -330,27 +344,31 @@ class FleetManager:
 
     def expect(self, request_id: str, service: str, ts: float, wall: float) -> None:
         """A request arrived at the gateway (the `requests` topic): its route is on its way. Until it comes, or
-        ``max_wait_s`` wall seconds pass, :meth:`hold_at` keeps the clock at its arrival, so that a slow control
-        plane delays the simulated fleet in wall time instead of making it apply the route late (which would
-        invent queueing that the offline simulation of the same decisions does not have)."""
+        ``max_wait_s`` wall seconds pass, :meth:`holds` keeps its service's clock at its arrival, so that a slow
+        control plane delays the simulated fleet in wall time instead of making it apply the route late (which
+        would invent queueing that the offline simulation of the same decisions does not have)."""
         if request_id not in self._routed and request_id not in self._unrouted:
             self._unrouted[request_id] = (service, ts, wall)
 
-    def hold_at(self, wall: float, max_wait_s: float = 30.0) -> float:
-        """The event time the clock may not pass: the oldest arrival whose route has not come, among services
-        with a ready instance (a service without one waits for the fleet's own time to make one ready)."""
-        hold = float("inf")
+    def holds(self, wall: float, max_wait_s: float = 30.0) -> dict[str, float]:
+        """Per service with a ready instance, the event time its clock may not pass: its oldest arrival whose
+        route has not come (a service without a ready instance waits for the fleet's own time to make one)."""
+        out: dict[str, float] = {}
         ready = {s for s, f in self.fleets.items() if any(i.state is InstanceState.READY for i in f.active())}
         for rid, (service, ts, seen) in list(self._unrouted.items()):
             if wall - seen > max_wait_s:  # dead-lettered upstream, or a control plane that is gone
                 del self._unrouted[rid]
                 self.counters.routes_given_up += 1
-            elif ts < hold and service in ready:
-                hold = ts
-        return hold
+            elif service in ready and ts < out.get(service, float("inf")):
+                out[service] = ts
+        return out
+
+    def hold_at(self, wall: float, max_wait_s: float = 30.0) -> float:
+        """The earliest of :meth:`holds` (inf if none)."""
+        return min(self.holds(wall, max_wait_s).values(), default=float("inf"))
 
     def offer(self, item: RouteDecision | ScaleCommand) -> None:
-        """Queue an input; it is applied when the clock reaches its event time (at once if already past)."""
+        """Queue an input; it is applied when its service's clock reaches its event time (at once if past)."""
         if isinstance(item, RouteDecision):
             self._unrouted.pop(item.request_id, None)
             if item.request_id in self._routed:  # a redelivered route must not run the request twice
@@ -360,32 +378,37 @@ class FleetManager:
             self.counters.routes += 1
         else:
             self.counters.scale_commands += 1
-        if item.ts < self.now:
+        fleet_now = self.fleet(item.service).now
+        if item.ts < fleet_now:
             self.counters.late_inputs += 1
-        heapq.heappush(self._inputs, (max(item.ts, self.now), next(self._seq), item))
+        heapq.heappush(self._inputs.setdefault(item.service, []), (max(item.ts, fleet_now), next(self._seq), item))
 
-    def advance(self, now: float) -> list[EventRecord]:
-        """Apply due inputs in event-time order, running the engines between them; then run to ``now``."""
-        out: list[EventRecord] = []
-        now = max(now, self.now)
-        while self._inputs and self._inputs[0][0] <= now:
-            ts, _, item = heapq.heappop(self._inputs)
-            out.extend(self._run_to(ts))
-            fleet = self.fleet(item.service)
-            if isinstance(item, ScaleCommand):
-                out.extend(fleet.scale(item, ts))
-            else:
-                fleet.route(item, ts)
-        out.extend(self._run_to(now))
-        return out
+    def advance(self, now: float | Mapping[str, float]) -> list[EventRecord]:
+        """Apply due inputs in event-time order, running the engines between them; then run to ``now``.
 
-    def _run_to(self, ts: float) -> list[EventRecord]:
-        self.now = max(self.now, ts)
+        ``now``: one event time for every service, or one per service (services not in the mapping stay)."""
         self.factory.poll(self.now)
         out: list[EventRecord] = []
-        for fleet in self.fleets.values():
-            out.extend(fleet.advance(self.now))
+        for service, fleet in list(self.fleets.items()):
+            t = now if isinstance(now, int | float) else now.get(service)
+            if t is None:
+                continue
+            t = max(t, fleet.now)
+            heap = self._inputs.get(service, [])
+            while heap and heap[0][0] <= t:
+                ts, _, item = heapq.heappop(heap)
+                out.extend(self._run_to(fleet, ts))
+                if isinstance(item, ScaleCommand):
+                    out.extend(fleet.scale(item, ts))
+                else:
+                    fleet.route(item, ts)
+            out.extend(self._run_to(fleet, t))
         return out
+
+    @staticmethod
+    def _run_to(fleet: ServiceFleet, ts: float) -> list[EventRecord]:
+        fleet.now = max(fleet.now, ts)
+        return fleet.advance(fleet.now)
 
     def shutdown(self) -> None:
         """Stop every engine the factory started (real processes: SIGTERM, then SIGKILL)."""
@@ -393,7 +416,7 @@ class FleetManager:
 
     def in_flight(self) -> int:
         """Requests queued here or in engines (the demo waits for zero before reading the archive)."""
-        n = len(self._inputs)
+        n = sum(len(h) for h in self._inputs.values())
         for fleet in self.fleets.values():
             n += len(fleet.orphans)
             for inst in fleet.active():
