@@ -57,6 +57,8 @@ class FinishedRequest:
     prompt_tokens: int
     output_tokens: int
     preemptions: int = 0
+    output_sampled: bool = False  # no output length was given: drawn from the service's learned distribution
+    truncated: bool = False  # clamped to the engine's context (prompt cut and/or output stopped at the limit)
 
     @property
     def ttft_s(self) -> float:

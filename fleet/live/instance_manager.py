@@ -269,7 +269,8 @@ class ServiceFleet:
                 out.append(Completion(ts=f.finished_at, request_id=f.request_id, service=self.service,
                                       instance_id=inst.instance_id, arrival_ts=f.arrival, prompt_tokens=f.prompt_tokens,
                                       output_tokens=f.output_tokens, ttft_s=f.ttft_s, e2e_s=f.e2e_s,
-                                      preemptions=f.preemptions))
+                                      preemptions=f.preemptions, output_sampled=f.output_sampled,
+                                      truncated=f.truncated))
             for req, why in inst.engine.take_failed():
                 self._retry(req, why, now)
             if inst.state is InstanceState.DRAINING and inst.engine.idle():
