@@ -201,6 +201,9 @@ class Completion(EventRecord):
     truncated: bool | None = Field(default=None, description=(
         "prompt + output exceeded the engine's context (max_model_len): the prompt was clamped and/or the output "
         "stopped at the limit, as vLLM does (finish_reason=length)"))
+    rerouted_from: Id | None = Field(default=None, description=(
+        "the instance the route named, when the instance managers ran the request elsewhere (that instance had "
+        "stopped or died before the route reached it); instance_id is the one that served it"))
 
 
 class TokenDensity(EventRecord):

@@ -10,6 +10,13 @@ mapping of the replay, so decisions that travel through Kafka arrive *before* th
 applied exactly when they were made; a decision that arrives later than that is applied at once (counted in
 ``late_inputs``).
 
+A route can name an instance that is gone by its event time: the router decided on a view that had not yet
+seen the instance's drain (the scaler drained an idle instance, the manager stopped it at once, and the DRAIN
+event reaches the router one pipeline round trip later, while it keeps choosing that idle, least-loaded
+instance). Such a request is **re-routed** to a ready instance of the service, and its completion names the
+instance that served it with ``rerouted_from`` = the routed one: routes and completions agree except where
+a completion says why.
+
 Real engines (an actuator behind the factory, e.g. ``process_engine``): an instance is ready when the factory
 says so (its measured cold start), and an engine that dies or never becomes ready is reported (a ``stopped``
 event, ``engine_failures``). Its requests are **re-routed** to a ready instance (up to ``max_attempts`` tries
@@ -101,6 +108,7 @@ class ServiceFleet:
         self.max_attempts = 3
         self.replace_backoff_s = 5.0
         self._attempts: dict[str, int] = {}
+        self._routed_to: dict[str, str] = {}  # request id -> the instance its route named (until it completes)
         self._to_replace = 0
         self._next_replace = float("-inf")
         self.failures: list[tuple[str, str]] = []  # (request id, reason) of dropped requests
@@ -185,6 +193,7 @@ class ServiceFleet:
         if n > self.max_attempts:
             self.counters.failed += 1
             self.failures.append((req.request_id, reason))
+            self._routed_to.pop(req.request_id, None)
             log.warning("request %s dropped after %d tries: %s", req.request_id, n - 1, reason)
             return
         self.counters.rerouted += 1
@@ -233,6 +242,7 @@ class ServiceFleet:
 
     def route(self, d: RouteDecision, now: float) -> None:
         self.routes_in += 1
+        self._routed_to[d.request_id] = d.instance_id
         arrival = d.arrival_ts if d.arrival_ts is not None else d.ts
         req = LiveRequest(d.request_id, d.service, arrival, d.prompt_tokens, d.output_tokens,
                           predicted_tokens=d.predicted_tokens)
@@ -266,11 +276,13 @@ class ServiceFleet:
             for f in inst.engine.advance(now):
                 self.counters.completions += 1
                 self.completions_out += 1
+                named = self._routed_to.pop(f.request_id, inst.instance_id)
                 out.append(Completion(ts=f.finished_at, request_id=f.request_id, service=self.service,
                                       instance_id=inst.instance_id, arrival_ts=f.arrival, prompt_tokens=f.prompt_tokens,
                                       output_tokens=f.output_tokens, ttft_s=f.ttft_s, e2e_s=f.e2e_s,
                                       preemptions=f.preemptions, output_sampled=f.output_sampled,
-                                      truncated=f.truncated))
+                                      truncated=f.truncated,
+                                      rerouted_from=named if named != inst.instance_id else None))
             for req, why in inst.engine.take_failed():
                 self._retry(req, why, now)
             if inst.state is InstanceState.DRAINING and inst.engine.idle():
