@@ -142,6 +142,13 @@ class EngineFactory(ABC):
         """The manager stops: stop everything this factory started."""
 
     @property
+    def adopts_instances(self) -> bool:
+        """True: a restarted manager re-creates the instances its log shows alive under the same ids (their
+        engines live on, e.g. simulated ones); False: they died with the old manager (real processes) and are
+        reported stopped, then replaced."""
+        return False
+
+    @property
     def drain_refuses_routes(self) -> bool:
         """True: a route that reaches a draining instance goes elsewhere (a real engine is about to stop);
         False: it still runs there (the simulated fleet, as the offline simulator does)."""

@@ -17,11 +17,20 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from confluent_kafka import TIMESTAMP_CREATE_TIME, Consumer, KafkaError, Message, Producer
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    TIMESTAMP_CREATE_TIME,
+    Consumer,
+    KafkaError,
+    Message,
+    Producer,
+    TopicPartition,
+)
 
 from fleet.live.event_clock import ReplayClock, ServiceClocks, SpeedupCheck
+from fleet.live.fleet_recovery import RECOVERY_TOPICS, FleetLog
 from fleet.live.instance_manager import FleetManager
-from streams.records import DeadLetter, EventRecord, RequestEvent, RouteDecision, ScaleCommand
+from streams.records import RECORD_TYPES, DeadLetter, EventRecord, RequestEvent, RouteDecision, ScaleCommand
 from streams.settings import KafkaSettings
 from streams.transport.dead_letters import parse_or_dead_letter
 from streams.transport.event_skew import EventSkewGuard, SkewSettings
@@ -119,6 +128,47 @@ def _sent_at(m: Message) -> float | None:
     return ms / 1000.0 if kind == TIMESTAMP_CREATE_TIME and ms > 0 else None
 
 
+def read_fleet_log(kafka: KafkaSettings, partitions: list[int], timeout_s: float = 60.0) -> FleetLog:
+    """The recovery topics' records of ``partitions`` (service-keyed topics share partition numbers; the dead
+    letters, keyed by request id, are read whole), from the start to their current end."""
+    consumer = Consumer({**kafka.confluent_config(), "group.id": "preserve-fleet-recovery",
+                         "enable.auto.commit": False, "enable.partition.eof": True})
+    log = FleetLog()
+    try:
+        tps: list[TopicPartition] = []
+        for name in RECOVERY_TOPICS:
+            topic = kafka.topic(name)
+            meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
+            if meta is None or meta.error is not None:
+                continue
+            parts = sorted(meta.partitions) if name == "dead-letter" else [p for p in partitions if p in meta.partitions]
+            for p in parts:
+                low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                if high > low:
+                    tps.append(TopicPartition(topic, p, OFFSET_BEGINNING))
+        if not tps:
+            return log
+        names = {kafka.topic(n): n for n in RECOVERY_TOPICS}
+        left = {(tp.topic, tp.partition) for tp in tps}
+        consumer.assign(tps)
+        deadline = time.monotonic() + timeout_s
+        while left and time.monotonic() < deadline:
+            for m in consumer.consume(1000, timeout=0.5):
+                err = m.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:  # noqa: SLF001  (librdkafka constant)
+                        left.discard((m.topic(), m.partition()))
+                    continue
+                try:
+                    log.add(RECORD_TYPES[names[m.topic() or ""]].model_validate_json(m.value() or b""))
+                except ValueError:
+                    continue  # a bad message was dead-lettered when it was first read
+        log.unread = len(left)
+    finally:
+        consumer.close()
+    return log
+
+
 class FleetRunner:
     """:param manager: the event-time fleet. :param kafka: connection settings. :param clock: the settings of
     every service's replay clock (see :class:`FleetInputs`). :param group_id: consumer group of the instance
@@ -137,7 +187,24 @@ class FleetRunner:
                                   "partition.assignment.strategy": "range", "enable.auto.commit": True})
         self.producer = Producer({**base, **PRODUCER_DEFAULTS})
         self._by_topic = {kafka.topic(name): name for name in (*_INPUTS, ARRIVALS)}
-        self.consumer.subscribe(list(self._by_topic))
+        self.consumer.subscribe(list(self._by_topic), on_assign=self._on_assign)
+
+    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Partitions assigned (a start, a restart, or a peer's partitions after it died): take their services
+        over from the log (``fleet_recovery``), so instances, desired sizes and unfinished requests survive."""
+        parts = sorted({tp.partition for tp in partitions})
+        if not parts:
+            return
+        t0 = time.monotonic()
+        flog = read_fleet_log(self.kafka, parts)
+        if flog.unread:
+            log.error("fleet: the log of partitions %s was not read to its end (%d partitions left): what it did "
+                      "not show is not recovered", parts, flog.unread)
+        self._publish(self.manager.restore(flog))
+        self.producer.flush(10)
+        if flog.records:
+            log.warning("fleet: took over partitions %s from the log (%d records, %.1f s)", parts, flog.records,
+                        time.monotonic() - t0)
 
     def _publish(self, recs: list[EventRecord]) -> None:
         for rec in recs:

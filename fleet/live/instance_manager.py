@@ -37,9 +37,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from fleet.live.base_engine_adapter import EngineAdapter, EngineFactory, LiveRequest, StartState
+from fleet.live.fleet_recovery import FAILED_SOURCE, FleetLog, ServiceLog
 from streams.policies.fleet_rules import scale_down_victims
 from streams.records import (
     Completion,
+    DeadLetter,
     EventRecord,
     InstanceEvent,
     InstanceEventKind,
@@ -76,6 +78,7 @@ class FleetCounters:
     replacements: int = 0  # instances started to replace them
     failed: int = 0  # requests dropped after max_attempts tries
     routes_given_up: int = 0  # arrivals whose route never came within the wait (the clock stopped waiting)
+    recovered_routes: int = 0  # unfinished routes a restarted manager found in its log and ran again
 
 
 class ServiceFleet:
@@ -109,6 +112,7 @@ class ServiceFleet:
         self.replace_backoff_s = 5.0
         self._attempts: dict[str, int] = {}
         self._routed_to: dict[str, str] = {}  # request id -> the instance its route named (until it completes)
+        self._failed_out: list[EventRecord] = []  # dead letters of requests given up on, to publish
         self._to_replace = 0
         self._next_replace = float("-inf")
         self.failures: list[tuple[str, str]] = []  # (request id, reason) of dropped requests
@@ -194,6 +198,10 @@ class ServiceFleet:
             self.counters.failed += 1
             self.failures.append((req.request_id, reason))
             self._routed_to.pop(req.request_id, None)
+            self._failed_out.append(DeadLetter(  # fails once, with its reason (a restart does not run it again)
+                ts=now, source_topic=FAILED_SOURCE, key=req.request_id, payload="",
+                reason=f"request {req.request_id} of service {self.service} failed after {n - 1} tries: {reason}"
+                [:2000]))
             log.warning("request %s dropped after %d tries: %s", req.request_id, n - 1, reason)
             return
         self.counters.rerouted += 1
@@ -292,6 +300,36 @@ class ServiceFleet:
                 self.factory.release(self.service, inst.instance_id, now)
         out.extend(self._replace(now))
         out.extend(self._statuses(now))
+        out.extend(self._failed_out)
+        self._failed_out.clear()
+        return out
+
+    def adopt(self, log: ServiceLog, now: float) -> list[EventRecord]:
+        """A restarted manager takes the service over from its log (``fleet_recovery``): the desired size from the
+        last scale command; the instances alive in the log re-created under their ids if the factory adopts
+        (READY at once, DRAINING until idle, STARTING with a fresh cold start), else reported STOPPED (the
+        router drops them) and replaced; new ids continue after the highest one seen."""
+        out: list[EventRecord] = []
+        suffixes = [int(t) for i in log.instances if (t := i.rsplit("-", 1)[-1]).isdigit()]
+        self._ids = itertools.count(max(suffixes, default=-1) + 1)
+        if log.command is not None:
+            self.target = log.command.target_instances
+        for ev in log.alive():
+            inst = ManagedInstance(ev.instance_id, ev.state, ev.ts, now)
+            self.instances[ev.instance_id] = inst
+            if not self.factory.adopts_instances:
+                inst.state = InstanceState.STOPPED
+                out.append(self._event(inst, InstanceEventKind.STOPPED, now))
+            elif ev.state is InstanceState.STARTING:
+                inst.ready_at = now + self.factory.cold_start_s
+                self.factory.provision(self.service, inst.instance_id, now)
+            else:
+                inst.engine = self.factory.create(self.service, inst.instance_id, now)
+                out.append(self._event(inst, InstanceEventKind.STATUS, now))
+        if self.target is not None:
+            for _ in range(self.target - len(self._provisioned())):
+                self.counters.replacements += 1
+                out.extend(self._start(now, False))
         return out
 
     def _statuses(self, now: float) -> list[EventRecord]:
@@ -422,6 +460,28 @@ class FleetManager:
     def _run_to(fleet: ServiceFleet, ts: float) -> list[EventRecord]:
         fleet.now = max(fleet.now, ts)
         return fleet.advance(fleet.now)
+
+    def restore(self, flog: FleetLog) -> list[EventRecord]:
+        """Take over the services of ``flog`` (a restart, or partitions that moved here from a manager that is gone):
+        each service's fleet is adopted at its latest event time in the log, every routed request is remembered
+        (a redelivered route is a duplicate), and the routes that never completed nor failed run again, once."""
+        out: list[EventRecord] = []
+        for service, slog in flog.finish().services.items():
+            if not slog.instances:  # the managers never acted for it: its scale commands are still to be read
+                continue
+            fleet = self.fleet(service)
+            fleet.now = max(fleet.now, slog.last_ts)
+            out += fleet.adopt(slog, fleet.now)
+            self._routed.update(slog.routes)
+            for route in slog.unfinished():
+                self._unrouted.pop(route.request_id, None)
+                self.counters.recovered_routes += 1
+                heapq.heappush(self._inputs.setdefault(service, []), (fleet.now, next(self._seq), route))
+        if flog.records:
+            log.warning("restored %d services from %d log records: %d unfinished requests run again",
+                        sum(1 for s in flog.services.values() if s.instances), flog.records,
+                        self.counters.recovered_routes)
+        return out
 
     def shutdown(self) -> None:
         """Stop every engine the factory started (real processes: SIGTERM, then SIGKILL)."""

@@ -91,5 +91,9 @@ class SimulatedEngineFactory(EngineFactory):
         return self._cold
 
     @property
+    def adopts_instances(self) -> bool:
+        return True  # a simulated instance is its id: a restarted manager serves under the same ids
+
+    @property
     def kv_capacity_tokens(self) -> int:
         return self.config.kv_capacity_tokens
