@@ -172,10 +172,12 @@ def read_fleet_log(kafka: KafkaSettings, partitions: list[int], timeout_s: float
 class FleetRunner:
     """:param manager: the event-time fleet. :param kafka: connection settings. :param clock: the settings of
     every service's replay clock (see :class:`FleetInputs`). :param group_id: consumer group of the instance
-    managers. :param skew: the arrivals' event-time window (see :class:`FleetInputs`)."""
+    managers. :param skew: the arrivals' event-time window (see :class:`FleetInputs`).
+    :param session_timeout_s: how long after a crash its partitions move (the consumer group's session)."""
 
     def __init__(self, manager: FleetManager, kafka: KafkaSettings, clock: ReplayClock,
-                 group_id: str = "preserve-fleet", skew: SkewSettings | None = None) -> None:
+                 group_id: str = "preserve-fleet", skew: SkewSettings | None = None,
+                 session_timeout_s: float = 10.0) -> None:
         self.manager = manager
         self.kafka = kafka
         self.clock = clock
@@ -183,8 +185,12 @@ class FleetRunner:
         self.stats = self.inputs.stats
         self._next_speedup_warning = 0.0
         base = kafka.confluent_config()
+        # A manager killed with -9 leaves the group when its session expires: its partitions (and services) move
+        # to a live or restarted manager that long after (librdkafka's default is 45 s).
         self.consumer = Consumer({**base, "group.id": group_id, "auto.offset.reset": "earliest",
-                                  "partition.assignment.strategy": "range", "enable.auto.commit": True})
+                                  "partition.assignment.strategy": "range", "enable.auto.commit": True,
+                                  "session.timeout.ms": int(session_timeout_s * 1000),
+                                  "heartbeat.interval.ms": max(100, int(session_timeout_s * 1000 / 10))})
         self.producer = Producer({**base, **PRODUCER_DEFAULTS})
         self._by_topic = {kafka.topic(name): name for name in (*_INPUTS, ARRIVALS)}
         self.consumer.subscribe(list(self._by_topic), on_assign=self._on_assign)

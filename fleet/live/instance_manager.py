@@ -469,11 +469,14 @@ class FleetManager:
         for service, slog in flog.finish().services.items():
             if not slog.instances:  # the managers never acted for it: its scale commands are still to be read
                 continue
+            if service in self.fleets and self.fleets[service].instances:
+                continue  # already served here (an eager rebalance hands back the partitions this process had)
             fleet = self.fleet(service)
             fleet.now = max(fleet.now, slog.last_ts)
             out += fleet.adopt(slog, fleet.now)
+            unfinished = [r for r in slog.unfinished() if r.request_id not in self._routed]
             self._routed.update(slog.routes)
-            for route in slog.unfinished():
+            for route in unfinished:
                 self._unrouted.pop(route.request_id, None)
                 self.counters.recovered_routes += 1
                 heapq.heappush(self._inputs.setdefault(service, []), (fleet.now, next(self._seq), route))
