@@ -49,16 +49,23 @@ import click
 @click.option("--engine-report", type=click.Path(dir_okay=False), default=None,
               help="with --engine process: write the engine processes' counts, cold starts and instance-hours "
                    "here (JSON) when the fleet stops")
+@click.option("--session-timeout-s", type=float, default=10.0,
+              help="consumer-group session: a crashed manager's partitions (services) move to a live or restarted "
+                   "one this long after (a restarted manager takes them over from the log)")
 @click.option("--quiet", is_flag=True, help="no periodic counters on stderr")
 def fleet(speedup: float, lag_s: float, engine: str, cold_start_s: float | None, status_every_s: float,
           group_id: str, endpoints: tuple[str, ...], vllm_model: str | None, vllm_kv_tokens: int,
           engine_cmds: tuple[str, ...], engine_model: str | None, engine_flavor: str, engine_devices: str,
           engine_device_env: str | None, engine_dir: str | None, ready_timeout_s: float,
-          engine_drain_timeout_s: float, engine_report: str | None, quiet: bool) -> None:
+          engine_drain_timeout_s: float, engine_report: str | None, session_timeout_s: float, quiet: bool) -> None:
     """Consume routes and scale commands, run simulated vLLM-style instances in event time, and publish a
     Completion per request and InstanceEvents (start_requested / ready / drain / stopped / status).
 
-    Run it with the same --speedup as `preserve replay`. With --vllm, requests go to real OpenAI-compatible
+    Run it with the same --speedup as `preserve replay`; behind a real gateway (events stamped with the wall
+    clock) use --speedup 1 (the default): a speedup that does not match the event stream is reported loudly
+    (SPEEDUP MISMATCH), since the fleet would run on a clock that is not the events' and invent latencies.
+    Restarted (after SIGTERM or kill -9), it takes its services over from the log: instances, desired sizes,
+    and the requests that had not completed, which run again once. With --vllm, requests go to real OpenAI-compatible
     servers (API key from PRESERVE_VLLM_API_KEY). With --engine process, each instance is a real engine process
     (started on a scale-up, ready when its health endpoint answers, drained and stopped on a scale-down, replaced
     when it dies); run replays at --speedup 1. See fleet/live/README.md. Stops on Ctrl-C / SIGTERM, stopping
@@ -95,7 +102,8 @@ def fleet(speedup: float, lag_s: float, engine: str, cold_start_s: float | None,
         except KeyError as e:
             raise click.BadParameter(str(e), param_hint="--engine") from None
     manager = FleetManager(factory, status_every_s=status_every_s, prewarm_first=engine != "process")
-    runner = FleetRunner(manager, settings.kafka, ReplayClock(speedup, lag_s), group_id)
+    runner = FleetRunner(manager, settings.kafka, ReplayClock(speedup, lag_s), group_id,
+                         session_timeout_s=session_timeout_s)
     stop = {"flag": False}
 
     def _stop(*_: object) -> None:
@@ -112,7 +120,8 @@ def fleet(speedup: float, lag_s: float, engine: str, cold_start_s: float | None,
         c = manager.counters
         print(f"fleet: routes {c.routes} completions {c.completions} in flight {manager.in_flight()} "
               f"late {c.late_inputs} rerouted {c.rerouted} engine failures {c.engine_failures} "
-              f"dead letters {stats.dead_letters}", file=sys.stderr)
+              f"dead letters {stats.dead_letters} recovered {c.recovered_routes} failed {c.failed}"
+              + (f" SPEEDUP MISMATCH: {stats.speedup_mismatch}" if stats.speedup_mismatch else ""), file=sys.stderr)
 
     try:
         runner.run(lambda: stop["flag"], tick)
