@@ -44,6 +44,9 @@ import click
 @click.option("--engine-dir", type=click.Path(file_okay=False), default=None,
               help="logs and pid records of the engines (default: <data dir>/engines/<group id>)")
 @click.option("--ready-timeout-s", type=float, default=60.0, help="an engine not healthy by then is stopped")
+@click.option("--engine-hang-timeout-s", type=float, default=15.0,
+              help="a serving engine whose health endpoint is silent this long is hung: stopped, its requests "
+                   "re-routed and a replacement started, as for one that died (0 = never)")
 @click.option("--engine-drain-timeout-s", type=float, default=120.0,
               help="a draining engine still busy after this is stopped (its requests are re-routed)")
 @click.option("--engine-report", type=click.Path(dir_okay=False), default=None,
@@ -57,7 +60,7 @@ def fleet(speedup: float, lag_s: float, engine: str, cold_start_s: float | None,
           group_id: str, endpoints: tuple[str, ...], vllm_model: str | None, vllm_kv_tokens: int,
           engine_cmds: tuple[str, ...], engine_model: str | None, engine_flavor: str, engine_devices: str,
           engine_device_env: str | None, engine_dir: str | None, ready_timeout_s: float,
-          engine_drain_timeout_s: float, engine_report: str | None, session_timeout_s: float, quiet: bool) -> None:
+          engine_hang_timeout_s: float, engine_drain_timeout_s: float, engine_report: str | None, session_timeout_s: float, quiet: bool) -> None:
     """Consume routes and scale commands, run simulated vLLM-style instances in event time, and publish a
     Completion per request and InstanceEvents (start_requested / ready / drain / stopped / status).
 
@@ -83,7 +86,7 @@ def fleet(speedup: float, lag_s: float, engine: str, cold_start_s: float | None,
     if engine == "process":
         factory = _process_factory(engine_cmds, engine_model, engine_flavor, engine_devices, engine_device_env,
                                    Path(engine_dir) if engine_dir else settings.data_dir / "engines" / group_id,
-                                   ready_timeout_s, engine_drain_timeout_s, vllm_kv_tokens)
+                                   ready_timeout_s, engine_drain_timeout_s, vllm_kv_tokens, engine_hang_timeout_s)
         if speedup != 1.0:
             click.echo("fleet: real engines run in wall time; replay at --speedup 1 for true latencies", err=True)
     elif endpoints:
@@ -137,7 +140,8 @@ def fleet(speedup: float, lag_s: float, engine: str, cold_start_s: float | None,
 
 
 def _process_factory(cmds: tuple[str, ...], model: str | None, flavor: str, devices: str, device_env: str | None,
-                     run_dir: Path, ready_timeout_s: float, drain_timeout_s: float, kv_tokens: int) -> Any:
+                     run_dir: Path, ready_timeout_s: float, drain_timeout_s: float, kv_tokens: int,
+                     hang_timeout_s: float = 15.0) -> Any:
     from fleet.live.llama_cpp.locate import EngineNotBuilt
     from fleet.live.process_engine import build_process_factory
     from fleet.live.process_lifecycle import LifecycleTimeouts
@@ -152,6 +156,7 @@ def _process_factory(cmds: tuple[str, ...], model: str | None, flavor: str, devi
     pool = tuple(d.strip() for d in devices.split(",") if d.strip())
     try:
         return build_process_factory(commands, model, pool, device_env, flavor, run_dir,
-                                     LifecycleTimeouts(ready_timeout_s, drain_timeout_s), kv_tokens)
+                                     LifecycleTimeouts(ready_timeout_s, drain_timeout_s,
+                                                       hang_timeout_s=hang_timeout_s), kv_tokens)
     except (EngineNotBuilt, ValueError) as e:
         raise click.ClickException(str(e)) from None

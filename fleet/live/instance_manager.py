@@ -183,16 +183,18 @@ class ServiceFleet:
                 self.factory.drain(self.service, inst.instance_id, now)
         return out
 
-    def _submit_anywhere(self, req: LiveRequest, now: float) -> None:
-        """To the ready instance with the fewest waiting requests, or held until one is ready."""
-        target = min((i for i in self.active() if i.state is InstanceState.READY and i.engine),
-                     key=lambda i: i.engine.status().waiting if i.engine else 0, default=None)
+    def _submit_anywhere(self, req: LiveRequest, now: float, avoid: str | None = None) -> None:
+        """To the ready instance with the fewest waiting requests (another than ``avoid``, the one that just
+        failed it, if there is one: it may be dying), or held until one is ready."""
+        ready = [i for i in self.active() if i.state is InstanceState.READY and i.engine]
+        ready = [i for i in ready if i.instance_id != avoid] or ready
+        target = min(ready, key=lambda i: i.engine.status().waiting if i.engine else 0, default=None)
         if target is None or target.engine is None:
             self.orphans.append(req)
         else:
             target.engine.submit(req, now)
 
-    def _retry(self, req: LiveRequest, reason: str, now: float) -> None:
+    def _retry(self, req: LiveRequest, reason: str, now: float, avoid: str | None = None) -> None:
         n = self._attempts[req.request_id] = self._attempts.get(req.request_id, 1) + 1
         if n > self.max_attempts:
             self.counters.failed += 1
@@ -205,7 +207,7 @@ class ServiceFleet:
             log.warning("request %s dropped after %d tries: %s", req.request_id, n - 1, reason)
             return
         self.counters.rerouted += 1
-        self._submit_anywhere(req, now)
+        self._submit_anywhere(req, now, avoid)
 
     def _lost(self, inst: ManagedInstance, now: float, reason: str) -> list[EventRecord]:
         """An engine died or never became ready: report it, re-route its requests, ask for a replacement."""
@@ -292,7 +294,7 @@ class ServiceFleet:
                                       truncated=f.truncated,
                                       rerouted_from=named if named != inst.instance_id else None))
             for req, why in inst.engine.take_failed():
-                self._retry(req, why, now)
+                self._retry(req, why, now, avoid=inst.instance_id)
             if inst.state is InstanceState.DRAINING and inst.engine.idle():
                 inst.state = InstanceState.STOPPED
                 out.append(self._event(inst, InstanceEventKind.STOPPED, now))
