@@ -74,3 +74,18 @@ def test_predict_dead_letters_a_request_20_h_ahead_and_one_at_2001_and_predicts_
     assert "ahead" in dead[0].reason and "behind" in dead[1].reason
     preds = [r for r in out if isinstance(r, PredictedRequest)]
     assert sorted(p.request_id for p in preds) == sorted(f"svc-{i % 3}-{i}" for i in range(30))
+
+
+def test_an_undeclared_replay_speedup_is_followed_on_a_busy_and_on_a_quiet_stream() -> None:
+    for rate, speedup in ((50.0, 24.0), (1.0, 20.0)):  # requests per wall second, the replay's real speedup
+        g = EventSkewGuard()  # speedup 1 assumed
+        verdicts = [g.check(1.7e9 + speedup * i / rate, 1.7e9 + i / rate) for i in range(2000)]
+        assert verdicts.count(None) == len(verdicts), (rate, speedup, next(v for v in verdicts if v))
+
+
+def test_a_quiet_stream_keeps_its_last_events_so_one_skewed_event_cannot_poison_the_next() -> None:
+    g = EventSkewGuard()
+    for i in range(10):  # one request a minute: older than memory_s, but the last min_keep stay
+        assert g.check(1.7e9 + 60 * i, 1.7e9 + 60 * i) is None
+    assert g.check(2001.0, 1.7e9 + 601) is not None
+    assert g.check(1.7e9 + 660, 1.7e9 + 660) is None
