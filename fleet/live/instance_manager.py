@@ -329,9 +329,12 @@ class ServiceFleet:
                 inst.engine = self.factory.create(self.service, inst.instance_id, now)
                 out.append(self._event(inst, InstanceEventKind.STATUS, now))
         if self.target is not None:
-            for _ in range(self.target - len(self._provisioned())):
+            provisioned = self._provisioned()
+            for _ in range(self.target - len(provisioned)):
                 self.counters.replacements += 1
                 out.extend(self._start(now, False))
+            if len(provisioned) > self.target:  # a scale-down whose drains the old manager had not yet started
+                out.extend(self._remove(provisioned, len(provisioned) - self.target, now))
         return out
 
     def _statuses(self, now: float) -> list[EventRecord]:

@@ -116,3 +116,15 @@ def test_a_service_the_managers_never_acted_for_is_left_to_its_scale_commands() 
     mgr.offer(_cmd(0.0, 2, bootstrap=True))
     ready = [e for e in mgr.advance(0.0) if isinstance(e, InstanceEvent) and e.state is InstanceState.READY]
     assert len(ready) == 2  # the bootstrap still prewarms, as on a first start
+
+
+def test_a_scale_down_the_old_manager_had_not_applied_is_applied_by_the_new_one() -> None:
+    flog = FleetLog()
+    for i in range(3):
+        flog.add(InstanceEvent(ts=5.0, service=SVC, instance_id=f"{SVC}-{i}", kind=InstanceEventKind.READY,
+                               state=InstanceState.READY, kv_capacity_tokens=1000))
+    flog.add(_cmd(9.0, 1))  # consumed, then the manager died before it drained anything
+    mgr = FleetManager(SimulatedEngineFactory())
+    out = mgr.restore(flog) + mgr.advance(10.0)
+    drained = [e.instance_id for e in out if isinstance(e, InstanceEvent) and e.kind is InstanceEventKind.DRAIN]
+    assert len(drained) == 2 and len(mgr.fleets[SVC]._provisioned()) == 1
