@@ -86,6 +86,10 @@ class ServiceClocks:
             clock = self.clocks[service] = self.make()
         clock.observe(ts, wall)
 
+    def forget(self, service: str) -> None:
+        """The service moved to another manager: if it comes back, its clock starts again."""
+        self.clocks.pop(service, None)
+
     def now(self, wall: float) -> dict[str, float]:
         """Each started service's event time at ``wall``."""
         return {s: t for s, c in self.clocks.items() if (t := c.now(wall)) is not None}

@@ -67,12 +67,16 @@ class FleetLog:
         self.failed: set[str] = set()  # request ids the managers gave up on (with a dead letter)
         self.records = 0
         self.unread = 0  # partitions the reader could not read to their end (set by the reader)
+        self.partitions: dict[str, int] = {}  # service -> the partition its records came from (when given)
 
     def _svc(self, service: str) -> ServiceLog:
         return self.services.setdefault(service, ServiceLog())
 
-    def add(self, rec: EventRecord) -> None:
+    def add(self, rec: EventRecord, partition: int | None = None) -> None:
         self.records += 1
+        service = getattr(rec, "service", None)
+        if partition is not None and service is not None:
+            self.partitions[service] = partition
         if isinstance(rec, ScaleCommand):
             s = self._svc(rec.service)
             s.command = rec

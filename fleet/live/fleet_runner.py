@@ -93,6 +93,17 @@ class FleetInputs:
         self.arrival_skew = EventSkewGuard(skew or SkewSettings(speedup=clock.speedup))
         self.speedup_check = SpeedupCheck(clock.speedup)
         self.stats = RunnerStats()
+        self.partition_of: dict[str, int] = {}  # service -> its partition (service-keyed topics share numbers)
+
+    def owned(self, partitions: set[int]) -> list[str]:
+        """Hand over the services whose partition is not in ``partitions`` (a rebalance moved it): the
+        services dropped."""
+        gone = [s for s, p in self.partition_of.items() if p not in partitions]
+        for service in gone:
+            self.manager.drop(service)
+            self.clocks.forget(service)
+            del self.partition_of[service]
+        return gone
 
     def handle(self, msgs: Sequence[FleetInput], wall: float) -> list[EventRecord]:
         """Apply a batch at ``wall``; run every service to its clock; the records to publish."""
@@ -103,6 +114,8 @@ class FleetInputs:
                 arrival = _arrival(m.value)
                 if arrival is None:
                     continue
+                if m.partition is not None:
+                    self.partition_of[arrival[1]] = m.partition
                 if self.arrival_skew.check(arrival[2], wall) is not None:
                     self.stats.skewed_arrivals += 1
                     continue
@@ -113,6 +126,8 @@ class FleetInputs:
             if isinstance(rec, DeadLetter):
                 bad.append(rec)
                 continue
+            if m.partition is not None:
+                self.partition_of[rec.service] = m.partition
             self.clocks.observe(rec.service, rec.ts, wall)
             self.manager.offer(rec)
         nows = self.clocks.now(wall)
@@ -160,7 +175,9 @@ def read_fleet_log(kafka: KafkaSettings, partitions: list[int], timeout_s: float
                         left.discard((m.topic(), m.partition()))
                     continue
                 try:
-                    log.add(RECORD_TYPES[names[m.topic() or ""]].model_validate_json(m.value() or b""))
+                    name = names[m.topic() or ""]
+                    log.add(RECORD_TYPES[name].model_validate_json(m.value() or b""),
+                            m.partition() if name != "dead-letter" else None)
                 except ValueError:
                     continue  # a bad message was dead-lettered when it was first read
         log.unread = len(left)
@@ -193,12 +210,21 @@ class FleetRunner:
                                   "heartbeat.interval.ms": max(100, int(session_timeout_s * 1000 / 10))})
         self.producer = Producer({**base, **PRODUCER_DEFAULTS})
         self._by_topic = {kafka.topic(name): name for name in (*_INPUTS, ARRIVALS)}
-        self.consumer.subscribe(list(self._by_topic), on_assign=self._on_assign)
+        self.consumer.subscribe(list(self._by_topic), on_assign=self._on_assign, on_revoke=self._on_revoke)
+
+    def _on_revoke(self, _consumer: Consumer, _partitions: list[TopicPartition]) -> None:
+        """A rebalance starts: everything this manager produced must be in the log before another manager
+        reads it to take services over."""
+        self.producer.flush(10)
 
     def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        """Partitions assigned (a start, a restart, or a peer's partitions after it died): take their services
-        over from the log (``fleet_recovery``), so instances, desired sizes and unfinished requests survive."""
+        """Partitions assigned (a start, a restart, a rebalance): hand over the services whose partition moved
+        away, and take the newly owned ones over from the log (``fleet_recovery``), so instances, desired sizes
+        and unfinished requests survive a restart, a crash or a rebalance."""
         parts = sorted({tp.partition for tp in partitions})
+        gone = self.inputs.owned(set(parts))
+        if gone:
+            log.warning("fleet: services %s moved to another manager", gone)
         if not parts:
             return
         t0 = time.monotonic()
@@ -207,6 +233,9 @@ class FleetRunner:
             log.error("fleet: the log of partitions %s was not read to its end (%d partitions left): what it did "
                       "not show is not recovered", parts, flog.unread)
         self._publish(self.manager.restore(flog))
+        for service, p in flog.partitions.items():
+            if service in self.manager.fleets:
+                self.inputs.partition_of.setdefault(service, p)
         self.producer.flush(10)
         if flog.records:
             log.warning("fleet: took over partitions %s from the log (%d records, %.1f s)", parts, flog.records,

@@ -306,6 +306,10 @@ class ServiceFleet:
         self._failed_out.clear()
         return out
 
+    def unfinished_ids(self) -> list[str]:
+        """Requests routed to this fleet that have neither completed nor failed."""
+        return list(self._routed_to)
+
     def adopt(self, log: ServiceLog, now: float) -> list[EventRecord]:
         """A restarted manager takes the service over from its log (``fleet_recovery``): the desired size from the
         last scale command; the instances alive in the log re-created under their ids if the factory adopts
@@ -471,12 +475,14 @@ class FleetManager:
         each service's fleet is adopted at its latest event time in the log, every routed request is remembered
         (a redelivered route is a duplicate), and the routes that never completed nor failed run again, once."""
         out: list[EventRecord] = []
+        taken, rerun = 0, self.counters.recovered_routes
         for service, slog in flog.finish().services.items():
             if not slog.instances:  # the managers never acted for it: its scale commands are still to be read
                 continue
             if service in self.fleets and self.fleets[service].instances:
                 continue  # already served here (an eager rebalance hands back the partitions this process had)
             fleet = self.fleet(service)
+            taken += 1
             fleet.now = max(fleet.now, slog.last_ts)
             out += fleet.adopt(slog, fleet.now)
             unfinished = [r for r in slog.unfinished() if r.request_id not in self._routed]
@@ -485,11 +491,33 @@ class FleetManager:
                 self._unrouted.pop(route.request_id, None)
                 self.counters.recovered_routes += 1
                 heapq.heappush(self._inputs.setdefault(service, []), (fleet.now, next(self._seq), route))
-        if flog.records:
-            log.warning("restored %d services from %d log records: %d unfinished requests run again",
-                        sum(1 for s in flog.services.values() if s.instances), flog.records,
-                        self.counters.recovered_routes)
+        if taken:
+            log.warning("restored %d services from %d log records: %d unfinished requests run again", taken,
+                        flog.records, self.counters.recovered_routes - rerun)
         return out
+
+    def drop(self, service: str) -> None:
+        """Hand a service over (its partition moved to another manager in a rebalance): forget its fleet, queued
+        inputs and arrivals without publishing anything, and stop its real engines. The new owner takes it over
+        from the log (:meth:`restore`): what was in flight here runs there once, since nothing of it completes
+        here any more."""
+        fleet = self.fleets.pop(service, None)
+        queued = self._inputs.pop(service, [])
+        for rid in [r for r, (svc, _, _) in self._unrouted.items() if svc == service]:
+            del self._unrouted[rid]
+        # requests routed here that did not finish here: not "routed" any more, should the service come back
+        self._routed.difference_update(i.request_id for _, _, i in queued if isinstance(i, RouteDecision))
+        if fleet is None:
+            return
+        self._routed.difference_update(fleet.unfinished_ids())
+        for inst in fleet.active():
+            if inst.engine is not None:
+                inst.engine.abandon()
+                inst.engine.close()
+            if not self.factory.adopts_instances:
+                self.factory.release(service, inst.instance_id, fleet.now)
+        log.warning("handed service %s over (%d instances) to the manager that now owns its partition", service,
+                    len(fleet.active()))
 
     def shutdown(self) -> None:
         """Stop every engine the factory started (real processes: SIGTERM, then SIGKILL)."""

@@ -128,3 +128,24 @@ def test_a_scale_down_the_old_manager_had_not_applied_is_applied_by_the_new_one(
     out = mgr.restore(flog) + mgr.advance(10.0)
     drained = [e.instance_id for e in out if isinstance(e, InstanceEvent) and e.kind is InstanceEventKind.DRAIN]
     assert len(drained) == 2 and len(mgr.fleets[SVC]._provisioned()) == 1
+
+
+def test_a_service_handed_over_in_a_rebalance_runs_each_request_once_across_both_managers() -> None:
+    """A live rebalance between two running managers: the one that loses the partition drops the service
+    (publishing nothing more for it), the one that gains it takes it over from the log."""
+    before, routes = _first_life(SimulatedEngineFactory(cold_start_s=5.0), crash_at=15.0)  # manager A's records
+    a = FleetManager(SimulatedEngineFactory(cold_start_s=5.0))  # A again, as it stood: restored from the same log
+    flog = FleetLog()
+    for rec in before:
+        flog.add(rec, partition=3)
+    a.restore(flog)
+    assert flog.partitions == {SVC: 3}
+    a.drop(SVC)  # the partition moved away
+    assert not a.fleets and a.in_flight() == 0 and a.advance(1000.0) == []
+    b, after = _second_life(SimulatedEngineFactory(cold_start_s=5.0), before, routes)
+    assert sorted(_completed(before) + _completed(after)) == sorted(f"r{i}" for i in range(100))
+    back = FleetLog()  # and if it comes back to A later, A runs what is unfinished then, not nothing
+    for rec in before:
+        back.add(rec)
+    a.restore(back)
+    assert a.counters.recovered_routes == 2 * (100 - len(_completed(before)))
