@@ -46,8 +46,8 @@ class ServiceLog:
 
     command: ScaleCommand | None = None  # the last scale command
     instances: dict[str, InstanceEvent] = field(default_factory=dict)  # instance id -> its last event
-    routes: dict[str, RouteDecision] = field(default_factory=dict)  # request id -> route
-    done: set[str] = field(default_factory=set)  # completed or failed request ids
+    routes: dict[str, RouteDecision] = field(default_factory=dict)  # request id -> route, while not done
+    done: set[str] = field(default_factory=set)  # completed or failed request ids (only ids are kept of them)
     last_ts: float = 0.0  # the latest event time of the service's fleet in the log
 
     def alive(self) -> list[InstanceEvent]:
@@ -87,10 +87,13 @@ class FleetLog:
                 s.instances[rec.instance_id] = rec
             s.last_ts = max(s.last_ts, rec.ts)
         elif isinstance(rec, RouteDecision):
-            self._svc(rec.service).routes.setdefault(rec.request_id, rec)
+            s = self._svc(rec.service)
+            if rec.request_id not in s.done:
+                s.routes.setdefault(rec.request_id, rec)
         elif isinstance(rec, Completion):
             s = self._svc(rec.service)
             s.done.add(rec.request_id)
+            s.routes.pop(rec.request_id, None)  # a week of routes must not be held whole: done ones are ids only
             s.last_ts = max(s.last_ts, rec.ts)
         elif isinstance(rec, DeadLetter) and rec.source_topic == FAILED_SOURCE and rec.key and rec.offset is None:
             self.failed.add(rec.key)  # the managers' own "failed after N tries" letter (a bad message has an offset)
@@ -98,5 +101,7 @@ class FleetLog:
     def finish(self) -> FleetLog:
         """Mark the failed requests done in their services (a dead letter names no service)."""
         for s in self.services.values():
-            s.done |= self.failed & s.routes.keys()
+            for rid in self.failed & s.routes.keys():
+                s.done.add(rid)
+                del s.routes[rid]
         return self

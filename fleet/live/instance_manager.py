@@ -487,6 +487,7 @@ class FleetManager:
             out += fleet.adopt(slog, fleet.now)
             unfinished = [r for r in slog.unfinished() if r.request_id not in self._routed]
             self._routed.update(slog.routes)
+            self._routed.update(slog.done)
             for route in unfinished:
                 self._unrouted.pop(route.request_id, None)
                 self.counters.recovered_routes += 1
