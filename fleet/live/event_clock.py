@@ -100,36 +100,43 @@ class SpeedupCheck:
 
     A fleet whose speedup is wrong runs its engines on a clock that is not the events': at ``--speedup 10`` with a
     gateway's wall-clock events, every request waits for a clock ten times too fast and the measured latencies are
-    invented. The check compares the event-time progress of the arrivals with the wall-time progress, over at
-    least ``min_wall_s``: the measured speed is ``(ts_last - ts_first) / (wall_last - wall_first)``, and a ratio
-    to the declared speedup beyond ``tolerance`` (either way) is a mismatch.
+    invented. The check compares the event-time progress of the arrivals with the wall-time progress over the
+    last ``window_s`` wall seconds (at least ``min_wall_s`` of them): the measured speed is the growth of the
+    latest event time over the growth of the wall time, and a ratio to the declared speedup beyond ``tolerance``
+    (either way) is a mismatch. The window forgets: a new replay (a new epoch) is judged on its own.
 
     :param speedup: the declared speedup. :param tolerance: accepted ratio (e.g. 1.5: from 1/1.5 to 1.5 times).
-    :param min_wall_s: wall seconds of arrivals needed before judging."""
+    :param min_wall_s: wall seconds of arrivals needed before judging. :param window_s: wall seconds judged."""
 
-    def __init__(self, speedup: float, tolerance: float = 1.5, min_wall_s: float = 20.0) -> None:
-        if speedup <= 0 or tolerance <= 1 or min_wall_s <= 0:
-            raise ValueError("need speedup > 0, tolerance > 1 and min_wall_s > 0")
+    def __init__(self, speedup: float, tolerance: float = 1.5, min_wall_s: float = 20.0,
+                 window_s: float = 300.0) -> None:
+        if speedup <= 0 or tolerance <= 1 or min_wall_s <= 0 or window_s < min_wall_s:
+            raise ValueError("need speedup > 0, tolerance > 1 and 0 < min_wall_s <= window_s")
         self.speedup = speedup
         self.tolerance = tolerance
         self.min_wall_s = min_wall_s
-        self._first: tuple[float, float] | None = None  # (ts, wall) of the first arrival
-        self._last: tuple[float, float] | None = None  # (ts, wall) of the latest event time so far
+        self.window_s = window_s
+        self._marks: deque[tuple[float, float]] = deque()  # (wall, latest event time so far), one per new high
+        self._high = float("-inf")
 
     def observe(self, ts: float, wall: float) -> None:
-        if self._first is None:
-            self._first = (ts, wall)
-        if self._last is None or ts > self._last[0]:
-            self._last = (ts, wall)
+        if ts < self._high - self.window_s * self.speedup * self.tolerance:
+            self._marks.clear()  # the stream went back (a new replay epoch): judge it afresh
+            self._high = float("-inf")
+        if ts > self._high:
+            self._high = ts
+            self._marks.append((wall, ts))
+        while len(self._marks) > 2 and self._marks[1][0] < wall - self.window_s:
+            self._marks.popleft()
 
     def measured(self) -> float | None:
-        """Event seconds per wall second of the arrivals so far (None until ``min_wall_s`` of them)."""
-        if self._first is None or self._last is None:
+        """Event seconds per wall second of the recent arrivals (None until ``min_wall_s`` of them)."""
+        if len(self._marks) < 2:
             return None
-        span_wall = self._last[1] - self._first[1]
-        if span_wall < self.min_wall_s:
+        (w0, t0), (w1, t1) = self._marks[0], self._marks[-1]
+        if w1 - w0 < self.min_wall_s:
             return None
-        return (self._last[0] - self._first[0]) / span_wall
+        return (t1 - t0) / (w1 - w0)
 
     def mismatch(self) -> str | None:
         """Why the declared speedup does not match the stream (None if it does, or too early to say)."""

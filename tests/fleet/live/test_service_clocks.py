@@ -83,3 +83,13 @@ def test_the_speedup_check_names_the_speed_of_the_stream() -> None:
     early.observe(T0, W0)
     early.observe(T0 + 100, W0 + 1)
     assert early.mismatch() is None  # too short to judge
+
+
+def test_the_speedup_check_judges_the_recent_stream_and_a_new_replay_afresh() -> None:
+    check = SpeedupCheck(1.0, window_s=60.0)
+    for i in range(100):  # a first replay at 10x into a fleet told 1x: a mismatch
+        check.observe(T0 + 10 * i, W0 + i)
+    assert check.mismatch() is not None
+    for i in range(100):  # then a gateway at 1x, from an epoch before the replay's end: judged afresh
+        check.observe(T0 + 200 + i, W0 + 100 + i)
+    assert check.mismatch() is None and abs((check.measured() or 0) - 1.0) < 0.05
