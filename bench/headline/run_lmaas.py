@@ -83,11 +83,11 @@ def predict(a: argparse.Namespace) -> Path:
 
     from fleet.harness.runner import PredictionCache
     from replay.length_pool import load_prompt_corpus
-    from replay.trace_loader import load_trace
+    from replay.lmaas_synth import pick_models
 
     store = a.work / "predictions.parquet"
-    models = set(load_trace(a.work / "day2.csv.gz").df["model"].astype(str))
     corpus = load_prompt_corpus(list(a.prompts))
+    models = set(pick_models(corpus, a.services, None))  # the serving models synth chose
     corpus = corpus[corpus["model"].isin(models)].drop_duplicates(["prompt", "prompt_tokens", "model"])
     rows = pd.DataFrame({"request_id": [f"c{i}" for i in range(len(corpus))], "arrival_s": 0.0,
                          "service": corpus["model"].to_numpy(), "prompt_tokens": corpus["prompt_tokens"].to_numpy(),
