@@ -35,6 +35,9 @@ class KafkaSettings(BaseModel):
     topic_prefix: str = Field(default="preserve.", description="prefix of every topic name")
     partitions: int = Field(default=4, ge=1)
     replication_factor: int = Field(default=1, ge=1)
+    retention_ms: dict[str, int] = Field(default_factory=dict, description="retention.ms per logical topic, "
+                                         "overriding streams/topics.py's defaults at creation, e.g. "
+                                         "PRESERVE_KAFKA__RETENTION_MS='{\"requests\": 3600000}'")
 
     def confluent_config(self) -> dict[str, Any]:
         """librdkafka configuration (confluent-kafka producers/consumers/admin)."""
@@ -65,6 +68,9 @@ class PreserveSettings(BaseSettings):
     data_dir: Path = Field(default_factory=lambda: project_root() / ".data")
     kafka: KafkaSettings = KafkaSettings()
     clickhouse: ClickHouseSettings = ClickHouseSettings()
+    prompt_hash_key: SecretStr | None = Field(default=None, description="secret of the keyed prompt hash "
+                                              "(PRESERVE_PROMPT_HASH_KEY; unset: a key file in the data dir, see "
+                                              "streams/privacy.py)")
 
     def clickhouse_dsn(self) -> str:
         if self.clickhouse.dsn is not None:

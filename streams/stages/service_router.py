@@ -22,6 +22,7 @@ from collections import OrderedDict, deque
 from typing import Any
 
 from streams.policies.base_router import BaseRouter, NoReadyInstance
+from streams.privacy import prompt_hash
 from streams.records import (
     Completion,
     InstanceEvent,
@@ -29,7 +30,6 @@ from streams.records import (
     PredictedRequest,
     RouteDecision,
     RoutingTable,
-    prompt_hash,
 )
 from streams.stages.control_inputs import InputCounts, completion_info, order_key, request_info
 from streams.stages.fleet_state import FleetState
