@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import gc
+import logging
 import os
 import shutil
 import sys
@@ -18,12 +19,13 @@ from pathlib import Path
 
 import faust
 
+from streams.log_limits import install_kafka_log_limits
 from streams.pipeline_config import AGENTS
 from streams.settings import load_settings
 from streams.transport import faust_transport
 from streams.transport.ready_batches import ReadyBatchStream
 
-__all__ = ["app", "selected_agents", "app_id"]
+__all__ = ["app", "selected_agents", "app_id", "READY_LINE", "ready_line"]
 
 
 def selected_agents() -> list[str]:
@@ -107,12 +109,37 @@ def _make_app() -> faust.App:
 
 
 app = _make_app()
+install_kafka_log_limits()  # aiokafka/Faust retry lines while Kafka is down: bounded per minute
 
 
 # A worker's threads hand every message to each other (aiokafka's consumer thread -> the event loop -> librdkafka
 # delivery threads), and a thread waiting for the GIL gets it only when the holder's switch interval runs out:
 # CPython's 5 ms default could add 5 ms per hand-over to a decision whose p99 budget is 20 ms.
 GIL_SWITCH_INTERVAL_S = 0.001
+
+
+READY_LINE = "preserve worker ready"
+_assignments = [0]
+
+
+def ready_line(agents: list[str], group: str, assigned: set[tuple[str, int]]) -> str:
+    """The line an operator (or a supervisor) waits for: the worker's agents run and hold their partitions.
+    Models are loaded by then: the agents' modules build their state (predictor included) at import."""
+    topics = sorted({t for t, _ in assigned})
+    return (f"{READY_LINE}: agents {','.join(agents)}, group {group}, {len(assigned)} partitions of "
+            f"{len(topics)} topics assigned" + ("" if assigned else " (none: more members than partitions)"))
+
+
+@app.on_partitions_assigned.connect  # type: ignore[misc,arg-type]
+async def _say_ready(sender: faust.App, assigned: set, **_: object) -> None:
+    """One "ready" line at the first assignment (stderr: shown at every --loglevel), an info line at later ones."""
+    _assignments[0] += 1
+    tps = {(tp.topic, tp.partition) for tp in assigned}
+    if _assignments[0] == 1:
+        print(ready_line(selected_agents(), app_id(), tps), file=sys.stderr, flush=True)
+    else:
+        logging.getLogger(__name__).info("partitions reassigned: %d of %d topics", len(tps),
+                                         len({t for t, _ in tps}))
 
 
 @app.task

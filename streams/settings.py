@@ -40,8 +40,14 @@ class KafkaSettings(BaseModel):
                                          "PRESERVE_KAFKA__RETENTION_MS='{\"requests\": 3600000}'")
 
     def confluent_config(self) -> dict[str, Any]:
-        """librdkafka configuration (confluent-kafka producers/consumers/admin)."""
-        cfg: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers, "security.protocol": self.security_protocol}
+        """librdkafka configuration (confluent-kafka producers/consumers/admin).
+
+        Its log lines go through Python logging, rate-limited (``streams/log_limits.py``): librdkafka's own
+        stderr printing wrote a line per connection attempt while the broker was down."""
+        from streams.log_limits import librdkafka_logger
+
+        cfg: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers, "security.protocol": self.security_protocol,
+                               "logger": librdkafka_logger()}
         if self.sasl_mechanism:
             cfg["sasl.mechanism"] = self.sasl_mechanism
             cfg["sasl.username"] = self.sasl_username or ""
