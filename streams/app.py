@@ -142,6 +142,45 @@ async def _say_ready(sender: faust.App, assigned: set, **_: object) -> None:
                                          len({t for t, _ in tps}))
 
 
+LOOP_PROBE_S = 0.25  # how often the loop-lag probe wakes (4 wake-ups/s: negligible next to the agents)
+LOOP_REPORT_S = 60.0  # one lag line per minute
+
+
+@app.task
+async def _watch_loop() -> None:
+    """The loop's own lag, one line a minute (``streams/runtime_watch.py``); heap growth if asked for."""
+    import asyncio
+    import time
+
+    from streams.runtime_watch import TRACEMALLOC_ENV, LagWindow, heap_growth_lines
+
+    log = logging.getLogger(__name__)
+    heap_every = float(os.environ.get(TRACEMALLOC_ENV, "0") or 0)
+    first = None
+    if heap_every > 0:
+        import tracemalloc
+
+        tracemalloc.start(1)
+        first = tracemalloc.take_snapshot()
+    window = LagWindow()
+    started = last_heap = time.monotonic()
+    while True:
+        t = time.monotonic()
+        await asyncio.sleep(LOOP_PROBE_S)
+        now = time.monotonic()
+        window.add(now - t - LOOP_PROBE_S)
+        if now - started >= LOOP_REPORT_S:
+            line = window.line(now - started)
+            if line:
+                log.info("%s", line)
+            started = now
+        if first is not None and now - last_heap >= heap_every:
+            last_heap = now
+            snap = await asyncio.to_thread(tracemalloc.take_snapshot)
+            for line in heap_growth_lines(first, snap):
+                log.info("%s", line)
+
+
 @app.task
 async def _tune_worker_runtime() -> None:
     """Latency settings of a running worker (not of processes that merely import the app).
