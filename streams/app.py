@@ -156,12 +156,11 @@ async def _watch_loop() -> None:
 
     log = logging.getLogger(__name__)
     heap_every = float(os.environ.get(TRACEMALLOC_ENV, "0") or 0)
-    first = None
+    first = None  # the baseline: the first snapshot, one interval in (after the agents' lazy imports)
     if heap_every > 0:
         import tracemalloc
 
         tracemalloc.start(1)
-        first = tracemalloc.take_snapshot()
     window = LagWindow()
     started = last_heap = time.monotonic()
     while True:
@@ -174,11 +173,14 @@ async def _watch_loop() -> None:
             if line:
                 log.info("%s", line)
             started = now
-        if first is not None and now - last_heap >= heap_every:
+        if heap_every > 0 and now - last_heap >= heap_every:
             last_heap = now
             snap = await asyncio.to_thread(tracemalloc.take_snapshot)
-            for line in heap_growth_lines(first, snap):
-                log.info("%s", line)
+            if first is None:
+                first = snap
+            else:
+                for line in heap_growth_lines(first, snap):
+                    log.info("%s", line)
 
 
 @app.task
