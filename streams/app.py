@@ -148,21 +148,15 @@ LOOP_REPORT_S = 60.0  # one lag line per minute
 
 @app.task
 async def _watch_loop() -> None:
-    """The loop's own lag, one line a minute (``streams/runtime_watch.py``); heap growth if asked for."""
+    """The loop's own lag, one line a minute (``streams/runtime_watch.py``)."""
     import asyncio
     import time
 
-    from streams.runtime_watch import TRACEMALLOC_ENV, LagWindow, heap_growth_lines
+    from streams.runtime_watch import LagWindow
 
     log = logging.getLogger(__name__)
-    heap_every = float(os.environ.get(TRACEMALLOC_ENV, "0") or 0)
-    first = None  # the baseline: the first snapshot, one interval in (after the agents' lazy imports)
-    if heap_every > 0:
-        import tracemalloc
-
-        tracemalloc.start(1)
     window = LagWindow()
-    started = last_heap = time.monotonic()
+    started = time.monotonic()
     while True:
         t = time.monotonic()
         await asyncio.sleep(LOOP_PROBE_S)
@@ -173,14 +167,33 @@ async def _watch_loop() -> None:
             if line:
                 log.info("%s", line)
             started = now
-        if heap_every > 0 and now - last_heap >= heap_every:
-            last_heap = now
-            snap = await asyncio.to_thread(tracemalloc.take_snapshot)
-            if first is None:
-                first = snap
-            else:
-                for line in heap_growth_lines(first, snap):
-                    log.info("%s", line)
+
+
+@app.task
+async def _watch_heap() -> None:
+    """With ``PRESERVE_TRACEMALLOC=<s>``: the top heap growth sites every that many seconds, against a baseline
+    taken one interval in (after the agents' lazy imports). Its own task, so that the loop-lag probe sees the
+    pause a snapshot causes (it holds the GIL: seconds on a big heap) instead of waiting for it."""
+    import asyncio
+
+    from streams.runtime_watch import TRACEMALLOC_ENV, heap_growth_lines
+
+    every = float(os.environ.get(TRACEMALLOC_ENV, "0") or 0)
+    if every <= 0:
+        return
+    import tracemalloc
+
+    log = logging.getLogger(__name__)
+    tracemalloc.start(1)
+    first = None
+    while True:
+        await asyncio.sleep(every)
+        snap = await asyncio.to_thread(tracemalloc.take_snapshot)
+        if first is None:
+            first = snap
+            continue
+        for line in heap_growth_lines(first, snap):
+            log.info("%s", line)
 
 
 @app.task
