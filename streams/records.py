@@ -188,6 +188,16 @@ class Completion(EventRecord):
     ttft_s: float = Field(ge=0)
     e2e_s: float = Field(ge=0)
     preemptions: Count = 0
+    # Honest simulated lengths (optional, so older producers and consumers keep working):
+    output_sampled: bool | None = Field(default=None, description=(
+        "the request carried no output_tokens: the simulated engine drew this output length from the service's "
+        "learned distribution (not a measured length)"))
+    truncated: bool | None = Field(default=None, description=(
+        "prompt + output exceeded the engine's context (max_model_len): the prompt was clamped and/or the output "
+        "stopped at the limit, as vLLM does (finish_reason=length)"))
+    rerouted_from: Id | None = Field(default=None, description=(
+        "the instance the route named, when the instance managers ran the request elsewhere (that instance had "
+        "stopped or died before the route reached it); instance_id is the one that served it"))
 
 
 class TokenDensity(EventRecord):
