@@ -115,8 +115,13 @@ def fleet(speedup: float, lag_s: float, engine: str, cold_start_s: float | None,
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     last = [time.monotonic()]
+    ready = [False]
 
     def tick(stats: RunnerStats) -> None:
+        if not ready[0] and runner.consumer.assignment():  # the "ready" line, once (printed even with --quiet)
+            ready[0] = True
+            print(f"preserve fleet ready: group {group_id}, {len(runner.consumer.assignment())} partitions "
+                  "assigned", file=sys.stderr, flush=True)
         if quiet or time.monotonic() - last[0] < 5:
             return
         last[0] = time.monotonic()

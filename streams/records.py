@@ -41,7 +41,6 @@ __all__ = [
     "RECORD_TYPES",
     "InvalidEvent",
     "parse_event",
-    "prompt_hash",
 ]
 
 SCHEMA_VERSION = 1
@@ -91,11 +90,6 @@ class RequestEvent(EventRecord):
     # Ground truth carried by replays only (the simulated instance needs to know when to stop generating);
     # a real gateway leaves it unset.
     output_tokens: Tokens | None = None
-
-
-def prompt_hash(text: str) -> str:
-    """The stable short hash that stands for a prompt everywhere past the predictor (sha256, 16 hex chars)."""
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 class PredictedRequest(RequestEvent):
