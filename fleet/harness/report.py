@@ -23,6 +23,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("p50 TTFT", "p50_ttft_s", "{:.3f}"),
     ("p99 TTFT", "p99_ttft_s", "{:.3f}"),
     ("p99 TPOT", "p99_tpot_s", "{:.3f}"),
+    ("p99 ITL", "p99_itl_s", "{:.3f}"),
     ("p99 e2e", "p99_e2e_s", "{:.1f}"),
     ("p99 s/tok", "p99_norm_latency_s_per_token", "{:.3f}"),
     ("SLO", "slo_attainment", "{:.3f}"),
