@@ -12,6 +12,17 @@ from streams.pipeline_config import AGENTS, ENV_VAR, PipelineConfig
 pipeline_options = dataclass_options(PipelineConfig)  # shared by ``worker`` and ``demo``
 
 
+def _resolve_replication() -> None:
+    """Faust creates the changelog topics with a fixed replication factor: turn "auto" (0) into the cluster's
+    (min(3, brokers)) before the app is built, so a worker on a 3-node cluster replicates its tables' state."""
+    from streams.settings import load_settings
+    from streams.topics import cluster_replication
+
+    if load_settings().kafka.replication_factor == 0:
+        os.environ["PRESERVE_KAFKA__REPLICATION_FACTOR"] = str(cluster_replication(load_settings().kafka))
+        load_settings.cache_clear()
+
+
 @click.command(context_settings={"show_default": True})
 @click.option("--agents", default=",".join(AGENTS),
               help=f"comma-separated agents to run ({', '.join(AGENTS)}); workers with the same set share the "
@@ -44,6 +55,7 @@ def worker(agents: str, web_port: int | None, loglevel: str, wait_for_kafka_s: f
         wait_for_kafka(load_settings().kafka, wait_for_kafka_s, lambda m: click.echo(f"preserve worker: {m}", err=True))
     except KafkaUnreachable as e:
         raise click.ClickException(str(e)) from None
+    _resolve_replication()
     from faust import Worker
 
     from streams.app import app

@@ -96,7 +96,9 @@ def _make_app() -> faust.App:
         store="memory://",
         datadir=faust_datadir(),
         topic_partitions=s.kafka.partitions,
-        topic_replication_factor=s.kafka.replication_factor,
+        # 0 (auto) is resolved against the cluster by `preserve worker` before this import; 1 where nobody did.
+        topic_replication_factor=s.kafka.replication_factor or 1,
+        producer_acks=-1,  # table changelogs: acknowledged by every in-sync replica (min.insync.replicas)
         consumer_auto_offset_reset="earliest",
         web_enabled=bool(web_port),
         web_port=int(web_port) if web_port else 6066,
