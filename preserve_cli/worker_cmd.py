@@ -28,11 +28,15 @@ def _resolve_replication() -> None:
               help=f"comma-separated agents to run ({', '.join(AGENTS)}); workers with the same set share the "
                    "load through one consumer group")
 @click.option("--web-port", type=int, default=None, help="Faust web port (default: web server off)")
+@click.option("--metrics-port", type=int, default=None,
+              help="serve Prometheus /metrics and the /livez and /readyz probes on this port (default: off)")
+@click.option("--metrics-host", default="127.0.0.1", help="interface of --metrics-port (0.0.0.0 in a pod)")
 @click.option("--loglevel", default="warning", type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option("--wait-for-kafka-s", type=float, default=300.0,
               help="wait this long for a broker at start-up (retrying with backoff, a line per try); 0: try once")
 @pipeline_options
-def worker(agents: str, web_port: int | None, loglevel: str, wait_for_kafka_s: float, **pipeline: object) -> None:
+def worker(agents: str, web_port: int | None, metrics_port: int | None, metrics_host: str, loglevel: str,
+           wait_for_kafka_s: float, **pipeline: object) -> None:
     """Run Faust agents of the live pipeline until interrupted.
 
     Reads Kafka/ClickHouse settings from PRESERVE_* (see streams/settings.py). Example:
@@ -48,6 +52,14 @@ def worker(agents: str, web_port: int | None, loglevel: str, wait_for_kafka_s: f
     os.environ["PRESERVE_AGENTS"] = ",".join(names)
     if web_port is not None:
         os.environ["PRESERVE_WEB_PORT"] = str(web_port)
+    if metrics_port is not None:  # up before Kafka is: /livez answers and /readyz says what it waits for
+        from streams.transport.metrics_server import start_metrics_server
+
+        try:
+            server = start_metrics_server(metrics_port, metrics_host)
+        except OSError as e:
+            raise click.ClickException(str(e)) from None
+        os.environ["PRESERVE_METRICS_PORT"] = str(server.port)
     from streams.settings import load_settings
     from streams.transport.kafka_wait import KafkaUnreachable, wait_for_kafka
 

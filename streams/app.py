@@ -109,6 +109,10 @@ def _make_app() -> faust.App:
 
 
 app = _make_app()
+if os.environ.get("PRESERVE_METRICS_PORT"):  # `preserve worker --metrics-port`: readiness, heartbeat, lag
+    from streams.transport.worker_probes import install as _install_probes
+
+    _install_probes(app)
 
 
 # A worker's threads hand every message to each other (aiokafka's consumer thread -> the event loop -> librdkafka

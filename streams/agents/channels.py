@@ -26,6 +26,7 @@ from streams.records import EventRecord
 from streams.settings import load_settings
 from streams.transport.batch_publisher import BatchPublisher, PublishError
 from streams.transport.messages import RawMessage
+from streams.transport.worker_probes import observe_published
 
 __all__ = ["raw_topic", "publish_then_ack", "raw_messages"]
 
@@ -76,6 +77,7 @@ async def _ack_when_stored(stream: faust.StreamT, events: Sequence[faust.EventT]
 async def publish_then_ack(agent: str, stream: faust.StreamT, events: Sequence[faust.EventT],
                            recs: Sequence[EventRecord]) -> None:
     """Queue ``agent``'s records (each to its topic, keyed by service); ack ``events`` once all are stored."""
+    observe_published(agent, recs)
     stored = await _publisher(agent).publish(recs)
     task = asyncio.ensure_future(_ack_when_stored(stream, events, stored))
     _acking.add(task)
