@@ -74,11 +74,11 @@ def install(app: Any) -> None:
     m.health.require("partitions_assigned", "not_rebalancing")
 
     @app.on_partitions_revoked.connect
-    async def _revoked(_sender: Any, **_: Any) -> None:  # the first step of every rebalance
+    async def _revoked(*_: Any, **__: Any) -> None:  # the first step of every rebalance (sender, revoked)
         m.health.set_ready("not_rebalancing", False)
 
     @app.on_rebalance_complete.connect
-    async def _assigned(_sender: Any, **_: Any) -> None:  # sent once the assigned tables are recovered
+    async def _assigned(*_: Any, **__: Any) -> None:  # sent once the assigned tables are recovered
         _state["assigned"] = True
         m.health.set_ready("partitions_assigned", True)
         m.health.set_ready("not_rebalancing", True)
