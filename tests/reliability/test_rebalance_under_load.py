@@ -66,6 +66,13 @@ def _timed(kafka: KafkaSettings, name: str) -> list[tuple[dict, float]]:
     return out
 
 
+def _holds_partitions(log: str) -> bool:
+    """The worker's last assignment (Faust's "Setting newly assigned partitions" line) is not empty."""
+    marker = "Setting newly assigned partitions"
+    last = log.rfind(marker)
+    return last >= 0 and not log[last + len(marker):].lstrip().startswith("set()")
+
+
 @dataclass(frozen=True)
 class Pause:
     event: str
@@ -111,8 +118,12 @@ def test_a_worker_joins_and_another_is_killed_mid_replay(kafka_broker: str, tmp_
         wait_until(lambda: rep.sent >= 150, 60.0, run, "replay under way", every_s=0.1)
         t_start = time.time()
         run.start_worker("worker-4")  # returns once it is ready: it joined, got partitions and recovered
+        # Faust logs "ready" after its first assignment, which may be empty while the group is still moving
+        # partitions to it; the join's rebalance is over once it holds some.
+        wait_until(lambda: _holds_partitions(run.procs.tail("worker-4", 400)), 90.0, run,
+                   "worker-4 assigned partitions", every_s=0.25)
         t_ready = time.time()
-        windows.append(("worker-4 added (process start to ready + 3 s)", t_start, t_ready + 3.0))
+        windows.append(("worker-4 added (process start to assigned + 3 s)", t_start, t_ready + 3.0))
         time.sleep(8.0)  # back to steady state
         assert rep.is_alive(), "the replay ended before the kill: lengthen it"
         run.kill9("worker-1")
