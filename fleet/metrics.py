@@ -23,7 +23,7 @@ import numpy as np
 
 from fleet.sim_inputs import SimResult
 
-__all__ = ["request_latencies", "summarize", "instance_seconds", "latency_percentiles", "tpot_of"]
+__all__ = ["request_latencies", "summarize", "instance_seconds", "latency_percentiles", "tpot_of", "service_metrics"]
 
 
 def tpot_of(ttft: np.ndarray, e2e: np.ndarray, output_tokens: np.ndarray) -> np.ndarray:
@@ -88,3 +88,13 @@ def summarize(res: SimResult, slo_ttft_s: float, slo_tpot_s: float, extra_cpu_s:
         "sim_end_s": res.end_time,
         "wall_s": res.wall_s,
     }
+
+
+SERVICE_KEYS = ("requests", "completed", "slo_attainment", "p50_ttft_s", "p99_ttft_s", "p99_tpot_s", "p99_e2e_s",
+                "instance_hours", "scale_actions", "preemptions", "truncated")
+
+
+def service_metrics(res: SimResult, slo_ttft_s: float, slo_tpot_s: float) -> dict[str, Any]:
+    """One service's part of a pooled run: the row's latency, SLO and cost keys, for that service alone."""
+    row = summarize(res, slo_ttft_s, slo_tpot_s)
+    return {k: row[k] for k in (*SERVICE_KEYS, *(k for k in row if k.endswith("_itl_s")))}

@@ -24,6 +24,7 @@ import numpy as np
 
 from fleet.engine_instance import EngineInstance
 from fleet.forecast_feed import ForecastFeed
+from fleet.pool import InstancePool
 from fleet.prediction_feedback import PredictionFeedback
 from fleet.sim_inputs import SimConfig, SimResult, Workload
 from fleet.sim_types import DropReason, EngineEventKind, EventType, SimRequest
@@ -47,7 +48,7 @@ class Simulator:
     """
 
     def __init__(self, workload: Workload, config: SimConfig, router: BaseRouter, scaler: BaseScaler,
-                 progress: Callable[[int], None] | None = None) -> None:
+                 progress: Callable[[int], None] | None = None, pool: InstancePool | None = None) -> None:
         self.w = workload
         self.cfg = config
         self.router = router
@@ -79,6 +80,13 @@ class Simulator:
         self.instance_samples: list[tuple[float, ...]] = []
         self.ctrl = 0.0
         self.now = 0.0
+        self.pool = pool  # GPUs shared with other services' simulators (None: this fleet's own max_instances)
+        self.pool_deficit = 0  # instances the scaler wants that the full pool has not granted yet
+        self.finished = False
+        self._arrivals: list[float] = []
+        self._next = 0
+        self._horizon = 0.0
+        self._wall = 0.0
         # the density -> forecast stages, only for a scaler that reads forecasts (they cost a forecaster)
         self.forecast_feed = (ForecastFeed(config.density_window_s, config.density_grace_s, config.forecast_horizon,
                                            config.forecast_model) if scaler.wants_forecasts else None)
@@ -100,25 +108,60 @@ class Simulator:
                 self._push(t, _STEP, (idx, t))
 
     def run(self) -> SimResult:
-        wall = time.perf_counter()
-        w, cfg = self.w, self.cfg
+        """Simulate to the end (every request finished or dropped, or the horizon passed)."""
+        self.begin()
+        self.advance()
+        return self.finish_run()
+
+    def begin(self) -> None:
+        """The warm fleet at t=0 and the first scaler poll and sample; then :meth:`advance` until it returns True."""
+        self._wall = time.perf_counter()
+        cfg = self.cfg
+        if self.pool is not None:
+            self.pool.occupy(cfg.initial_instances)
         for _ in range(cfg.initial_instances):
             self._start_instance(0.0, ready=True)
         self._push(max(self.scaler.interval_s, cfg.warmup_s), _TICK, None)  # first poll: see SimConfig
         self._push(0.0, _SAMPLE, None)
-        arrivals = w.arrival.tolist()
+        self._arrivals = self.w.arrival.tolist()
+        n = len(self._arrivals)
+        self._horizon = (self._arrivals[-1] if n else 0.0) + cfg.horizon_s
+        self._next = 0  # next arrival to read
+
+    def next_key(self) -> tuple[float, int]:
+        """``(time, EventType priority)`` of the next event (``(inf, 0)`` when finished)."""
+        if self.finished:
+            return (math.inf, 0)
+        i, heap = self._next, self.heap
+        if i < len(self._arrivals) and (not heap or (self._arrivals[i], _ARRIVAL_PRIO) < heap[0][:2]):
+            return (self._arrivals[i], _ARRIVAL_PRIO)
+        return heap[0][:2] if heap else (math.inf, 0)
+
+    def advance(self, bound: tuple[float, int] = (math.inf, 0), first: bool = False) -> bool:
+        """Process events in order while their ``(time, priority)`` is below ``bound`` (or equal, when ``first``:
+        this simulator goes first among equals). Returns True once the run is over, False when it paused at the
+        bound (see :func:`fleet.pool_simulator.simulate_pool`)."""
+        arrivals = self._arrivals
         n = len(arrivals)
-        horizon = (arrivals[-1] if n else 0.0) + cfg.horizon_s
-        i = 0
+        i = self._next
         heap = self.heap
+        horizon = self._horizon
         while self.done < n:
             if i < n and (not heap or (arrivals[i], _ARRIVAL_PRIO) < heap[0][:2]):
+                key: tuple[float, int] = (arrivals[i], _ARRIVAL_PRIO)
+                if key > bound or (key == bound and not first):
+                    self._next = i
+                    return False
                 self.now = arrivals[i]
                 self._arrival(i)
                 i += 1
                 continue
             if not heap:
                 break
+            key = heap[0][:2]
+            if key > bound or (key == bound and not first):
+                self._next = i
+                return False
             t, kind, _, payload = heapq.heappop(heap)
             if t > horizon:
                 break
@@ -136,10 +179,17 @@ class Simulator:
                 self._tick(t)
             else:
                 self._sample(t)
+        self._next = i
+        self.finished = True
+        return True
+
+    def finish_run(self, end: float | None = None) -> SimResult:
+        """Drop what is unfinished and build the result; ``end``: when instances still up stop being counted
+        (default: this run's last event or completion; a shared pool passes the whole day's end)."""
         self._drop_unfinished()
         if self.progress is not None:
             self.progress(self.done)
-        return self._result(time.perf_counter() - wall)
+        return self._result(time.perf_counter() - self._wall, end)
 
     # ---- handlers ----------------------------------------------------------------------------------------
     def _arrival(self, i: int) -> None:
@@ -282,7 +332,13 @@ class Simulator:
         current = sum(1 for s in states if s in (InstanceState.READY, InstanceState.STARTING))
         target = decision.target_instances
         self.scale_actions.append({"t": t, "from": current, "to": target, "reason": decision.reason})
-        for _ in range(target - current):
+        up = target - current
+        if self.pool is not None:  # a full pool grants what it can now; the rest waits for a stop elsewhere
+            granted = self.pool.take(up) if up > 0 else 0
+            self.pool_deficit = self.fleet.pending = max(0, up - granted)
+            self.pool.want(self, self.pool_deficit, t)
+            up = granted
+        for _ in range(up):
             self._start_instance(t, ready=False)
         if target >= current:
             return
@@ -298,6 +354,13 @@ class Simulator:
             else:
                 eng.view.state = InstanceState.DRAINING
 
+    def grant(self, count: int, t: float) -> None:
+        """The shared pool gives this service ``count`` of the instances its scaler asked for at ``t``."""
+        self.pool_deficit -= count
+        self.fleet.pending = self.pool_deficit
+        for _ in range(count):
+            self._start_instance(t, ready=False)
+
     def _stop(self, idx: int, t: float) -> None:
         eng = self.engines[idx]
         eng.view.state = InstanceState.STOPPED
@@ -308,6 +371,8 @@ class Simulator:
         c = time.perf_counter()
         self.router.on_instance_removed(eng.view.instance_id, t)
         self.ctrl += time.perf_counter() - c
+        if self.pool is not None:
+            self.pool.release(t)
 
     # ---- accounting --------------------------------------------------------------------------------------
     def _drop(self, i: int, reason: str) -> None:
@@ -323,9 +388,10 @@ class Simulator:
             if self.drop_reason[i] is None:
                 self._drop(i, DropReason.HORIZON.value)
 
-    def _result(self, wall_s: float) -> SimResult:
-        finished = self.finish[~np.isnan(self.finish)]
-        end = max(self.now, float(finished.max())) if finished.size else self.now
+    def _result(self, wall_s: float, end: float | None = None) -> SimResult:
+        if end is None:
+            finished = self.finish[~np.isnan(self.finish)]
+            end = max(self.now, float(finished.max())) if finished.size else self.now
         for m in self.meta:
             if m["stopped_at"] is None:
                 m["end_at"] = end

@@ -152,49 +152,127 @@ def attach_prompts_cmd(path: Path, fmt: str | None, rate_scale: float, start_s: 
                f"({df['prompt'].nunique():,} distinct) to {out}")
 
 
-@click.command("synth")
-@click.option("--servegen", "servegen", required=True,
+@click.command("synth", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--servegen", "servegen", required=True, multiple=True,
               help="ServeGen model folder with chunk-N-trace.csv[.gz] files, or a model name under "
-                   "$PRESERVE_DATA/traces/servegen (m-small, m-mid).")
+                   "$PRESERVE_DATA/traces/servegen (m-small, m-mid). Repeatable: the clients of every folder are "
+                   "pooled (with --services).")
+@click.option("--services", type=int, default=None,
+              help="LMaaS day: split the clients deterministically into N services, service k being serving "
+                   "model k of --prompts; every request carries a real prompt of its model with that model's real "
+                   "output length (columns prompt and model). Without it: one service, lengths from --lengths.")
+@click.option("--prompts", "prompt_files", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              multiple=True, help="Prompts JSONL for --services (repeatable; default: every prompts/*.jsonl.gz "
+                                  "of the data).")
+@click.option("--models", default=None,
+              help="Comma-separated serving models of the services, one per service (default: the N models "
+                   "with the most rows in --prompts).")
 @click.option("--start-hour", type=float, default=0.0, show_default=True,
-              help="First recorded hour to synthesise (hour 0 = the recording's first window).")
+              help="First recorded hour to synthesise (hour 0 = the recording's first window). Day 1 and day 2 "
+                   "of one workload: --start-hour 0 and --start-hour 24 with the same --seed.")
 @click.option("--hours", type=float, default=24.0, show_default=True, help="Recorded hours to synthesise.")
 @click.option("--rate-scale", type=float, default=1.0, show_default=True,
               help="Multiply every client's arrival rate by X (X times as many arrivals).")
 @click.option("--time-scale", type=float, default=1.0, show_default=True,
-              help="Play T times faster: each 600 s window lasts 600/T s at its own per-second rate.")
+              help="Play T times faster: each 600 s window lasts 600/T s at its own per-second rate. Default 1: "
+                   "trace time (a compressed day also needs eval --time-scale T for the cold start and windows).")
 @click.option("--lengths", "lengths_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              default=None, help="Token lengths from this trace or prompts JSONL (default: the Azure conv trace).")
-@click.option("--service", default=None, help="Service name (default: the ServeGen folder name).")
+              default=None, help="One service: token lengths from this trace or prompts JSONL (default: the Azure "
+                                 "conv trace).")
+@click.option("--service", default=None, help="One service: its name (default: the ServeGen folder name).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Output generic CSV (.csv or .csv.gz).")
-def synth(servegen: str, start_hour: float, hours: float, rate_scale: float, time_scale: float,
-          lengths_file: Path | None, service: str | None, seed: int, out: Path) -> None:
+def synth(servegen: tuple[str, ...], services: int | None, prompt_files: tuple[Path, ...], models: str | None,
+          start_hour: float, hours: float, rate_scale: float, time_scale: float, lengths_file: Path | None,
+          service: str | None, seed: int, out: Path) -> None:
     """Synthesise a long per-request trace from ServeGen per-client rates, burstiness and arrival laws.
 
     Writes the generic CSV of replay/README.md; the same seed gives the same trace.
+
+    \b
+    Examples:
+      preserve synth --servegen m-small --hours 24 --rate-scale 0.02 --out day.csv.gz
+      preserve synth --servegen m-small --servegen m-mid --services 4 --hours 24 --rate-scale 0.01 \\
+        --start-hour 24 --seed 0 --out lmaas_day2.csv.gz
     """
     from replay.servegen_synth import SynthConfig
     from replay.trace_schema import TraceFormatError
-    from streams.settings import data_path
 
-    servegen_dir = Path(servegen)
-    if not servegen_dir.is_dir():
-        servegen_dir = data_path("traces", "servegen", servegen)
-    if not servegen_dir.is_dir():
-        raise click.BadParameter(f"{servegen!r} is neither a folder nor a model under {servegen_dir.parent}",
-                                 param_hint="--servegen")
+    dirs = [_servegen_dir(s) for s in servegen]
+    if services is None and (prompt_files or models):
+        raise click.BadParameter("--prompts and --models describe the services of --services N", param_hint="--services")
+    if services is not None and (lengths_file or service):
+        raise click.BadParameter("with --services, lengths come from --prompts and names from the models",
+                                 param_hint="--lengths/--service")
+    if services is None and len(dirs) > 1:
+        raise click.BadParameter("several --servegen folders need --services N", param_hint="--servegen")
+    if services is not None and services < 1:
+        raise click.BadParameter("must be >= 1", param_hint="--services")
     try:
         cfg = SynthConfig(start_hour=start_hour, hours=hours, rate_scale=rate_scale, time_scale=time_scale,
-                          service=service or servegen_dir.name)
-        n, span, took, recorded_h = _run_synth(servegen_dir, cfg, lengths_file, seed, out)
+                          service=service or dirs[0].name)
+        if services is None:
+            n, span, took, recorded_h = _run_synth(dirs[0], cfg, lengths_file, seed, out)
+        else:
+            chosen = [m.strip() for m in models.split(",") if m.strip()] if models else None
+            n, span, took, recorded_h = _run_lmaas(dirs, cfg, services, list(prompt_files), chosen, seed, out)
     except (TraceFormatError, ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
     if start_hour + hours > recorded_h:
         click.echo(f"warning: the recording covers {recorded_h:g} h; hours after that have no arrivals", err=True)
     click.echo(f"wrote {n:,} requests over {span:,.0f} s ({n / max(span, 1e-9):.2f} req/s, "
                f"synthesised in {took:.1f} s) to {out}")
+
+
+def _servegen_dir(name: str) -> Path:
+    from streams.settings import data_path
+
+    path = Path(name)
+    if not path.is_dir():
+        path = data_path("traces", "servegen", name)
+    if not path.is_dir():
+        raise click.BadParameter(f"{name!r} is neither a folder nor a model under {path.parent}",
+                                 param_hint="--servegen")
+    return path
+
+
+def _run_lmaas(dirs: list[Path], cfg: SynthConfig, services: int, prompt_files: list[Path],
+               models: list[str] | None, seed: int, out: Path) -> tuple[int, float, float, float]:
+    """The LMaaS day: pooled clients split into services, prompts per serving model (see replay/lmaas_synth)."""
+    import pandas as pd
+    from tqdm import tqdm
+
+    from replay.length_pool import load_prompt_corpus
+    from replay.lmaas_synth import synthesize_lmaas
+    from replay.servegen_io import load_servegen
+    from replay.trace_writer import write_trace
+    from streams.settings import data_path
+
+    files = prompt_files or sorted(data_path("prompts").glob("*.jsonl.gz"))
+    if not files:
+        raise FileNotFoundError(f"no prompt corpus: pass --prompts FILE (none under {data_path('prompts')})")
+    with tqdm(total=4, desc="synth", unit="step") as bar:
+        bar.set_postfix_str("reading clients")
+        clients = pd.concat([load_servegen(d).assign(source=d.name) for d in dirs], ignore_index=True)
+        bar.update()
+        bar.set_postfix_str("reading prompts")
+        corpus = load_prompt_corpus(files)
+        bar.update()
+        bar.set_postfix_str(f"{services} services")
+        started = time.perf_counter()
+        df = synthesize_lmaas(clients, cfg, corpus, services, models, seed)
+        took = time.perf_counter() - started
+        bar.update()
+        bar.set_postfix_str(f"writing {len(df):,} requests")
+        write_trace(df, out)
+        bar.update()
+    for name, part in df.groupby("service", sort=False):
+        click.echo(f"  service {name}: {len(part):,} requests, mean output {part['output_tokens'].mean():.0f} tokens",
+                   err=True)
+    recorded_h = float(clients["window_start_s"].max() + cfg.window_s) / 3600.0
+    span = float(df["arrival_s"].iloc[-1]) if len(df) else 0.0
+    return len(df), span, took, recorded_h
 
 
 def _run_synth(servegen_dir: Path, cfg: SynthConfig, lengths_file: Path | None, seed: int,

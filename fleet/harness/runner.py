@@ -16,9 +16,11 @@ import numpy as np
 import pandas as pd
 
 from fleet.harness.summary import row_kind, summarize_runs
-from fleet.metrics import summarize
+from fleet.metrics import service_metrics, summarize
+from fleet.pool import InstancePool
+from fleet.pool_simulator import merge_results, simulate_pool
 from fleet.sim_inputs import Overlength, SimConfig, SimResult, Workload
-from fleet.simulator import simulate
+from fleet.simulator import Simulator, simulate
 from streams.policies.builder import build_policy, predictor_for
 from streams.policies.control_settings import ControlSettings
 from streams.policies.engine_profiles import EngineConfig
@@ -71,20 +73,33 @@ class PredictionCache:
         self.quantiles: dict[str, dict[str, np.ndarray]] = {}  # spec -> the predictor's quantiles, if any
 
     def get(self, spec: str) -> tuple[np.ndarray, np.ndarray, str, float]:
-        """``(mean, p90, source, cpu_s)`` for every request of the trace, in order."""
+        """``(mean, p90, source, cpu_s)`` for every request of the trace, in order.
+
+        The serving model is the trace's ``model`` column where it has one (an LMaaS day), else the service name.
+        Rows with the same prompt, prompt length and serving model are predicted once (a day samples a corpus of
+        thousands of prompts millions of times); the oracles see every row's own length.
+        """
         if spec not in self._cache:
             from models.request_load.predictor_registry import get_predictor
 
             df = self.df
             truth = df["output_tokens"].to_numpy(np.float64)
-            prompts = df["prompt"].tolist() if "prompt" in df else [None] * len(df)
             cpu = time.process_time()
             predictor = get_predictor(spec, true_lengths=truth, seed=self.seed)
-            pred = predictor.predict(prompts, df["prompt_tokens"].tolist(), df["service"].astype(str).tolist())
+            models = (df["model"] if "model" in df else df["service"]).astype(str)
+            prompts = df["prompt"] if "prompt" in df else pd.Series([None] * len(df), index=df.index)
+            if spec.split("(")[0] in ("oracle", "noisy-oracle") or "prompt" not in df:
+                rows, inverse = np.arange(len(df)), np.arange(len(df))
+            else:
+                key = pd.MultiIndex.from_arrays([prompts.fillna(""), df["prompt_tokens"], models])
+                inverse = pd.factorize(key)[0]
+                rows = np.unique(inverse, return_index=True)[1]
+            pred = predictor.predict(prompts.iloc[rows].tolist(), df["prompt_tokens"].iloc[rows].tolist(),
+                                     models.iloc[rows].tolist())
             cpu = time.process_time() - cpu
-            self._cache[spec] = (np.asarray(pred.mean, np.float64), np.asarray(pred.p90, np.float64),
+            self._cache[spec] = (np.asarray(pred.mean, np.float64)[inverse], np.asarray(pred.p90, np.float64)[inverse],
                                  pred.source, cpu)
-            self.quantiles[spec] = {k: np.asarray(v, np.float64) for k, v in pred.quantiles.items()}
+            self.quantiles[spec] = {k: np.asarray(v, np.float64)[inverse] for k, v in pred.quantiles.items()}
         return self._cache[spec]
 
 
@@ -120,35 +135,104 @@ def run_eval(trace: pd.DataFrame, policies: Sequence[PolicySpec | str], config: 
     for spec, (_, scaler) in zip(specs, built, strict=True):
         if scaler.needs_history and past is None:
             raise ValueError(f"{spec.label} is fitted on the previous day: give it with --history FILE")
+    services = sorted(trace["service"].astype(str).unique()) if len(trace) else []
     runs: list[EvalRun] = []
     for spec, (router, scaler) in zip(specs, built, strict=True):
         pspec = predictor_for(spec, cfg.predictor)
         mean, p90, source, pred_cpu = preds.get(pspec)
-        workload = Workload.from_trace(trace, mean, p90, preds.quantiles.get(pspec), source)
-        scaler.attach_oracle(arrivals)
-        if past is not None:
-            scaler.attach_history(past)
-        sim_cfg = SimConfig(engine=engine, initial_instances=scaler.initial_instances(cfg.instances),
-                            min_instances=cfg.min_instances, max_instances=cfg.max_instances,
-                            sample_interval_s=cfg.sample_interval_s, overlength=cfg.overlength,
-                            horizon_s=cfg.horizon_s, warmup_s=cfg.trace_s(cfg.warmup_s),
-                            predictor_online_window=cfg.predictor_online_window,
-                            density_window_s=cfg.trace_s(cfg.density_window_s),
-                            density_grace_s=cfg.trace_s(cfg.density_grace_s),
-                            forecast_horizon=cfg.forecast_horizon, forecast_model=cfg.forecast_model)
         label = spec.label
         cb = (lambda done, _l=label: progress(_l, done)) if progress else None
-        result = simulate(workload, sim_cfg, router, scaler, cb)
+        if len(services) > 1:
+            result, extra = _run_pooled(trace, history, spec, cfg, engine, preds, pspec, services, cb)
+        else:
+            workload = Workload.from_trace(trace, mean, p90, preds.quantiles.get(pspec), source)
+            scaler.attach_oracle(arrivals)
+            if past is not None:
+                scaler.attach_history(past)
+            sim_cfg = _sim_config(cfg, engine, scaler.initial_instances(cfg.instances), cfg.min_instances,
+                                  cfg.max_instances)
+            result, extra = simulate(workload, sim_cfg, router, scaler, cb), {}
         row = {"policy": f"{spec.router}:{spec.scaler}", "label": label, "kind": "",
                "params": {"router": dict(spec.router_params), "scaler": dict(spec.scaler_params)},
                "predictor": pspec, "predictor_source": source, "prediction_cpu_s": pred_cpu,
-               **summarize(result, cfg.slo_ttft_s, cfg.slo_tpot_s, extra_cpu_s=pred_cpu)}
+               **summarize(result, cfg.slo_ttft_s, cfg.slo_tpot_s, extra_cpu_s=pred_cpu), **extra}
         row["kind"] = row_kind(row)
         runs.append(EvalRun(spec, pspec, result if keep_results else None, row))
     doc = {"trace": trace_info if trace_info is not None else _describe(trace),
            "settings": {**asdict(cfg), "engine_config": _engine_summary(engine)},
            "results": [r.row for r in runs], "summary": summarize_runs([r.row for r in runs])}
     return EvalReport(doc, runs)
+
+
+def _sim_config(cfg: EvalConfig, engine: EngineConfig, initial: int, lo: int, hi: int) -> SimConfig:
+    return SimConfig(engine=engine, initial_instances=initial, min_instances=lo, max_instances=hi,
+                     sample_interval_s=cfg.sample_interval_s, overlength=cfg.overlength, horizon_s=cfg.horizon_s,
+                     warmup_s=cfg.trace_s(cfg.warmup_s), predictor_online_window=cfg.predictor_online_window,
+                     density_window_s=cfg.trace_s(cfg.density_window_s),
+                     density_grace_s=cfg.trace_s(cfg.density_grace_s), forecast_horizon=cfg.forecast_horizon,
+                     forecast_model=cfg.forecast_model)
+
+
+def _arrivals_of(df: pd.DataFrame) -> list[tuple[float, int, int]]:
+    return list(zip(df["arrival_s"].tolist(), df["prompt_tokens"].tolist(), df["output_tokens"].tolist(),
+                    strict=True))
+
+
+def _run_pooled(trace: pd.DataFrame, history: pd.DataFrame | None, spec: PolicySpec, cfg: EvalConfig,
+                engine: EngineConfig, preds: PredictionCache, pspec: str, services: list[str],
+                progress: Callable[[int], None] | None) -> tuple[SimResult, dict[str, Any]]:
+    """One policy on a multi-service trace: a fleet per service (own router and scaler, built from the same
+    spec), every fleet on one GPU pool of ``max_instances``; each service keeps at least one instance."""
+    mean, p90, source, _ = preds.get(pspec)
+    quantiles = preds.quantiles.get(pspec)
+    pool = InstancePool(cfg.max_instances)
+    lo, hi = max(1, cfg.min_instances), cfg.max_instances - (len(services) - 1)
+    if hi < lo:
+        raise ValueError(f"a pool of {cfg.max_instances} instances cannot keep one instance for each of "
+                         f"{len(services)} services")
+    svc_cfg = replace(cfg, min_instances=lo, max_instances=hi)
+    column = trace["service"].astype(str).to_numpy()
+    done = [0] * len(services)
+    parts = []
+    for service in services:
+        rows = np.flatnonzero(column == service)
+        router, scaler = build_policy(spec, svc_cfg)
+        parts.append((rows, router, scaler))
+    warm = _warm_in_pool([scaler.initial_instances(cfg.instances) for _, _, scaler in parts], cfg.max_instances)
+    sims: list[Simulator] = []
+    for k, (service, (rows, router, scaler)) in enumerate(zip(services, parts, strict=True)):
+        part = trace.iloc[rows]
+        scaler.attach_oracle(_arrivals_of(part))
+        if history is not None:
+            scaler.attach_history(_arrivals_of(history[history["service"].astype(str) == service]))
+        workload = Workload.from_trace(part, mean[rows], p90[rows],
+                                       {q: v[rows] for q, v in quantiles.items()} if quantiles else None, source)
+
+        def tick(n: int, _k: int = k) -> None:
+            done[_k] = n
+            if progress is not None:
+                progress(sum(done))
+
+        sims.append(Simulator(workload, _sim_config(svc_cfg, engine, warm[k], lo, hi), router, scaler, tick, pool))
+    run = simulate_pool(sims, pool)
+    per_service = {svc: service_metrics(res, cfg.slo_ttft_s, cfg.slo_tpot_s)
+                   for svc, res in zip(services, run.results, strict=True)}
+    return merge_results(run.results, services), {
+        "per_service": per_service, "pool_instances": cfg.max_instances, "pool_waits": run.pool_waits,
+        "pool_wait_instance_hours": run.pool_wait_instance_s / 3600.0}
+
+
+def _warm_in_pool(wanted: list[int], capacity: int) -> list[int]:
+    """Warm instances per service at t=0 within the pool: one each first, then one more per service in turn
+    while GPUs are left; what did not fit, each scaler asks for at its first decision (and may wait)."""
+    warm = [min(1, w) for w in wanted]
+    left = capacity - sum(warm)
+    while left > 0 and any(g < w for g, w in zip(warm, wanted, strict=True)):
+        for k, w in enumerate(wanted):
+            if left > 0 and warm[k] < w:
+                warm[k] += 1
+                left -= 1
+    return warm
 
 
 def _describe(trace: pd.DataFrame) -> dict[str, Any]:

@@ -29,6 +29,8 @@ Use (agent and simulator alike)::
 
 from __future__ import annotations
 
+import bisect
+import math
 from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -65,10 +67,20 @@ class ServiceState:
     actual: deque[float]
     predicted_mean: deque[float]
     observed: int = 0  # completions seen in total (not only in the window)
+    sum_actual: float = 0.0  # running sums of the window's actual and predicted_mean (mean_scale in O(1))
+    sum_predicted: float = 0.0
+    _sorted: list[float] = field(default_factory=list)  # the window's z, sorted (quantiles in O(1) per tau)
     _curve: np.ndarray | None = None  # cached window quantiles at the taus last asked for
     _curve_taus: tuple[float, ...] = ()
 
     def add(self, z: float, actual: float, predicted_mean: float) -> None:
+        if self.z.maxlen is not None and len(self.z) == self.z.maxlen:
+            del self._sorted[bisect.bisect_left(self._sorted, self.z[0])]
+            self.sum_actual -= self.actual[0]
+            self.sum_predicted -= self.predicted_mean[0]
+        self.sum_actual += actual
+        self.sum_predicted += predicted_mean
+        bisect.insort(self._sorted, z)
         self.z.append(z)
         self.actual.append(actual)
         self.predicted_mean.append(predicted_mean)
@@ -76,8 +88,16 @@ class ServiceState:
         self._curve = None
 
     def window_quantiles(self, taus: tuple[float, ...]) -> np.ndarray:
+        """``np.quantile(window, taus)`` (linear interpolation), from the sorted window without sorting it."""
         if self._curve is None or self._curve_taus != taus:
-            self._curve = np.quantile(np.fromiter(self.z, np.float64, len(self.z)), taus)
+            xs, last = self._sorted, len(self._sorted) - 1
+            out = []
+            for tau in taus:
+                pos = tau * last
+                lo = int(pos)
+                hi = min(lo + 1, last)
+                out.append(xs[lo] + (xs[hi] - xs[lo]) * (pos - lo))
+            self._curve = np.array(out)
             self._curve_taus = taus
         return self._curve
 
@@ -100,7 +120,8 @@ class OnlineCorrection:
     # --- learning -----------------------------------------------------------------------------------------
     def observe(self, service: str, p10: float, p50: float, p90: float, mean: float, actual: float) -> None:
         """One completion of ``service``: its *base* prediction (before this correction) and actual length."""
-        c, s = _base_parts(np.array([p10]), np.array([p50]), np.array([p90]))
+        c = math.log1p(max(p50, 0.0))  # _base_parts of one row, in scalars
+        s = max((math.log1p(max(p90, 0.0)) - math.log1p(max(p10, 0.0))) / (2 * Z90), MIN_SPREAD)
         st = self._services.get(service)
         if st is None:
             w = self.cfg.window
@@ -111,7 +132,7 @@ class OnlineCorrection:
         else:
             self._services.move_to_end(service)
         y = max(float(actual), 0.0)
-        st.add(float((np.log1p(y) - c[0]) / s[0]), min(y, self.cfg.cap_ratio * max(float(mean), 1.0)),
+        st.add((math.log1p(y) - c) / s, min(y, self.cfg.cap_ratio * max(float(mean), 1.0)),
                max(float(mean), 0.0))
 
     def remember(self, request_ids: Sequence[str], services: Sequence[str], base: LengthPredictions) -> None:
@@ -122,6 +143,14 @@ class OnlineCorrection:
         for i, (rid, svc) in enumerate(zip(request_ids, services, strict=True)):
             self._pending[rid] = (svc, float(p10[i]), float(p50[i]), float(p90[i]), float(base.mean[i]))
         while len(self._pending) > self.cfg.max_pending:
+            self._pending.popitem(last=False)
+
+    def remember_one(self, request_id: str, service: str, p10: float, p50: float, p90: float, mean: float) -> None:
+        """:meth:`remember` for one request, without building arrays (the simulator's per-request path)."""
+        if not self.cfg.max_pending:
+            return
+        self._pending[request_id] = (service, p10, p50, p90, mean)
+        if len(self._pending) > self.cfg.max_pending:
             self._pending.popitem(last=False)
 
     def complete(self, request_id: str, actual: float) -> bool:
@@ -145,7 +174,7 @@ class OnlineCorrection:
         st = self._services.get(service)
         if st is None or not st.z:
             return 1.0
-        r = sum(st.actual) / max(sum(st.predicted_mean), 1e-9)
+        r = st.sum_actual / max(st.sum_predicted, 1e-9)
         w = self.weight(service)
         return w * r + (1 - w)
 
@@ -183,6 +212,10 @@ class OnlineCorrection:
         return {"observed": float(st.observed if st else 0), "window": float(n), "weight": self.weight(service),
                 "mean_scale": self.mean_scale(service),
                 "z_p50": float(np.median(np.fromiter(st.z, np.float64, n))) if st and n else 0.0}
+
+    def state(self, service: str) -> ServiceState | None:
+        """The service's window (None before its first completion): read-only use (the simulator's fast path)."""
+        return self._services.get(service)
 
     @property
     def services(self) -> list[str]:

@@ -63,6 +63,7 @@ class FleetView:
     min_instances: int
     max_instances: int
     cold_start_s: float = 0.0
+    pending: int = 0  # asked for but not yet granted by a full shared GPU pool (Kubernetes: Pending pods)
 
     def ready(self) -> list[InstanceView]:
         return [i for i in self.instances if i.state is InstanceState.READY]
@@ -72,8 +73,10 @@ class FleetView:
 
     @property
     def provisioned(self) -> int:
-        """Instances that are, or will soon be, serving: ready + starting (draining ones are leaving)."""
-        return self.count(InstanceState.READY, InstanceState.STARTING)
+        """Instances that are, or will be, serving: ready + starting + pending in the pool (draining ones are
+        leaving). Counting pending ones, as Kubernetes counts Pending pods as replicas, keeps a scaler from
+        re-asking for them every period."""
+        return self.count(InstanceState.READY, InstanceState.STARTING) + self.pending
 
 
 @dataclass(slots=True, frozen=True)

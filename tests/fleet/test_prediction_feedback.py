@@ -46,3 +46,31 @@ def test_the_simulator_runs_the_feedback_when_the_setting_is_on() -> None:
     off = Simulator(w, SimConfig(engine=get_preset("llama2-7b-h100"), initial_instances=2), *build_policy(
         parse_policy("least-requests:fixed(n=2)")))
     assert off.lengths is None
+
+
+@pytest.mark.parametrize("quantiles", ["all", "none", "no-p90"])
+def test_the_per_request_path_gives_the_batch_correction_of_that_request(quantiles: str) -> None:
+    """The simulator's scalar path is the live agent's ``OnlineCorrection.correct`` on a batch of one."""
+    from models.request_load.base_predictor import LengthPredictions
+    from models.request_load.online import OnlineConfig, OnlineCorrection
+
+    w = workload(400, true_scale=1.3)
+    q = {"all": w.quantiles, "none": None,
+         "no-p90": {k: v for k, v in (w.quantiles or {}).items() if k != "p90"}}[quantiles]
+    w = Workload(w.arrival, w.prompt_tokens, w.output_tokens, w.request_ids, predicted=w.predicted,
+                 predicted_p90=w.predicted_p90, quantiles=q, predictor_source="model")
+    fb = PredictionFeedback(w, window=64)
+    ref = OnlineCorrection(OnlineConfig(window=64))
+    p90 = w.predicted_p90
+    assert p90 is not None and w.predicted is not None
+    for i in range(300):
+        base = LengthPredictions(mean=w.predicted[i:i + 1], p90=p90[i:i + 1], source="model",
+                                 quantiles={k: v[i:i + 1] for k, v in (q or {}).items()})
+        ref.remember([w.request_ids[i]], ["default"], base)
+        want = ref.correct(["default"], base)
+        got = fb.predict(i)
+        assert got == pytest.approx((float(want.mean[0]), float(want.p90[0])), rel=1e-9, abs=1e-9)
+        if i % 3 == 0:  # complete some, out of order, in both
+            j = i // 2
+            fb.complete(w.request_ids[j], int(w.output_tokens[j]))
+            ref.complete(w.request_ids[j], float(w.output_tokens[j]))

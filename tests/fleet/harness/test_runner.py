@@ -164,3 +164,35 @@ def test_cli_history_feeds_the_time_of_day_schedule_and_the_summary_has_every_ki
     assert doc["history"].endswith("d1.csv")
     assert set(doc["summary"]["candidates"]["preserve:preserve"]) >= {"cost_ratio", "gap_closed", "tail_ratio"}
     assert "gap closed" in result.output
+
+
+def _lmaas(n: int, rates: dict[str, float], seed: int = 0) -> pd.DataFrame:
+    frames = [_trace(n, rate, seed + k).assign(service=svc, request_id=lambda d, s=svc: s + "-" + d["request_id"])
+              for k, (svc, rate) in enumerate(rates.items())]
+    return pd.concat(frames).sort_values("arrival_s", kind="stable").reset_index(drop=True)
+
+
+def test_a_multi_service_trace_runs_every_service_on_one_pool_with_per_service_metrics() -> None:
+    df = _lmaas(400, {"chat": 30.0, "code": 2.0, "batch": 1.0})
+    cfg = EvalConfig(instances=1, max_instances=5, predictor="oracle", cold_start_s=10.0, freeze_s=5.0)
+    rows = run_eval(df, ["least-requests:fixed(n=1)", "least-requests:fixed(n=2)", "least-requests:reactive"],
+                    cfg).doc["results"]
+    one, two, reactive = rows
+    for row in rows:
+        assert set(row["per_service"]) == {"chat", "code", "batch"} and row["pool_instances"] == 5
+        assert sum(s["requests"] for s in row["per_service"].values()) == row["requests"] == len(df)
+        assert sum(s["instance_hours"] for s in row["per_service"].values()) == pytest.approx(row["instance_hours"])
+        assert row["completed"] + row["dropped"] == len(df)
+    # fixed(n=1) is one instance per service; fixed(n=2) wants six in a pool of five: one service waits for good
+    assert one["instance_hours"] < two["instance_hours"] and one["pool_waits"] == 0
+    assert two["pool_waits"] >= 1 and two["pool_wait_instance_hours"] > 0
+    assert max(len(r["per_service"]) for r in rows) == 3
+    # the busiest service queues most on its one instance
+    chat, batch = one["per_service"]["chat"], one["per_service"]["batch"]
+    assert chat["p99_ttft_s"] > batch["p99_ttft_s"] and chat["requests"] == batch["requests"] == 400
+
+
+def test_a_pool_too_small_for_one_instance_per_service_is_refused() -> None:
+    df = _lmaas(50, {"a": 1.0, "b": 1.0, "c": 1.0})
+    with pytest.raises(ValueError, match="cannot keep one instance"):
+        run_eval(df, ["least-requests:reactive"], EvalConfig(instances=1, max_instances=2, predictor="oracle"))
