@@ -168,3 +168,24 @@ def test_kill9_of_the_active_controller_elects_another_and_it_rejoins(kafka_clus
         kafka_cluster.start_node(ctl)
         kafka_cluster.wait_fully_replicated(90.0)
     assert kafka_cluster.status().state == "running"
+
+
+def test_up_refuses_a_cluster_in_a_single_brokers_home(tmp_path: Path) -> None:
+    (tmp_path / "broker.json").write_text("{}")
+    out = CliRunner().invoke(infra, ["up", "--brokers", "3", "--data-dir", str(tmp_path)])
+    assert out.exit_code != 0 and "holds a single broker" in out.output
+
+
+def test_up_refuses_another_size_in_a_clusters_home(tmp_path: Path) -> None:
+    (tmp_path / "cluster.json").write_text(ClusterConfig(home=tmp_path, size=3).to_json())
+    out = CliRunner().invoke(infra, ["up", "--brokers", "5", "--data-dir", str(tmp_path)])
+    assert out.exit_code != 0 and "holds a 3-node cluster, not 5" in out.output
+    out = CliRunner().invoke(infra, ["up", "--brokers", "3", "--controller-port", "9999", "--data-dir", str(tmp_path)])
+    assert out.exit_code != 0 and "controller ports follow from --port" in out.output
+
+
+def test_status_of_a_stopped_cluster_says_down(tmp_path: Path) -> None:
+    (tmp_path / "cluster.json").write_text(ClusterConfig(home=tmp_path, size=3, base_port=19192).to_json())
+    out = CliRunner().invoke(infra, ["status", "--json", "--data-dir", str(tmp_path)])
+    st = json.loads(out.output)
+    assert out.exit_code == 1 and st["state"] == "down" and [n["state"] for n in st["nodes"]] == ["stopped"] * 3
