@@ -147,8 +147,15 @@ def test_a_worker_joins_and_another_is_killed_mid_replay(kafka_broker: str, tmp_
             svc = dict(zip(df["request_id"], df["service"], strict=True))
             unrouted = Counter(svc[i] for i in want - routed)
             uncompleted = Counter(svc[i] for i in want - completed)
+            predicted = {r["request_id"] for r in records(run.kafka, "predicted-requests")}
+            sent_at = {r["request_id"]: t for r, t in _timed(run.kafka, "requests")}
+            t0 = min(sent_at.values())
+            marks = ", ".join(f"{name.split(' ')[0]} {name.split(' ')[1]} at {a - t0:.1f} s" for name, a, _ in windows)
+            lost = sorted(want - routed, key=lambda i: sent_at.get(i, 0.0))
+            detail = [f"{i} ({svc[i]}, sent at {sent_at.get(i, t0) - t0:.1f} s, predicted: {i in predicted})"
+                      for i in lost[:20]]
             raise AssertionError(f"unrouted by service {dict(unrouted)}; routed, not completed by service "
-                                 f"{dict(uncompleted - unrouted)}") from e
+                                 f"{dict(uncompleted - unrouted)}; events: {marks}; unrouted: {detail}") from e
         time.sleep(3.0)
         rec = recovery(run.kafka, ids, 60.0, 5.0)
         took_over = _holds_partitions(run.procs.tail("worker-4", 400))
