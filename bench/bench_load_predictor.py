@@ -17,6 +17,8 @@ Predictions/s = rows / mean batch time; p99 = 99th percentile of per-batch wall 
 
   python bench/bench_load_predictor.py --device cpu --threads 2 --batches 1 8 32 --seq 128 512
   python bench/bench_load_predictor.py --device cuda --json out.json
+  # a machine without the encoder package (the GPU device): a compact copy from models/request_load/export_encoder.py
+  python bench/bench_load_predictor.py --device cuda --encoder .h17/encoder --data prompts.jsonl.gz --modes real real-par
 """
 
 from __future__ import annotations
@@ -193,6 +195,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--model", default=str(default_checkpoint_dir()), help="checkpoint folder")
+    ap.add_argument("--encoder", default=None,
+                    help="encoder folder for the checkpoint's 'default' encoder (sets PRESERVE_ENCODER_PATH; e.g. the "
+                         "fp16 copy written by models/request_load/export_encoder.py)")
     ap.add_argument("--data", default=None, help="JSON-lines prompts for realistic texts (default: synthetic)")
     ap.add_argument("--seq", type=int, nargs="+", default=[128, 512])
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32, 64, 128, 256, 512])
@@ -212,13 +217,16 @@ def main() -> None:
     ap.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES, help="measurements to run")
     ap.add_argument("--json", default=None, help="write all rows here")
     args = ap.parse_args()
+    if args.encoder:
+        os.environ["PRESERVE_ENCODER_PATH"] = str(Path(args.encoder).resolve())
     if args.threads:
         torch.set_num_threads(args.threads)
     probe = [cpu_gflops()] if args.device == "cpu" else []
     results = bench(args)
     if probe:
         probe.append(cpu_gflops())
-        print(f"CPU fp32 GEMM before/after: {probe[0]} / {probe[1]} GFLOP/s; load {os.getloadavg()[0]:.2f}")
+        print(f"CPU fp32 GEMM before/after: {probe[0]} / {probe[1]} GFLOP/s; load {os.getloadavg()[0]:.2f}; "
+              f"cores allowed {len(os.sched_getaffinity(0))}, torch threads {torch.get_num_threads()}")
     print(f"\n{'mode':8} {'seq':>4} {'batch':>5} {'preds/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'x plain':>8}")
     for r in results:
         print(f"{r['mode']:8} {r['seq']:>4} {r['batch']:>5} {r['preds_per_s']:>10.0f} {r['p50_ms']:>8.2f} "
@@ -229,6 +237,8 @@ def main() -> None:
                                                "torch": torch.__version__, "int8": args.int8,
                                                "backend": args.resolved_backend,
                                                "threads": args.threads, "cpu_gemm_gflops": probe,
+                                               "cpu_affinity": sorted(os.sched_getaffinity(0)),
+                                               "torch_threads": torch.get_num_threads(),
                                                "cuda_graphs": args.cuda_graphs,
                                                "rows": results}, indent=1))
 

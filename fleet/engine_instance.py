@@ -13,6 +13,14 @@ Scheduling follows vLLM's continuous batching:
   its prompt plus the tokens generated so far. Its time to first token is not reset.
 * Runs of pure-decode steps are fast-forwarded in closed form up to the next completion, KV-block exhaustion
   or a new request (see ``fleet/decode_math.py``), so the cost is O(log n) per event, not per token.
+* Inter-token latency over tokens (``fleet/itl.py``) without per-token work: every decoding sequence gets its
+  token at the same step boundaries, so the instance keeps the end ``L`` of its last decode step and the few
+  sequences that joined the decode set since ``L`` (with their join times). A work item of ``k`` decode steps
+  of ``n`` sequences adds: for its first step, ``first step end - L`` for the sequences decoding at ``L`` and
+  ``first step end - join time`` for each joiner; for the other ``k - 1`` steps, the run's mean step (weight
+  ``n (k - 1)``; steps within a run differ only by the attention growth of a few tokens). A prefill-only step
+  (no chunking) thus shows up as a long gap at the next decode step, and a re-prefilled sequence's first new
+  token counts its gap from its last token before preemption.
 
 Blocks are allocated when a step is scheduled (as vLLM does), so :meth:`view` reports them from then; first
 tokens and completions are reported at the end of the step that produced them.
@@ -26,6 +34,7 @@ from collections import deque
 
 from fleet.decode_math import DecodeRun, blocks_needed, max_decode_steps, phase_of
 from fleet.engine_checks import KVAccountingError, check_invariants
+from fleet.itl import FLUSH_AT, ItlHistogram
 from fleet.sim_types import EngineEvent, EngineEventKind, SimRequest
 from streams.policies.engine_profiles import EngineConfig
 from streams.policies.fleet_view import InstanceState, InstanceView
@@ -43,9 +52,11 @@ class EngineInstance:
     :param config: engine configuration (KV capacity, limits, cost model).
     :param instance_id: name used in views and results.
     :param check_invariants: recount the KV accounting after every step (tests; slow).
+    :param itl: histogram the inter-token gaps go to (shared by a run's instances); a new one if None.
     """
 
-    def __init__(self, config: EngineConfig, instance_id: str, check_invariants: bool = False) -> None:
+    def __init__(self, config: EngineConfig, instance_id: str, check_invariants: bool = False,
+                 itl: ItlHistogram | None = None) -> None:
         self.cfg = config
         self.cost = config.cost_model
         self.bs = config.block_size
@@ -69,6 +80,12 @@ class EngineInstance:
         self.run: DecodeRun | None = None  # the pure-decode run in flight
         self.pending: list[tuple[SimRequest, int]] = []  # prefill chunks of the in-flight step
         self.decode_reserve = 0  # blocks the in-flight mixed step's decodes will need (chunked prefill)
+        self.itl = itl if itl is not None else ItlHistogram()
+        self._gaps = self.itl.gaps
+        self._gap = self.itl.gaps.append  # the hot path appends (gap, weight) pairs; the histogram bins them
+        self._weight = self.itl.weights_in.append
+        self.last_decode_s = 0.0  # L: end of the latest step that gave the decode set its tokens
+        self.joiners: list[tuple[SimRequest, int]] = []  # (request, epoch) that joined decoding after L
         self.view = InstanceView(instance_id, InstanceState.STARTING, config.kv_capacity_tokens)
 
     # ---- public API ------------------------------------------------------------------------------------
@@ -230,6 +247,9 @@ class EngineInstance:
     def _preempt_newest(self) -> None:
         victim = max(list(self.decoding.values()) + self.prefilling, key=lambda r: (r.arrival, r.idx))
         if victim.idx in self.decoding:
+            # its latest token: at L, or at its join if it joined after L (then last_token_s > L)
+            if victim.last_token_s < self.last_decode_s:
+                victim.last_token_s = self.last_decode_s
             self._leave_decoding(victim)
         else:
             self.prefilling.remove(victim)
@@ -260,6 +280,7 @@ class EngineInstance:
     def _finish_work(self, t: float, events: list[EngineEvent]) -> None:
         k = self.run_k
         if k:
+            self._record_decode_gaps(t, k)
             self.used_blocks += blocks_needed(self.phase, self.steps, k)
             self.steps += k
             heap = self.finish_heap
@@ -277,15 +298,48 @@ class EngineInstance:
             if req.first_token_s < 0:
                 req.first_token_s = t
                 events.append(EngineEvent(t, _FIRST, req))
+            else:  # re-prefilled after a preemption: its new token's gap runs from its last one before it
+                self.itl.add(t - req.last_token_s, 1.0)
             if req.generated >= req.output:
                 self.used_blocks -= req.blocks
                 req.blocks = 0
                 self._complete(req, t, events)
             else:
                 self._join_decoding(req)
+                req.last_token_s = t
+                if t > self.last_decode_s:  # joined at L (a mixed step) it is like any sequence decoding at L
+                    self.joiners.append((req, req.epoch))
         self.pending = []
         self.run_k = 0
         self.run_pure = False
+
+    def _record_decode_gaps(self, t: float, k: int) -> None:
+        """Inter-token gaps of the ``k`` decode steps of the work ending at ``t`` (before completions leave)."""
+        n = len(self.decoding)
+        if k == 1:
+            t1 = t
+        else:  # a pure run: its first step ends at t0 + run.time(1) = t0 + a + c ctx
+            run = self.run
+            assert run is not None
+            t1 = self.t0 + (run.a + run.c * run.ctx)
+        gap, weight = self._gap, self._weight
+        at_l = n
+        if self.joiners:
+            for req, epoch in self.joiners:
+                if req.epoch == epoch:  # still decoding since it joined
+                    gap(t1 - req.last_token_s)
+                    weight(1.0)
+                    at_l -= 1
+            self.joiners = []
+        if at_l:
+            gap(t1 - self.last_decode_s)
+            weight(at_l)
+        if k > 1:
+            gap((t - t1) / (k - 1))
+            weight(n * (k - 1))
+        self.last_decode_s = t
+        if len(self._gaps) >= FLUSH_AT:
+            self.itl.flush()
 
     def _complete(self, req: SimRequest, t: float, events: list[EngineEvent]) -> None:
         req.finish_s = t

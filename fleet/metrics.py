@@ -5,7 +5,9 @@ Definitions (every request of the trace is in the denominator where it matters):
 * TTFT = first token - arrival (gateway queueing included); TPOT = (finish - first token) / (output - 1), the
   mean time between output tokens (undefined for one-token outputs, which then meet any TPOT SLO);
   e2e = finish - arrival; normalised latency = e2e / output tokens (s per token).
-* Percentiles are over completed requests.
+* Percentiles are over completed requests, except ITL: ``p50_itl_s``/``p99_itl_s`` are over *tokens* — every
+  gap between consecutive output tokens of every request (stalls behind prefills and re-prefills after
+  preemption included), from the engines' histogram (``fleet/itl.py``, 0.25% resolution); None without tokens.
 * ``slo_attainment`` = share of *all* requests that completed with TTFT <= slo_ttft and TPOT <= slo_tpot (a
   dropped request is a miss).
 * ``instance_hours``: each instance from its start request (cold start included) to its stop, or to the end
@@ -78,6 +80,8 @@ def summarize(res: SimResult, slo_ttft_s: float, slo_tpot_s: float, extra_cpu_s:
         "drop_reasons": dict(drops),
         "truncated": res.truncated,
         **latency_percentiles(lat["ttft"], lat["tpot"], lat["e2e"]),
+        "p50_itl_s": res.itl.percentile(50),
+        "p99_itl_s": res.itl.percentile(99),
         "p99_norm_latency_s_per_token": _pct(lat["norm"], 99),
         "slo_attainment": float(met.sum() / n) if n else None,
         "instance_hours": instance_seconds(res) / 3600.0,

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from fleet.itl import ItlHistogram
 from fleet.pool import InstancePool
 from fleet.sim_inputs import SimResult
 from fleet.simulator import Simulator
@@ -79,6 +80,9 @@ def merge_results(results: Sequence[SimResult], services: Sequence[str]) -> SimR
                                      r.instance_samples[:, 2:]])
                     for r, off in zip(results, offsets, strict=True) if len(r.instance_samples)]
     cat = np.concatenate
+    itl = ItlHistogram()  # every service's inter-token gaps
+    for r in results:
+        itl.merge(r.itl)
     return SimResult(
         arrival=cat([r.arrival for r in results]), prompt_tokens=cat([r.prompt_tokens for r in results]),
         output_tokens=cat([r.output_tokens for r in results]), first_token=cat([r.first_token for r in results]),
@@ -89,4 +93,4 @@ def merge_results(results: Sequence[SimResult], services: Sequence[str]) -> SimR
         fleet_samples=fleet,
         instance_samples=cat(per_instance) if per_instance else np.zeros((0, 6)),
         end_time=max(r.end_time for r in results), control_cpu_s=sum(r.control_cpu_s for r in results),
-        wall_s=max(r.wall_s for r in results))  # the services run in one loop: their walls overlap
+        wall_s=max(r.wall_s for r in results), itl=itl)  # the services run in one loop: their walls overlap

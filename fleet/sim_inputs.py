@@ -12,6 +12,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from fleet.itl import ItlHistogram
 from streams.policies.engine_profiles import EngineConfig
 
 __all__ = ["Workload", "SimConfig", "SimResult", "Overlength"]
@@ -115,6 +116,7 @@ class SimResult:
     end_time: float
     control_cpu_s: float  # routing + scaling hooks, measured
     wall_s: float = 0.0
+    itl: ItlHistogram = field(default_factory=ItlHistogram)  # inter-token gaps over tokens, all instances
 
     @property
     def completed(self) -> np.ndarray:

@@ -55,7 +55,7 @@ class SimRequest:
 
     __slots__ = ("idx", "request_id", "arrival", "prompt", "output", "generated", "prefill_left",
                  "first_token_s", "finish_s", "preemptions", "kv_base", "finish_step", "blocks", "epoch",
-                 "predicted", "instance")
+                 "predicted", "instance", "last_token_s")
 
     def __init__(self, idx: int, request_id: str, arrival: float, prompt: int, output: int,
                  predicted: float = 0.0) -> None:
@@ -77,6 +77,9 @@ class SimRequest:
         self.epoch = 0  # bumped when the request leaves the decode set, so stale heap entries are skipped
         self.predicted = predicted
         self.instance = -1
+        # time of its latest output token, kept where the engine cannot derive it: set when it joins the
+        # decode set and when it is preempted (the gap to its first token after re-prefill is an ITL)
+        self.last_token_s = -1.0
 
     def __repr__(self) -> str:
         return (f"SimRequest({self.request_id}, arrival={self.arrival}, prompt={self.prompt}, "

@@ -24,6 +24,7 @@ import numpy as np
 
 from fleet.engine_instance import EngineInstance
 from fleet.forecast_feed import ForecastFeed
+from fleet.itl import ItlHistogram
 from fleet.pool import InstancePool
 from fleet.prediction_feedback import PredictionFeedback
 from fleet.sim_inputs import SimConfig, SimResult, Workload
@@ -67,6 +68,7 @@ class Simulator:
         self.heap: list[tuple[float, int, int, object]] = []
         self.seq = 0
         self.engines: list[EngineInstance] = []  # every instance ever started, by index
+        self.itl = ItlHistogram()  # inter-token gaps of every instance of the run
         self.by_id: dict[str, int] = {}
         self.live: list[int] = []  # indices of instances not stopped, in start order
         self.live_engines: list[EngineInstance] = []  # the same instances
@@ -309,7 +311,7 @@ class Simulator:
 
     def _start_instance(self, t: float, ready: bool) -> int:
         idx = len(self.engines)
-        eng = EngineInstance(self.cfg.engine, f"i{idx}", check_invariants=self.cfg.check_invariants)
+        eng = EngineInstance(self.cfg.engine, f"i{idx}", check_invariants=self.cfg.check_invariants, itl=self.itl)
         eng.view.start_requested_at = t
         self.engines.append(eng)
         self.by_id[eng.view.instance_id] = idx
@@ -402,7 +404,7 @@ class Simulator:
             instances=self.meta, scale_actions=self.scale_actions,
             fleet_samples=np.array(self.fleet_samples, dtype=np.float64).reshape(-1, 6),
             instance_samples=np.array(self.instance_samples, dtype=np.float64).reshape(-1, 6),
-            end_time=end, control_cpu_s=self.ctrl, wall_s=wall_s)
+            end_time=end, control_cpu_s=self.ctrl, wall_s=wall_s, itl=self.itl)
 
 
 def simulate(workload: Workload, config: SimConfig, router: BaseRouter, scaler: BaseScaler,

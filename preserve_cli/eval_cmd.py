@@ -52,6 +52,10 @@ def _load(path: Path, fmt: str | None, rate_scale: float, start_s: float | None,
 @click.option("--history", "history_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="The previous day (a trace of the same service, same time of day at its start, same "
                    "--rate-scale): given to policies fitted on it (tod-schedule) and adds them to --frontier.")
+@click.option("--prediction-cache", "prediction_store", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Parquet file of length predictions (per predictor, prompt, prompt length and "
+                                 "serving model): reused where it has them, extended with the rest. Re-running a "
+                                 "day, or running it where the encoder's weights are absent, skips the encoding.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Write the results JSON here.")
 @click.option("--per-request", "requests_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -62,7 +66,7 @@ def _load(path: Path, fmt: str | None, rate_scale: float, start_s: float | None,
 @dataclass_options(EvalConfig)
 def eval_cmd(trace_path: Path, fmt: str | None, policies: str, frontier: bool, rate_scale: float,
              start_s: float | None, duration_s: float | None, on_bad_row: str, history_path: Path | None,
-             json_out: Path,
+             prediction_store: Path | None, json_out: Path,
              requests_dir: Path | None, plots_dir: Path | None, **settings: Any) -> None:
     """Replay a trace through the simulated fleet once per policy, in one process, on the same trace, fleet
     bounds, SLOs and cold start; print a table (cheapest first) and write the results JSON.
@@ -84,11 +88,7 @@ def eval_cmd(trace_path: Path, fmt: str | None, policies: str, frontier: bool, r
     except PolicySpecError as exc:
         raise click.BadParameter(str(exc), param_hint="--policies") from exc
     specs = [_default_fixed(s, int(settings["instances"])) for s in specs]
-    if frontier:
-        listed = {canonical(x) for x in specs}
-        specs += [s for s in frontier_specs(int(settings["max_instances"]), history=history_path is not None)
-                  if canonical(s) not in listed]
-    if not specs:
+    if not specs and not frontier:
         raise click.BadParameter("no policy given", param_hint="--policies")
     try:
         cfg = EvalConfig(**settings)
@@ -97,6 +97,11 @@ def eval_cmd(trace_path: Path, fmt: str | None, policies: str, frontier: bool, r
         raise click.ClickException(str(exc)) from exc
     df, info = _load(trace_path, fmt, rate_scale, start_s, duration_s, on_bad_row)
     history = _load(history_path, fmt, rate_scale, None, None, on_bad_row)[0] if history_path else None
+    if frontier:  # a fixed fleet per service: up to what the pool holds for every service of the trace
+        listed = {canonical(x) for x in specs}
+        specs += [s for s in frontier_specs(int(settings["max_instances"]), history=history_path is not None,
+                                            services=max(1, int(df["service"].nunique())))
+                  if canonical(s) not in listed]
     if cfg.time_scale != 1.0:
         eng = cfg.engine_config()
         click.echo(f"trace time compressed x{cfg.time_scale:g}: cold start {eng.cold_start_s:g} s, freeze "
@@ -118,7 +123,8 @@ def eval_cmd(trace_path: Path, fmt: str | None, policies: str, frontier: bool, r
 
     try:
         report = run_eval(df, specs, cfg, trace_info=info, progress=progress,
-                          keep_results=plots_dir is not None or requests_dir is not None, history=history)
+                          keep_results=plots_dir is not None or requests_dir is not None, history=history,
+                          prediction_store=prediction_store)
     except (PolicySpecError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     finally:

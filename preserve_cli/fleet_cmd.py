@@ -45,11 +45,17 @@ import click
 @click.option("--engine-dir", type=click.Path(file_okay=False), default=None,
               help="logs and pid records of the engines (default: <data dir>/engines/<group id>)")
 @click.option("--ready-timeout-s", type=float, default=60.0, help="an engine not healthy by then is stopped")
+@click.option("--engine-hang-timeout-s", type=float, default=15.0,
+              help="a serving engine whose health endpoint is silent this long is hung: stopped, its requests "
+                   "re-routed and a replacement started, as for one that died (0 = never)")
 @click.option("--engine-drain-timeout-s", type=float, default=120.0,
               help="a draining engine still busy after this is stopped (its requests are re-routed)")
 @click.option("--engine-report", type=click.Path(dir_okay=False), default=None,
               help="with --engine process: write the engine processes' counts, cold starts and instance-hours "
                    "here (JSON) when the fleet stops")
+@click.option("--session-timeout-s", type=float, default=10.0,
+              help="consumer-group session: a crashed manager's partitions (services) move to a live or restarted "
+                   "one this long after (a restarted manager takes them over from the log)")
 @click.option("--quiet", is_flag=True, help="no periodic counters on stderr")
 @click.option("--metrics-port", type=int, default=None,
               help="serve Prometheus /metrics and the /livez and /readyz probes on this port (default: off)")
@@ -58,12 +64,16 @@ def fleet(speedup: float, lag_s: float, engine: str, cold_start_s: float | None,
           group_id: str, endpoints: tuple[str, ...], vllm_model: str | None, vllm_kv_tokens: int,
           engine_cmds: tuple[str, ...], engine_model: str | None, engine_flavor: str, engine_devices: str,
           engine_device_env: str | None, engine_dir: str | None, ready_timeout_s: float,
-          engine_drain_timeout_s: float, engine_report: str | None, quiet: bool, metrics_port: int | None,
-          metrics_host: str) -> None:
+          engine_hang_timeout_s: float, engine_drain_timeout_s: float, engine_report: str | None,
+          session_timeout_s: float, quiet: bool, metrics_port: int | None, metrics_host: str) -> None:
     """Consume routes and scale commands, run simulated vLLM-style instances in event time, and publish a
     Completion per request and InstanceEvents (start_requested / ready / drain / stopped / status).
 
-    Run it with the same --speedup as `preserve replay`. With --vllm, requests go to real OpenAI-compatible
+    Run it with the same --speedup as `preserve replay`; behind a real gateway (events stamped with the wall
+    clock) use --speedup 1 (the default): a speedup that does not match the event stream is reported loudly
+    (SPEEDUP MISMATCH), since the fleet would run on a clock that is not the events' and invent latencies.
+    Restarted (after SIGTERM or kill -9), it takes its services over from the log: instances, desired sizes,
+    and the requests that had not completed, which run again once. With --vllm, requests go to real OpenAI-compatible
     servers (API key from PRESERVE_VLLM_API_KEY). With --engine process, each instance is a real engine process
     (started on a scale-up, ready when its health endpoint answers, drained and stopped on a scale-down, replaced
     when it dies); run replays at --speedup 1. See fleet/live/README.md. Stops on Ctrl-C / SIGTERM, stopping
@@ -81,7 +91,7 @@ def fleet(speedup: float, lag_s: float, engine: str, cold_start_s: float | None,
     if engine == "process":
         factory = _process_factory(engine_cmds, engine_model, engine_flavor, engine_devices, engine_device_env,
                                    Path(engine_dir) if engine_dir else settings.data_dir / "engines" / group_id,
-                                   ready_timeout_s, engine_drain_timeout_s, vllm_kv_tokens)
+                                   ready_timeout_s, engine_drain_timeout_s, vllm_kv_tokens, engine_hang_timeout_s)
         if speedup != 1.0:
             click.echo("fleet: real engines run in wall time; replay at --speedup 1 for true latencies", err=True)
     elif endpoints:
@@ -100,7 +110,8 @@ def fleet(speedup: float, lag_s: float, engine: str, cold_start_s: float | None,
         except KeyError as e:
             raise click.BadParameter(str(e), param_hint="--engine") from None
     manager = FleetManager(factory, status_every_s=status_every_s, prewarm_first=engine != "process")
-    runner = FleetRunner(manager, settings.kafka, ReplayClock(speedup, lag_s), group_id)
+    runner = FleetRunner(manager, settings.kafka, ReplayClock(speedup, lag_s), group_id,
+                         session_timeout_s=session_timeout_s)
     stop = {"flag": False}
 
     def _stop(*_: object) -> None:
@@ -109,17 +120,23 @@ def fleet(speedup: float, lag_s: float, engine: str, cold_start_s: float | None,
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     last = [time.monotonic()]
+    ready = [False]
     probes = _fleet_probes(runner, group_id, metrics_port, metrics_host)
 
     def tick(stats: RunnerStats) -> None:
         probes()
+        if not ready[0] and runner.consumer.assignment():  # the "ready" line, once (printed even with --quiet)
+            ready[0] = True
+            print(f"preserve fleet ready: group {group_id}, {len(runner.consumer.assignment())} partitions "
+                  "assigned", file=sys.stderr, flush=True)
         if quiet or time.monotonic() - last[0] < 5:
             return
         last[0] = time.monotonic()
         c = manager.counters
         print(f"fleet: routes {c.routes} completions {c.completions} in flight {manager.in_flight()} "
               f"late {c.late_inputs} rerouted {c.rerouted} engine failures {c.engine_failures} "
-              f"dead letters {stats.dead_letters}", file=sys.stderr)
+              f"dead letters {stats.dead_letters} recovered {c.recovered_routes} failed {c.failed}"
+              + (f" SPEEDUP MISMATCH: {stats.speedup_mismatch}" if stats.speedup_mismatch else ""), file=sys.stderr)
 
     try:
         runner.run(lambda: stop["flag"], tick)
@@ -149,7 +166,8 @@ def _fleet_probes(runner: object, group: str, port: int | None, host: str) -> Ca
 
 
 def _process_factory(cmds: tuple[str, ...], model: str | None, flavor: str, devices: str, device_env: str | None,
-                     run_dir: Path, ready_timeout_s: float, drain_timeout_s: float, kv_tokens: int) -> Any:
+                     run_dir: Path, ready_timeout_s: float, drain_timeout_s: float, kv_tokens: int,
+                     hang_timeout_s: float = 15.0) -> Any:
     from fleet.live.llama_cpp.locate import EngineNotBuilt
     from fleet.live.process_engine import build_process_factory
     from fleet.live.process_lifecycle import LifecycleTimeouts
@@ -164,6 +182,7 @@ def _process_factory(cmds: tuple[str, ...], model: str | None, flavor: str, devi
     pool = tuple(d.strip() for d in devices.split(",") if d.strip())
     try:
         return build_process_factory(commands, model, pool, device_env, flavor, run_dir,
-                                     LifecycleTimeouts(ready_timeout_s, drain_timeout_s), kv_tokens)
+                                     LifecycleTimeouts(ready_timeout_s, drain_timeout_s,
+                                                       hang_timeout_s=hang_timeout_s), kv_tokens)
     except (EngineNotBuilt, ValueError) as e:
         raise click.ClickException(str(e)) from None

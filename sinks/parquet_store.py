@@ -5,10 +5,17 @@ Why files and not a chdb data path: chdb lets one process own a data path, so a 
 number of readers query the files through an in-memory chdb session (:mod:`sinks.client`).
 
 Layout: ``<root>/parquet/<table>/p<partition>-<first offset>-<last offset>.parquet``. Files appear atomically
-(written as ``.part``, then renamed), so readers never see half a file. Idempotency: rows whose offset lies in a
-range an existing file already covers are dropped before writing, so a redelivered batch adds nothing; the
-reader views also keep one row per (partition, offset) in case two writers raced during a rebalance. Many small
-files are merged per partition once there are more than ``compact_files`` of them.
+(written as ``.part``, then renamed), so readers never see half a file. Idempotency: rows whose offset an
+existing file already *holds* are dropped before writing, so a redelivered batch adds nothing; the reader views
+also keep one row per (partition, offset) in case two writers raced during a rebalance. Many small files are
+merged per partition once there are more than ``compact_files`` of them.
+
+What a file holds is derived from its rows, never from its name: the name's ``first-last`` only bounds it. Why:
+a file may have gaps (a merge of 0-99 and 200-299 while another worker still writes 100-199 after a rebalance;
+offsets that were dead-lettered), and a name taken as a claim dropped the redelivered rows of the gap for good
+(issue 21: 3,803 completions in Kafka, 3,793 archived). A file whose row count equals its span is contiguous
+(offsets are unique within a file), otherwise its ``kafka_offset`` column is read once; both are cached per
+file (files are immutable; a merge writes a new name).
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ import pyarrow.parquet as pq
 from sinks.exceptions import BackpressureError, SinkError
 from sinks.schema import TableSchema, all_schemas
 
-__all__ = ["ParquetStore", "ParquetStoreConfig", "covered", "merge_ranges", "parse_file_name", "file_name"]
+__all__ = ["ParquetStore", "ParquetStoreConfig", "covered", "merge_ranges", "parse_file_name", "file_name", "runs"]
 
 _MAX = 1 << 62
 _NAME = re.compile(r"^p(\d+)-(\d+)-(\d+)\.parquet$")
@@ -65,6 +72,17 @@ def _offsets(path: Path) -> list[int]:
     return pq.read_table(path, columns=["kafka_offset"]).column(0).to_pylist()
 
 
+def runs(offsets: list[int]) -> list[tuple[int, int]]:
+    """The contiguous runs of a set of offsets as sorted, disjoint inclusive ranges: what a file holds."""
+    out: list[tuple[int, int]] = []
+    for off in sorted(set(offsets)):
+        if out and off == out[-1][1] + 1:
+            out[-1] = (out[-1][0], off)
+        else:
+            out.append((off, off))
+    return out
+
+
 def _unique_offsets(table: pa.Table) -> pa.Table:
     """Keep the first row per offset of an offset-sorted table (inputs may overlap after an interrupted merge)."""
     offsets = table.column("kafka_offset").to_numpy()
@@ -87,6 +105,9 @@ class ParquetStore:
     def __init__(self, cfg: ParquetStoreConfig) -> None:
         self.cfg = cfg
         self.schemas = all_schemas()
+        # (table, file name) -> (size, mtime_ns, the offset runs the file holds); entries of vanished files are
+        # dropped at each listing of their partition, so this stays as small as the archive's file count.
+        self._held: dict[tuple[str, str], tuple[int, int, list[tuple[int, int]]]] = {}
 
     @property
     def base(self) -> Path:
@@ -134,22 +155,57 @@ class ParquetStore:
                 out.append((p, parsed[1], parsed[2]))
         return sorted(out, key=lambda x: x[1])
 
+    def held(self, schema: TableSchema, partition: int) -> list[tuple[int, int]]:
+        """The offsets of ``partition`` the table's files hold (their rows, not their names), as disjoint ranges."""
+        files = self._files(schema, partition)
+        prefix = f"p{partition:05d}-"
+        present = {p.name for p, _, _ in files}
+        for key in [k for k in self._held if k[0] == schema.table and k[1].startswith(prefix) and k[1] not in present]:
+            del self._held[key]
+        ranges: list[tuple[int, int]] = []
+        for path, lo, hi in files:
+            ranges += self._file_runs(schema, path, lo, hi)
+        return merge_ranges(ranges)
+
+    def _held_names(self, schema: TableSchema, partition: int) -> list[str]:
+        prefix = f"p{partition:05d}-"
+        return [name for table, name in self._held if table == schema.table and name.startswith(prefix)]
+
+    def _file_runs(self, schema: TableSchema, path: Path, lo: int, hi: int) -> list[tuple[int, int]]:
+        st = path.stat()
+        key = (schema.table, path.name)
+        hit = self._held.get(key)
+        if hit is not None and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
+            return hit[2]
+        if pq.ParquetFile(path).metadata.num_rows == hi - lo + 1:
+            got = [(lo, hi)]  # as many (unique) rows as offsets in the span: contiguous
+        else:
+            got = runs(_offsets(path))
+        self._held[key] = (st.st_size, st.st_mtime_ns, got)
+        return got
+
     def insert(self, schema: TableSchema, rows: list[dict[str, Any]], partition: int) -> int:
         """Write the rows not yet archived (by offset) as one file; return how many were new."""
-        try:
-            files = self._files(schema, partition)
-            ranges = merge_ranges([(lo, hi) for _, lo, hi in files])
-        except OSError as e:
-            raise BackpressureError(5.0, f"listing {self.table_dir(schema)}: {e.strerror or e}") from e
+        for attempt in range(3):
+            try:
+                ranges = self.held(schema, partition)
+                n_files = len(self._held_names(schema, partition))
+                break
+            except FileNotFoundError:  # another writer merged a file away while it was listed: list again
+                if attempt == 2:
+                    raise BackpressureError(1.0, f"{self.table_dir(schema)} changing under the listing") from None
+            except OSError as e:
+                raise BackpressureError(5.0, f"listing {self.table_dir(schema)}: {e.strerror or e}") from e
         top = ranges[-1][1] if ranges else -1
-        fresh = [r for r in rows if r["kafka_offset"] > top or not covered(r["kafka_offset"], ranges)]
-        if not fresh:
+        by_offset = {r["kafka_offset"]: r for r in rows if r["kafka_offset"] > top
+                     or not covered(r["kafka_offset"], ranges)}
+        if not by_offset:
             return 0
-        fresh.sort(key=lambda r: r["kafka_offset"])
+        fresh = [by_offset[o] for o in sorted(by_offset)]  # unique offsets: a file's span test relies on it
         table = pa.Table.from_pylist(fresh, schema=schema.arrow_schema())
         name = file_name(partition, fresh[0]["kafka_offset"], fresh[-1]["kafka_offset"])
         self._write_atomic(self.table_dir(schema) / name, table)
-        if len(files) + 1 > self.cfg.compact_files:
+        if n_files + 1 > self.cfg.compact_files:
             self.compact(schema, partition)
         return len(fresh)
 

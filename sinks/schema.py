@@ -3,7 +3,7 @@
 One table per topic, named :func:`table_name` (``"predicted-requests"`` -> ``predicted_requests``), with one
 column per record field plus ``kafka_partition``/``kafka_offset`` (the idempotency key: a redelivered message has
 the same pair). Types map to ClickHouse and Arrow alike so the Parquet archive and a server table have the same
-columns. Prompt text is sensitive: RequestEvent/PredictedRequest rows carry ``prompt_hash`` (sha256, 16 hex) and
+columns. Prompt text is sensitive: RequestEvent/PredictedRequest rows carry ``prompt_hash`` (keyed HMAC-SHA256, 16 hex: streams/privacy.py) and
 ``prompt_chars``, and ``prompt`` holds the text only when ``store_prompts`` is on.
 """
 
@@ -19,7 +19,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from streams.records import RECORD_TYPES, EventRecord, prompt_hash
+from streams.privacy import prompt_hash
+from streams.records import RECORD_TYPES, EventRecord
 
 __all__ = ["Column", "TableSchema", "table_name", "table_schema", "all_schemas", "record_row", "prompt_hash"]
 

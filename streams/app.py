@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import gc
+import logging
 import os
 import shutil
 import sys
@@ -18,12 +19,13 @@ from pathlib import Path
 
 import faust
 
+from streams.log_limits import install_kafka_log_limits
 from streams.pipeline_config import AGENTS
 from streams.settings import load_settings
 from streams.transport import faust_transport
 from streams.transport.ready_batches import ReadyBatchStream
 
-__all__ = ["app", "selected_agents", "app_id"]
+__all__ = ["app", "selected_agents", "app_id", "READY_LINE", "ready_line"]
 
 
 def selected_agents() -> list[str]:
@@ -109,6 +111,7 @@ def _make_app() -> faust.App:
 
 
 app = _make_app()
+install_kafka_log_limits()  # aiokafka/Faust retry lines while Kafka is down: bounded per minute
 if os.environ.get("PRESERVE_METRICS_PORT"):  # `preserve worker --metrics-port`: readiness, heartbeat, lag
     from streams.transport.worker_probes import install as _install_probes
 
@@ -119,6 +122,84 @@ if os.environ.get("PRESERVE_METRICS_PORT"):  # `preserve worker --metrics-port`:
 # delivery threads), and a thread waiting for the GIL gets it only when the holder's switch interval runs out:
 # CPython's 5 ms default could add 5 ms per hand-over to a decision whose p99 budget is 20 ms.
 GIL_SWITCH_INTERVAL_S = 0.001
+
+
+READY_LINE = "preserve worker ready"
+_assignments = [0]
+
+
+def ready_line(agents: list[str], group: str, assigned: set[tuple[str, int]]) -> str:
+    """The line an operator (or a supervisor) waits for: the worker's agents run and hold their partitions.
+    Models are loaded by then: the agents' modules build their state (predictor included) at import."""
+    topics = sorted({t for t, _ in assigned})
+    return (f"{READY_LINE}: agents {','.join(agents)}, group {group}, {len(assigned)} partitions of "
+            f"{len(topics)} topics assigned" + ("" if assigned else " (none: more members than partitions)"))
+
+
+@app.on_partitions_assigned.connect  # type: ignore[misc,arg-type]
+async def _say_ready(sender: faust.App, assigned: set, **_: object) -> None:
+    """One "ready" line at the first assignment (stderr: shown at every --loglevel), an info line at later ones."""
+    _assignments[0] += 1
+    tps = {(tp.topic, tp.partition) for tp in assigned}
+    if _assignments[0] == 1:
+        print(ready_line(selected_agents(), app_id(), tps), file=sys.stderr, flush=True)
+    else:
+        logging.getLogger(__name__).info("partitions reassigned: %d of %d topics", len(tps),
+                                         len({t for t, _ in tps}))
+
+
+LOOP_PROBE_S = 0.25  # how often the loop-lag probe wakes (4 wake-ups/s: negligible next to the agents)
+LOOP_REPORT_S = 60.0  # one lag line per minute
+
+
+@app.task
+async def _watch_loop() -> None:
+    """The loop's own lag, one line a minute (``streams/runtime_watch.py``)."""
+    import asyncio
+    import time
+
+    from streams.runtime_watch import LagWindow
+
+    log = logging.getLogger(__name__)
+    window = LagWindow()
+    started = time.monotonic()
+    while True:
+        t = time.monotonic()
+        await asyncio.sleep(LOOP_PROBE_S)
+        now = time.monotonic()
+        window.add(now - t - LOOP_PROBE_S)
+        if now - started >= LOOP_REPORT_S:
+            line = window.line(now - started)
+            if line:
+                log.info("%s", line)
+            started = now
+
+
+@app.task
+async def _watch_heap() -> None:
+    """With ``PRESERVE_TRACEMALLOC=<s>``: the top heap growth sites every that many seconds, against a baseline
+    taken one interval in (after the agents' lazy imports). Its own task, so that the loop-lag probe sees the
+    pause a snapshot causes (it holds the GIL: seconds on a big heap) instead of waiting for it."""
+    import asyncio
+
+    from streams.runtime_watch import TRACEMALLOC_ENV, heap_growth_lines
+
+    every = float(os.environ.get(TRACEMALLOC_ENV, "0") or 0)
+    if every <= 0:
+        return
+    import tracemalloc
+
+    log = logging.getLogger(__name__)
+    tracemalloc.start(1)
+    first = None
+    while True:
+        await asyncio.sleep(every)
+        snap = await asyncio.to_thread(tracemalloc.take_snapshot)
+        if first is None:
+            first = snap
+            continue
+        for line in heap_growth_lines(first, snap):
+            log.info("%s", line)
 
 
 @app.task

@@ -9,9 +9,10 @@ import json
 import os
 from dataclasses import asdict, dataclass, field, fields
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 from streams.policies.control_settings import ControlSettings
+from streams.transport.event_skew import SkewSettings
 
 __all__ = ["PipelineConfig", "ENV_VAR", "pipeline_config", "AGENTS"]
 
@@ -40,6 +41,18 @@ class PipelineConfig(ControlSettings):
     snapshot_every_s: float = field(default=10.0, metadata={"help": "event seconds between routing tables"})
     archive_batch: int = field(default=2000, metadata={"help": "most rows per ClickHouse insert"})
     archive_within_s: float = field(default=0.5, metadata={"help": "wall seconds an archive batch may wait"})
+    # Where requests enter (the predict stage), event times far from the stream's own are dead-lettered with the reason
+    # (streams/transport/event_skew.py): one client's clock must not move every service's windows and fleet clock.
+    event_clock: Literal["stream", "wall"] = field(default="stream", metadata={
+        "help": "the stream's event time that requests are checked against: 'stream' = learned from the events "
+                "(median offset of the recent ones; any replay epoch), 'wall' = this worker's wall clock (a "
+                "gateway stamping wall-clock time)"})
+    event_speedup: float = field(default=1.0, metadata={
+        "help": "event seconds per wall second of the request stream (1 for a gateway; a replay's --speedup)"})
+    event_max_ahead_s: float = field(default=300.0, metadata={
+        "help": "requests more than this ahead of the stream's event time are dead-lettered (0 = no limit)"})
+    event_max_behind_s: float = field(default=3600.0, metadata={
+        "help": "requests more than this behind the stream's event time are dead-lettered (0 = no limit)"})
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -47,6 +60,7 @@ class PipelineConfig(ControlSettings):
             raise ValueError("batch sizes must be >= 1")
         if self.snapshot_every_s <= 0:
             raise ValueError("snapshot_every_s must be positive")
+        self.skew_settings()  # validates the event clock settings
         if self.time_scale != 1.0:
             raise ValueError("time_scale compresses a recorded trace for `preserve eval`; the live pipeline runs in "
                              "its events' own time (replay faster with --speedup, which keeps event time)")
@@ -58,6 +72,16 @@ class PipelineConfig(ControlSettings):
         from streams.policies.policy_registry import parse_policy
 
         return predictor_for(parse_policy(self.policy), self.predictor)
+
+    def skew_settings(self) -> SkewSettings:
+        """The window requests must fall in around the stream's event time (the predict stage's guard)."""
+        return SkewSettings(self.event_clock, self.event_speedup, self.event_max_ahead_s, self.event_max_behind_s)
+
+    def for_replay(self, speedup: float) -> PipelineConfig:
+        """The settings for a replay at ``speedup``: a replay declares its own clock (the stream's, at its speed)."""
+        from dataclasses import replace
+
+        return replace(self, event_clock="stream", event_speedup=speedup)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

@@ -41,7 +41,6 @@ __all__ = [
     "RECORD_TYPES",
     "InvalidEvent",
     "parse_event",
-    "prompt_hash",
 ]
 
 SCHEMA_VERSION = 1
@@ -91,11 +90,6 @@ class RequestEvent(EventRecord):
     # Ground truth carried by replays only (the simulated instance needs to know when to stop generating);
     # a real gateway leaves it unset.
     output_tokens: Tokens | None = None
-
-
-def prompt_hash(text: str) -> str:
-    """The stable short hash that stands for a prompt everywhere past the predictor (sha256, 16 hex chars)."""
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 class PredictedRequest(RequestEvent):
@@ -194,6 +188,16 @@ class Completion(EventRecord):
     ttft_s: float = Field(ge=0)
     e2e_s: float = Field(ge=0)
     preemptions: Count = 0
+    # Honest simulated lengths (optional, so older producers and consumers keep working):
+    output_sampled: bool | None = Field(default=None, description=(
+        "the request carried no output_tokens: the simulated engine drew this output length from the service's "
+        "learned distribution (not a measured length)"))
+    truncated: bool | None = Field(default=None, description=(
+        "prompt + output exceeded the engine's context (max_model_len): the prompt was clamped and/or the output "
+        "stopped at the limit, as vLLM does (finish_reason=length)"))
+    rerouted_from: Id | None = Field(default=None, description=(
+        "the instance the route named, when the instance managers ran the request elsewhere (that instance had "
+        "stopped or died before the route reached it); instance_id is the one that served it"))
 
 
 class TokenDensity(EventRecord):

@@ -36,10 +36,19 @@ class KafkaSettings(BaseModel):
     partitions: int = Field(default=4, ge=1)
     replication_factor: int = Field(default=0, ge=0, description="replicas per partition; 0: min(3, brokers in "
                                     "the cluster), with min.insync.replicas 2 from 3 replicas up")
+    retention_ms: dict[str, int] = Field(default_factory=dict, description="retention.ms per logical topic, "
+                                         "overriding streams/topics.py's defaults at creation, e.g. "
+                                         "PRESERVE_KAFKA__RETENTION_MS='{\"requests\": 3600000}'")
 
     def confluent_config(self) -> dict[str, Any]:
-        """librdkafka configuration (confluent-kafka producers/consumers/admin)."""
-        cfg: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers, "security.protocol": self.security_protocol}
+        """librdkafka configuration (confluent-kafka producers/consumers/admin).
+
+        Its log lines go through Python logging, rate-limited (``streams/log_limits.py``): librdkafka's own
+        stderr printing wrote a line per connection attempt while the broker was down."""
+        from streams.log_limits import librdkafka_logger
+
+        cfg: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers, "security.protocol": self.security_protocol,
+                               "logger": librdkafka_logger()}
         if self.sasl_mechanism:
             cfg["sasl.mechanism"] = self.sasl_mechanism
             cfg["sasl.username"] = self.sasl_username or ""
@@ -66,6 +75,9 @@ class PreserveSettings(BaseSettings):
     data_dir: Path = Field(default_factory=lambda: project_root() / ".data")
     kafka: KafkaSettings = KafkaSettings()
     clickhouse: ClickHouseSettings = ClickHouseSettings()
+    prompt_hash_key: SecretStr | None = Field(default=None, description="secret of the keyed prompt hash "
+                                              "(PRESERVE_PROMPT_HASH_KEY; unset: a key file in the data dir, see "
+                                              "streams/privacy.py)")
 
     def clickhouse_dsn(self) -> str:
         if self.clickhouse.dsn is not None:

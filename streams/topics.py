@@ -4,6 +4,9 @@ Every record topic is keyed by ``service``: the route, density, forecast and sca
 and Faust co-partitions tables with their source topics, so all service-keyed topics share one partition count.
 Retention and cleanup policy are set explicitly (never the broker's defaults): raw event streams keep a week,
 aggregates a month, and the routing-table snapshots are compacted (only the latest per service matters).
+``PRESERVE_KAFKA__RETENTION_MS`` (a JSON object, logical name -> ms) overrides a topic's retention when it is
+created, e.g. ``{"requests": 3600000}`` keeps prompt text in Kafka for an hour (see the README's privacy notes);
+unknown names are refused, so a typo never leaves a topic at its default.
 The broker runs with ``auto.create.topics.enable=false``, so :func:`ensure_topics` must run before workers start.
 
 Replication follows the cluster unless set (``PRESERVE_KAFKA__REPLICATION_FACTOR``, 0 = auto): ``min(3, brokers)``
@@ -87,14 +90,17 @@ _POLICY: dict[str, tuple[int, str, str]] = {
 
 def topic_specs(kafka: KafkaSettings, names: Iterable[str] | None = None) -> list[TopicSpec]:
     """The spec of each record topic (all of :data:`RECORD_TYPES` by default), named through ``kafka``."""
+    unknown = sorted(set(kafka.retention_ms) - set(RECORD_TYPES))
+    if unknown:
+        raise KeyError(f"PRESERVE_KAFKA__RETENTION_MS names unknown topics {unknown}; known: {', '.join(RECORD_TYPES)}")
     out = []
     for name in names if names is not None else RECORD_TYPES:
         if name not in RECORD_TYPES:
             raise KeyError(f"unknown topic {name!r}; known: {', '.join(RECORD_TYPES)}")
         days, cleanup, key = _POLICY.get(name, (7, "delete", "service"))
         out.append(TopicSpec(name=name, physical=kafka.topic(name), partitions=kafka.partitions,
-                             replication_factor=kafka.replication_factor, key=key, retention_ms=days * DAY_MS,
-                             cleanup_policy=cleanup))
+                             replication_factor=kafka.replication_factor, key=key,
+                             retention_ms=kafka.retention_ms.get(name, days * DAY_MS), cleanup_policy=cleanup))
     return out
 
 

@@ -66,6 +66,8 @@ TARGETS: tuple[Target, ...] = (
     Target("streams/policies/scalers/hpa_scaler.py",
            (f"{P}/scalers/test_hpa_scaler_terms.py", f"{P}/test_proportional_scalers.py",
             f"{P}/scalers/test_trace_time_params_terms.py")),
+    Target("streams/policies/scalers/apa_scaler.py",
+           (f"{P}/scalers/test_apa_scaler_terms.py", f"{P}/scalers/test_trace_time_params_terms.py")),
     Target("streams/policies/scalers/kpa_scaler.py",
            (f"{P}/scalers/test_kpa_scaler_terms.py", f"{P}/test_proportional_scalers.py",
             f"{P}/scalers/test_trace_time_params_terms.py")),

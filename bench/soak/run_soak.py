@@ -27,6 +27,7 @@ from fleet.live.demo_run import CONTROL_AGENTS, READY_MARKER, pipeline_args
 from fleet.live.pipeline_procs import PipelineProcesses, group_lag, read_topic, topic_counts
 from streams.pipeline_config import AGENTS, PipelineConfig
 from streams.records import RECORD_TYPES
+from streams.runtime_watch import TRACEMALLOC_ENV
 from streams.settings import KafkaSettings
 from streams.topics import ensure_topics
 
@@ -103,6 +104,8 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     cfg = PipelineConfig(policy=args.policy, predictor=args.predictor)
     env = {"PRESERVE_KAFKA__BOOTSTRAP_SERVERS": bootstrap, "PRESERVE_KAFKA__TOPIC_PREFIX": kafka.topic_prefix,
            "PRESERVE_CLICKHOUSE__DSN": f"chdb://{tmp / 'clickhouse'}", "PRESERVE_DATA_DIR": str(tmp)}
+    if args.tracemalloc_s > 0:
+        env[TRACEMALLOC_ENV] = str(args.tracemalloc_s)
     procs = PipelineProcesses(tmp / "logs", env)
     df = steady_trace(args.minutes, args.rate, args.speedup, args.services)
     samples: list[Sample] = []
@@ -138,7 +141,9 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             time.sleep(2.0)
         samples.append(_sample(kafka, procs, t0, len(df), draining=True))
         routed = {json.loads(v)["request_id"] for v in read_topic(kafka, "routes", 120.0)}
-        summary = summarize(samples, args.warmup_s, args.rate, len(df), len(routed & set(df["request_id"])))
+        lag_lines = {n: procs.tail(n, 10**7).splitlines() for n in procs.procs if n != "fleet"}
+        summary = summarize(samples, args.warmup_s, args.rate, len(df), len(routed & set(df["request_id"])),
+                            lag_lines)
         summary.update({"minutes": args.minutes, "speedup": args.speedup, "services": args.services,
                         "workers": args.workers, "archive": args.archive, "policy": args.policy,
                         "predictor": args.predictor, "replay_end_s": replay_end,
@@ -167,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bootstrap", default=None, help="use this broker instead of starting a private one")
     p.add_argument("--json", type=Path, default=None, help="write the summary (and every sample) here")
     p.add_argument("--keep", type=Path, default=None, help="keep logs and archive in this folder")
+    p.add_argument("--tracemalloc-s", type=float, default=0.0,
+                   help="workers log their top heap growth sites this often (0: off; slows them ~2x)")
     args = p.parse_args(argv)
     if args.minutes <= 0 or args.rate <= 0 or args.speedup <= 0:
         p.error("--minutes, --rate and --speedup must be positive")

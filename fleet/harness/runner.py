@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -64,13 +65,22 @@ class EvalReport:
 
 
 class PredictionCache:
-    """Predictions per predictor spec for one trace, with the CPU seconds each took."""
+    """Predictions per predictor spec for one trace, with the CPU seconds they cost.
 
-    def __init__(self, df: pd.DataFrame, seed: int) -> None:
+    :param store: a Parquet file of predictions keyed by (spec, prompt, prompt length, serving model), read
+        before predicting and written back by :meth:`save`: a day re-evaluated (other policies, other settings,
+        another machine without the encoder's weights) is not encoded again. The CPU cost charged to the
+        policies stays what the live predict stage would spend: the stored per-row cost times every request.
+    """
+
+    def __init__(self, df: pd.DataFrame, seed: int, store: Path | None = None) -> None:
         self.df = df
         self.seed = seed
+        self.store = store
         self._cache: dict[str, tuple[np.ndarray, np.ndarray, str, float]] = {}
         self.quantiles: dict[str, dict[str, np.ndarray]] = {}  # spec -> the predictor's quantiles, if any
+        self._stored = pd.read_parquet(store) if store is not None and store.exists() else None
+        self._new: list[pd.DataFrame] = []
 
     def get(self, spec: str) -> tuple[np.ndarray, np.ndarray, str, float]:
         """``(mean, p90, source, cpu_s)`` for every request of the trace, in order.
@@ -79,28 +89,61 @@ class PredictionCache:
         Rows with the same prompt, prompt length and serving model are predicted once (a day samples a corpus of
         thousands of prompts millions of times); the oracles see every row's own length.
         """
-        if spec not in self._cache:
+        if spec in self._cache:
+            return self._cache[spec]
+        df = self.df
+        models = (df["model"] if "model" in df else df["service"]).astype(str)
+        prompts = df["prompt"] if "prompt" in df else pd.Series([None] * len(df), index=df.index)
+        if spec.split("(")[0] in ("oracle", "noisy-oracle") or "prompt" not in df:
+            keys, inverse = None, np.arange(len(df))
+        else:
+            keys = pd.DataFrame({"prompt": prompts.fillna("").astype(str).to_numpy(),
+                                 "prompt_tokens": df["prompt_tokens"].to_numpy(np.int64),
+                                 "model": models.to_numpy()})
+            inverse = pd.factorize(pd.MultiIndex.from_frame(keys))[0]
+            keys = keys.iloc[np.unique(inverse, return_index=True)[1]].reset_index(drop=True)
+        table = self._lookup(spec, keys) if keys is not None else None
+        if table is None:
             from models.request_load.predictor_registry import get_predictor
 
-            df = self.df
-            truth = df["output_tokens"].to_numpy(np.float64)
             cpu = time.process_time()
-            predictor = get_predictor(spec, true_lengths=truth, seed=self.seed)
-            models = (df["model"] if "model" in df else df["service"]).astype(str)
-            prompts = df["prompt"] if "prompt" in df else pd.Series([None] * len(df), index=df.index)
-            if spec.split("(")[0] in ("oracle", "noisy-oracle") or "prompt" not in df:
-                rows, inverse = np.arange(len(df)), np.arange(len(df))
-            else:
-                key = pd.MultiIndex.from_arrays([prompts.fillna(""), df["prompt_tokens"], models])
-                inverse = pd.factorize(key)[0]
-                rows = np.unique(inverse, return_index=True)[1]
-            pred = predictor.predict(prompts.iloc[rows].tolist(), df["prompt_tokens"].iloc[rows].tolist(),
-                                     models.iloc[rows].tolist())
+            predictor = get_predictor(spec, true_lengths=df["output_tokens"].to_numpy(np.float64), seed=self.seed)
+            rows = keys if keys is not None else pd.DataFrame({"prompt": prompts.tolist(),
+                                                               "prompt_tokens": df["prompt_tokens"].to_numpy(),
+                                                               "model": models.to_numpy()})
+            pred = predictor.predict(rows["prompt"].tolist(), rows["prompt_tokens"].tolist(), rows["model"].tolist())
             cpu = time.process_time() - cpu
-            self._cache[spec] = (np.asarray(pred.mean, np.float64)[inverse], np.asarray(pred.p90, np.float64)[inverse],
-                                 pred.source, cpu)
-            self.quantiles[spec] = {k: np.asarray(v, np.float64)[inverse] for k, v in pred.quantiles.items()}
+            table = rows.assign(mean=np.asarray(pred.mean, np.float64), p90=np.asarray(pred.p90, np.float64),
+                                source=pred.source, cpu_per_row_s=cpu / max(len(rows), 1),
+                                **{f"q_{k}": np.asarray(v, np.float64) for k, v in pred.quantiles.items()})
+            if keys is not None:
+                self._new.append(table.assign(spec=spec))
+        q = {c[2:]: table[c].to_numpy(np.float64)[inverse] for c in table.columns if c.startswith("q_")}
+        self.quantiles[spec] = q
+        cpu_total = float(table["cpu_per_row_s"].iloc[0]) * len(df) if len(table) else 0.0
+        self._cache[spec] = (table["mean"].to_numpy(np.float64)[inverse], table["p90"].to_numpy(np.float64)[inverse],
+                             str(table["source"].iloc[0]) if len(table) else "", cpu_total)
         return self._cache[spec]
+
+    def _lookup(self, spec: str, keys: pd.DataFrame) -> pd.DataFrame | None:
+        """The stored predictions of ``spec`` for exactly these keys, in their order; None if any is missing."""
+        if self._stored is None:
+            return None
+        mine = self._stored[self._stored["spec"] == spec].drop(columns="spec")
+        got = keys.merge(mine, on=["prompt", "prompt_tokens", "model"], how="left", validate="one_to_one")
+        if got["mean"].isna().any():
+            return None
+        return got.dropna(axis=1, how="all")
+
+    def save(self) -> None:
+        """Write the predictions computed in this run into the store (keeping what it held)."""
+        if self.store is None or not self._new:
+            return
+        frames = ([self._stored] if self._stored is not None else []) + self._new
+        merged = pd.concat(frames, ignore_index=True).drop_duplicates(["spec", "prompt", "prompt_tokens", "model"],
+                                                                      keep="last")
+        self.store.parent.mkdir(parents=True, exist_ok=True)
+        merged.to_parquet(self.store, index=False)
 
 
 def _specs(policies: Sequence[PolicySpec | str]) -> list[PolicySpec]:
@@ -110,7 +153,7 @@ def _specs(policies: Sequence[PolicySpec | str]) -> list[PolicySpec]:
 def run_eval(trace: pd.DataFrame, policies: Sequence[PolicySpec | str], config: EvalConfig | None = None,
              trace_info: dict[str, Any] | None = None,
              progress: Callable[[str, int], None] | None = None, keep_results: bool = True,
-             history: pd.DataFrame | None = None) -> EvalReport:
+             history: pd.DataFrame | None = None, prediction_store: Path | None = None) -> EvalReport:
     """Simulate every policy on ``trace`` (a normalised DataFrame, already rate-scaled / windowed).
 
     :param policies: specs like ``"least-kv:reactive(up=0.8,down=0.3)"`` or :class:`PolicySpec` objects.
@@ -119,13 +162,14 @@ def run_eval(trace: pd.DataFrame, policies: Sequence[PolicySpec | str], config: 
     :param keep_results: keep each run's :class:`SimResult` (per-request arrays, time series) in the report,
         for plots; False saves memory on long traces with many policies.
     :param history: the previous day (same normalisation), for policies fitted on it (``attach_history``).
+    :param prediction_store: a Parquet file of length predictions to reuse and extend (:class:`PredictionCache`).
     """
     cfg = config or EvalConfig()
     specs = _specs(policies)
     engine = cfg.engine_config()
     if cfg.engine_mismatch != 1.0:  # the simulated engine only: policies are built from the profile's name
         engine = replace(engine, cost_model=engine.cost_model.scaled(cfg.engine_mismatch))
-    preds = PredictionCache(trace, cfg.seed)
+    preds = PredictionCache(trace, cfg.seed, prediction_store)
     arrivals = list(zip(trace["arrival_s"].tolist(), trace["prompt_tokens"].tolist(),
                         trace["output_tokens"].tolist(), strict=True))
     # Build every policy first, so that a bad spec fails before any simulation time is spent.
@@ -158,6 +202,7 @@ def run_eval(trace: pd.DataFrame, policies: Sequence[PolicySpec | str], config: 
                **summarize(result, cfg.slo_ttft_s, cfg.slo_tpot_s, extra_cpu_s=pred_cpu), **extra}
         row["kind"] = row_kind(row)
         runs.append(EvalRun(spec, pspec, result if keep_results else None, row))
+    preds.save()
     doc = {"trace": trace_info if trace_info is not None else _describe(trace),
            "settings": {**asdict(cfg), "engine_config": _engine_summary(engine)},
            "results": [r.row for r in runs], "summary": summarize_runs([r.row for r in runs])}

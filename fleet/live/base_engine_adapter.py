@@ -57,6 +57,8 @@ class FinishedRequest:
     prompt_tokens: int
     output_tokens: int
     preemptions: int = 0
+    output_sampled: bool = False  # no output length was given: drawn from the service's learned distribution
+    truncated: bool = False  # clamped to the engine's context (prompt cut and/or output stopped at the limit)
 
     @property
     def ttft_s(self) -> float:
@@ -138,6 +140,13 @@ class EngineFactory(ABC):
 
     def shutdown(self) -> None:  # noqa: B027
         """The manager stops: stop everything this factory started."""
+
+    @property
+    def adopts_instances(self) -> bool:
+        """True: a restarted manager re-creates the instances its log shows alive under the same ids (their
+        engines live on, e.g. simulated ones); False: they died with the old manager (real processes) and are
+        reported stopped, then replaced."""
+        return False
 
     @property
     def drain_refuses_routes(self) -> bool:

@@ -27,8 +27,8 @@ def archive_frames(dsn: str) -> tuple[dict[str, int], pd.DataFrame, pd.DataFrame
     counts = {}
     for topic in ARCHIVE_TABLES:  # table names come from the archive's schema, never from input
         counts[topic] = int(query_df(dsn, f"SELECT count() AS n FROM {table_name(topic)}")["n"].iloc[0])  # noqa: S608
-    comp = query_df(dsn, "SELECT request_id, ts, arrival_ts, ttft_s, e2e_s, output_tokens FROM "  # noqa: S608
-                    + table_name("completions"))
+    comp = query_df(dsn, "SELECT request_id, ts, arrival_ts, ttft_s, e2e_s, output_tokens, output_sampled, "  # noqa: S608
+                    "truncated FROM " + table_name("completions"))
     inst = query_df(dsn, "SELECT ts, instance_id, kind FROM " + table_name("instance-events"))  # noqa: S608
     return counts, comp, inst
 
@@ -65,10 +65,19 @@ def collect(outcome: DemoOutcome, kafka: KafkaSettings, dsn: str | None, offline
         "decision_mismatches": replay.decision_mismatches,
         "decisions_compared": {"routes": replay.routes_compared, "scale_commands": replay.commands_compared},
         "decision_mismatch_examples": replay.mismatches[:10],
+        "completions_output_sampled": _flagged(comp, "output_sampled"),
+        "completions_truncated": _flagged(comp, "truncated"),
         "topic_counts": outcome.counts, "metrics_source": source, "checks": checks,
         "replay_wall_s": outcome.replay_wall_s, "drain_wall_s": outcome.drain_wall_s, "run_dir": str(outcome.run_dir),
     }
     return doc, all(checks.values())
+
+
+def _flagged(frame: pd.DataFrame, column: str) -> int:
+    """Completions with a flag set (older records without the column count as not flagged)."""
+    if column not in frame:
+        return 0
+    return int(frame[column].fillna(False).astype(bool).sum())
 
 
 def _fmt(x: Any) -> str:
@@ -85,6 +94,8 @@ def print_report(doc: dict[str, Any], dsn: str | None) -> None:
             click.echo(f"(archive report unavailable: {e})")
     click.echo(f"\nrequests replayed {doc['requests_replayed']}, routes {doc['routes']}, "
                f"completions {doc['completions']}; metrics from {doc['metrics_source']}")
+    click.echo(f"completions with a sampled output length (the request gave none) {doc['completions_output_sampled']}, "
+               f"truncated to the engine's context {doc['completions_truncated']}")
     if doc["clickhouse_rows"]:
         click.echo("clickhouse rows: " + ", ".join(f"{k} {v}" for k, v in doc["clickhouse_rows"].items()))
     dc = doc["decisions_compared"]

@@ -99,7 +99,7 @@ def run_pipeline(df: pd.DataFrame, cfg: PipelineConfig, kafka: KafkaSettings, en
 
     ensure_topics(kafka)
     procs = PipelineProcesses(run_dir, env)
-    wargs = pipeline_args(cfg)
+    wargs = pipeline_args(cfg.for_replay(demo.speedup))  # a replay declares its clock: the stream's, at its speed
     try:
         for i in range(demo.workers):
             procs.start(f"worker-{i}", ["worker", "--agents", CONTROL_AGENTS, "--loglevel", "info", *wargs])

@@ -67,6 +67,7 @@ class ProcessEngineSpec:
     health_path: str = "/health"
     timeouts: LifecycleTimeouts = field(default_factory=LifecycleTimeouts)
     probe_every_s: float = 0.1
+    health_every_s: float = 2.0  # liveness probes of a serving process (a hung one: see LifecycleTimeouts)
     env: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
@@ -230,12 +231,15 @@ class ProcessActuator:
         for iid, proc in list(self.procs.items()):
             now = self.clock()
             code = proc.popen.poll()
-            healthy = False
-            if code is None and proc.lifecycle.phase is Phase.STARTING and now >= proc.next_probe:
-                proc.next_probe = now + self.spec.probe_every_s
-                healthy = _healthy(proc.base_url + self.spec.health_path)
+            healthy = probed = False
+            phase = proc.lifecycle.phase
+            if code is None and phase in (Phase.STARTING, Phase.READY, Phase.DRAINING) and now >= proc.next_probe:
+                # starting: probe often (the cold start is measured by it); serving: a liveness probe now and then
+                every = self.spec.probe_every_s if phase is Phase.STARTING else self.spec.health_every_s
+                proc.next_probe = now + every
+                healthy, probed = _healthy(proc.base_url + self.spec.health_path), True
                 now = self.clock()
-            self._signal(proc, proc.lifecycle.observe(now, code, healthy, in_flight(iid)))
+            self._signal(proc, proc.lifecycle.observe(now, code, healthy, in_flight(iid), probed))
             if proc.lifecycle.phase is Phase.EXITED:
                 del self.procs[iid]
                 self.free_devices.append(proc.device)

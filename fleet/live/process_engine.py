@@ -97,6 +97,8 @@ class ProcessEngineFactory(EngineFactory):
         lc = self.actuator(service).lifecycle(instance_id)
         if lc is None:
             return "unknown instance"
+        if lc.hung:  # alive but silent: lost now, while it is being stopped
+            return lc.reason
         return (lc.reason or "exited") if lc.phase is Phase.EXITED else None
 
     def _in_flight(self, instance_id: str) -> int:
@@ -123,6 +125,7 @@ class ProcessEngineFactory(EngineFactory):
             "engine_processes_stopped": sum(len(a.finished) for a in self.actuators.values()),
             "engine_processes_running": sum(len(a.procs) for a in self.actuators.values()),
             "engine_processes_died": sum(lc.died for a in self.actuators.values() for lc in a.finished),
+            "engine_processes_hung": sum(lc.hung for a in self.actuators.values() for lc in a.finished),
             "engine_cold_starts_s": [round(c, 3) for c in colds],
             "engine_instance_hours": sum(a.process_seconds() for a in self.actuators.values()) / 3600.0,
             "engine_stop_reasons": [f"{lc.instance_id}: {lc.reason}" for a in self.actuators.values()

@@ -12,6 +12,7 @@ without starting anything.
        +--ready timeout-----+--stop()----------------------------------------------------------+
        |  (SIGTERM)                                                     term grace passed: killing (SIGKILL)
        +-- any state: the process exited --> exited (expected after a SIGTERM/SIGKILL we sent, else "died")
+       +-- ready/draining, health silent for hang_timeout_s --> terminating, marked hung (lost like a dead one)
 
 Why drain before SIGTERM: llama.cpp's server cuts the streams of requests in flight on SIGTERM and then
 lingers (~30 s), so stopping a loaded engine directly would lose requests and hold its device.
@@ -45,9 +46,12 @@ class LifecycleTimeouts:
     drain_timeout_s: float = field(default=120.0, metadata={
         "help": "a draining process with requests still in flight after this is stopped anyway"})
     term_grace_s: float = field(default=5.0, metadata={"help": "SIGKILL this long after SIGTERM"})
+    hang_timeout_s: float = field(default=15.0, metadata={
+        "help": "a ready or draining process whose health endpoint has not answered for this long is hung: "
+                "stopped and treated as dead (its requests re-routed, a replacement started); 0 = never"})
 
     def __post_init__(self) -> None:
-        if min(self.ready_timeout_s, self.drain_timeout_s, self.term_grace_s) < 0:
+        if min(self.ready_timeout_s, self.drain_timeout_s, self.term_grace_s, self.hang_timeout_s) < 0:
             raise ValueError("timeouts must be >= 0")
 
 
@@ -70,6 +74,13 @@ class EngineLifecycle:
     exit_code: int | None = None
     reason: str = ""  # why it stopped (or failed), for events and logs
     stop_requested: bool = False  # True once we asked it to stop: an exit after that is expected
+    last_healthy: float | None = None  # the last health answer while ready or draining
+    hung: bool = False  # alive but silent past the hang timeout: being stopped, lost like a dead one
+
+    @property
+    def lost(self) -> bool:
+        """Gone for the manager: it died, or it hung (alive but silent; it is being stopped)."""
+        return self.hung or self.died
 
     @property
     def cold_start_s(self) -> float | None:
@@ -83,6 +94,10 @@ class EngineLifecycle:
     @property
     def failed_to_start(self) -> bool:
         return self.phase is Phase.EXITED and self.ready_at is None
+
+    def _silent_for(self, now: float) -> float:
+        last = self.last_healthy if self.last_healthy is not None else (self.ready_at or self.spawned_at)
+        return now - last
 
     def lifetime_s(self, now: float) -> float:
         """Seconds the process has existed (to its exit if it exited): the basis of instance-hours."""
@@ -113,19 +128,29 @@ class EngineLifecycle:
             return self._terminate(now, reason)
         return None
 
-    def observe(self, now: float, exit_code: int | None, healthy: bool, in_flight: int) -> Signal | None:
-        """Advance on what was observed at ``now``; returns the signal to send, if any."""
+    def observe(self, now: float, exit_code: int | None, healthy: bool, in_flight: int,
+                probed: bool | None = None) -> Signal | None:
+        """Advance on what was observed at ``now``; returns the signal to send, if any. ``probed``: the health
+        endpoint was asked at this observation (default: ``healthy``, i.e. a positive answer is a probe)."""
         if self.phase is Phase.EXITED:
             return None
+        probed = healthy if probed is None else probed
         if exit_code is not None:
             if not self.stop_requested:
                 what = "exited before ready" if self.ready_at is None else "died"
                 self.reason = f"{what} (exit code {exit_code})"
             self.phase, self.exited_at, self.exit_code = Phase.EXITED, now, exit_code
             return None
+        if self.phase in (Phase.READY, Phase.DRAINING) and probed:
+            if healthy:
+                self.last_healthy = now
+            elif self._silent_for(now) >= self.timeouts.hang_timeout_s > 0:
+                self.hung = True
+                return self._terminate(now, f"hung: its health endpoint did not answer for "
+                                            f"{self._silent_for(now):.0f} s")
         if self.phase is Phase.STARTING:
             if healthy:
-                self.phase, self.ready_at = Phase.READY, now
+                self.phase, self.ready_at, self.last_healthy = Phase.READY, now, now
             elif now - self.spawned_at >= self.timeouts.ready_timeout_s:
                 return self._terminate(now, f"not ready after {self.timeouts.ready_timeout_s:g} s")
         elif self.phase is Phase.DRAINING:

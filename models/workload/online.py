@@ -149,8 +149,11 @@ class OnlineForecaster:
             return
         if self._starts:
             missing = int(round((window_start - self._starts[-1]) / self.window_s)) - 1
-            for _ in range(max(0, missing)):
-                self._append(self._starts[-1] + self.window_s, [0.0, 0.0, 0.0])
+            skip = max(0, missing - self._memory())
+            first = self._starts[-1] + (skip + 1) * self.window_s
+            self._skip(skip)
+            for j in range(max(0, missing - skip)):
+                self._append(first + j * self.window_s, [0.0, 0.0, 0.0])
         self._append(window_start, [float(requests), float(prompt_tokens), float(output_tokens)])
         if self.auto_refit and self.needs_refit:
             self.refit()
@@ -161,10 +164,27 @@ class OnlineForecaster:
         self._resolve(self._n_total, np.asarray(row, dtype=float))
         self._n_total += 1
         self._since_fit += 1
-        cap = max(self.fit_windows * self.k, self._network_span(),
-                  seasonal_period(self.window_s, WEEK_S) + self.cfg.horizon * self.k + 1)
+        cap = self._memory()
         if len(self._values) > 2 * cap:  # bounded memory for a long-running agent
             del self._values[:-cap], self._starts[:-cap]
+
+    def _memory(self) -> int:
+        """Windows kept (at least): what a fit, the network and the weekly seasonal baseline read."""
+        return max(self.fit_windows * self.k, self._network_span(),
+                   seasonal_period(self.window_s, WEEK_S) + self.cfg.horizon * self.k + 1)
+
+    def _skip(self, n: int) -> None:
+        """Pass over the first ``n`` zero windows of a gap longer than the memory without storing them (the
+        memory is then all zeros anyway): a gap of ten days costs what a gap of the memory costs, not ten days
+        of windows. Forecasts issued before the gap are resolved against its first (zero) windows."""
+        if n <= 0:
+            return
+        zeros = np.zeros(len(TARGETS))
+        reach = max((len(next(iter(c.values()))) for _, c, _, _ in self._pending), default=0)
+        for j in range(min(n, reach)):
+            self._resolve(self._n_total + j, zeros)
+        self._n_total += n
+        self._since_fit += n
 
     def _resolve(self, index: int, actual: np.ndarray) -> None:
         """Score the recorded forecasts that covered window ``index``."""

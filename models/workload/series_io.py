@@ -173,7 +173,8 @@ def _trace(path: Path, window_s: float, service: str | None) -> WorkloadSeries:
         raise SeriesError(f"{path}: no requests" + (f" of service {service!r}" if service else ""))
     events = pd.DataFrame({"service": "all", "ts": df["arrival_s"].to_numpy(dtype=float),
                            "prompt_tokens": df["prompt_tokens"], "output_tokens": df["output_tokens"]})
-    frame, _ = density_frame(events, window_s)  # the density stage's windows, by arrival here
+    # the density stage's windows, by arrival here; a training series stays dense (every quiet window a zero)
+    frame, _ = density_frame(events, window_s, max_quiet_windows=2**62)
     notes = [f"per-request trace ({loaded.fmt}) aggregated by arrival time; {len(loaded.bad_rows)} bad rows skipped"]
     raw = frame[list(DENSITY[1:])].to_numpy(dtype=float)
     return _finish(raw, frame["window_start"].to_numpy(dtype=float), np.ones(len(raw), bool), window_s, window_s,

@@ -17,7 +17,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from functools import cache
+from functools import cache, partial
 
 import faust
 
@@ -25,6 +25,7 @@ from streams.app import app, selected_agents
 from streams.records import EventRecord
 from streams.settings import load_settings
 from streams.transport.batch_publisher import BatchPublisher, PublishError
+from streams.transport.kafka_wait import retry_with_backoff
 from streams.transport.messages import RawMessage
 from streams.transport.worker_probes import observe_published
 
@@ -60,7 +61,9 @@ async def _connect_publishers() -> None:
     instances) reached the fleet after the first routes, and the fleet ran the demo's first requests short of
     instances."""
     for agent in sorted(PUBLISHING_AGENTS.intersection(selected_agents())):
-        await asyncio.to_thread(_publisher(agent).connect)
+        # Retried, never raised: a broker down at start-up must not crash the worker (bounded lines meanwhile).
+        await asyncio.to_thread(retry_with_backoff, partial(_publisher(agent).connect, 10.0), f"{agent} publisher",
+                                log.warning)
 
 
 async def _ack_when_stored(stream: faust.StreamT, events: Sequence[faust.EventT], stored: asyncio.Future[None]) -> None:

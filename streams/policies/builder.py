@@ -74,16 +74,18 @@ def predictor_for(spec: PolicySpec, default: str) -> str:
     return str(value) if value is not None else default
 
 
-def frontier_specs(max_instances: int, router: str = "least-requests", history: bool = False) -> list[PolicySpec]:
+def frontier_specs(max_instances: int, router: str = "least-requests", history: bool = False,
+                   services: int = 1) -> list[PolicySpec]:
     """Each baseline scaler family over a small grid, so that every baseline is a cost-latency curve.
 
     fixed n = 1..max; reactive over (up, down) pairs around the 0.9/0.2 default; queue-depth over waiting
     thresholds around KEDA's 5 and two scale-down windows (1 min, HPA's default 5 min); the Kubernetes HPA over
-    KV-use targets; Knative's KPA over per-instance concurrencies; an interval planner over target utilisations;
-    with ``history``, a time-of-day schedule over head rooms; and the oracle schedule over load multiples (the
-    lower bound, rows of kind ``oracle``).
+    KV-use targets; Knative's KPA over per-instance concurrencies; AIBrix's APA over KV-use targets; an interval
+    planner over target utilisations; with ``history``, a time-of-day schedule over head rooms; and the oracle
+    schedule over load multiples (the lower bound, rows of kind ``oracle``). With ``services`` sharing a pool of
+    ``max_instances``, a fixed fleet (per service) goes up to what the pool holds for all of them.
     """
-    specs = [PolicySpec(router, "fixed", {}, {"n": n}) for n in range(1, max_instances + 1)]
+    specs = [PolicySpec(router, "fixed", {}, {"n": n}) for n in range(1, max_instances // max(services, 1) + 1)]
     for up, down in ((0.95, 0.3), (0.9, 0.2), (0.8, 0.3), (0.7, 0.2), (0.6, 0.1), (0.5, 0.1)):
         specs.append(PolicySpec(router, "reactive", {}, {"up": up, "down": down}))
     for threshold in (1, 5, 20):
@@ -93,6 +95,8 @@ def frontier_specs(max_instances: int, router: str = "least-requests", history: 
         specs.append(PolicySpec(router, "hpa", {}, {"target": target}))
     for concurrency in (8, 16, 32, 64):  # Knative KPA on in-flight requests
         specs.append(PolicySpec(router, "kpa", {}, {"concurrency": concurrency}))
+    for target in (0.3, 0.5, 0.7):  # AIBrix APA on KV-cache use (its sample: 0.5)
+        specs.append(PolicySpec(router, "apa", {}, {"target": target}))
     for util in (0.6, 0.8, 1.0):  # a Dynamo-style interval planner
         specs.append(PolicySpec(router, "interval-planner", {}, {"target_util": util}))
     if history:  # a time-of-day schedule fitted on the previous day

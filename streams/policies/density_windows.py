@@ -10,8 +10,11 @@ completions into the forecaster's input, and live by the Faust ``density`` agent
   so a global watermark would mark a lagging partition's events late). ``close_until(wm)`` can push it further.
 - A window closes (is emitted) once ``window_end + grace_s <= watermark``. An event whose window is already
   closable when it arrives is *late*: it is not counted, it is returned so the caller can report it.
-- A service's series has no holes: windows with no events between its first and last window are emitted as
-  zeros (a quiet window is zero load, not missing data).
+- A service's series has no short holes: windows with no events between its first and last window are emitted
+  as zeros (a quiet window is zero load, not missing data), but at most ``max_quiet_windows`` in a row: a longer
+  quiet stretch (a service idle for ten days, a replay that jumps ahead) is skipped in O(1), so the series then
+  jumps to the next window with events. Consumers that need a dense series fill the jump themselves, bounded
+  by their own memory (``OnlineForecaster.observe``); nothing rolls a gap window by window.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ __all__ = [
 ]
 
 DENSITY_COLUMNS = ["service", "window_start", "window_s", "requests", "prompt_tokens", "output_tokens"]
+MAX_QUIET_WINDOWS = 60  # zero windows emitted in a row before a quiet stretch is skipped (an hour of 60 s windows)
 
 
 class CompletionLike(Protocol):
@@ -66,6 +70,7 @@ class _ServiceState:
     next_start: float  # first window not yet emitted
     watermark: float
     open: dict[int, _Totals] = field(default_factory=dict)  # window index -> totals
+    quiet_run: int = 0  # zero windows emitted in a row just before next_start
 
 
 def _record(service: str, index: int, window_s: float, t: _Totals) -> TokenDensity:
@@ -79,13 +84,16 @@ class DensityAccumulator:
 
     :param window_s: window size in seconds (60 for live control, 300/600 for planning).
     :param grace_s: how long after a window's end late events are still counted into it.
+    :param max_quiet_windows: zero windows emitted in a row; the rest of a quiet stretch is skipped in O(1).
     """
 
-    def __init__(self, window_s: float, grace_s: float = 0.0) -> None:
-        if window_s <= 0 or grace_s < 0:
-            raise ValueError(f"need window_s > 0 and grace_s >= 0, got {window_s}, {grace_s}")
+    def __init__(self, window_s: float, grace_s: float = 0.0, max_quiet_windows: int = MAX_QUIET_WINDOWS) -> None:
+        if window_s <= 0 or grace_s < 0 or max_quiet_windows < 0:
+            raise ValueError(f"need window_s > 0, grace_s >= 0 and max_quiet_windows >= 0, got {window_s}, "
+                             f"{grace_s}, {max_quiet_windows}")
         self.window_s = float(window_s)
         self.grace_s = float(grace_s)
+        self.max_quiet_windows = max_quiet_windows
         self._services: dict[str, _ServiceState] = {}
         self._late: list[CompletionLike] = []
 
@@ -118,25 +126,40 @@ class DensityAccumulator:
         for service, st in self._services.items():
             if watermark is not None:
                 st.watermark = max(st.watermark, watermark)
-            idx = round(st.next_start / self.window_s)
-            while self._is_closable(idx, st.watermark):
-                out.append(_record(service, idx, self.window_s, st.open.pop(idx, _Totals())))
-                idx += 1
-            st.next_start = idx * self.window_s
+            end = math.floor((st.watermark - self.grace_s) / self.window_s)
+            while self._is_closable(end, st.watermark):  # the exact rule decides at a boundary, not the rounding
+                end += 1
+            while end > 0 and not self._is_closable(end - 1, st.watermark):
+                end -= 1
+            out += self._roll(service, st, end)
         return out
 
     def flush(self) -> list[TokenDensity]:
         """Emit all open windows (end of a finite stream), up to each service's last window with events."""
         out: list[TokenDensity] = []
         for service, st in self._services.items():
-            if not st.open:
-                continue
-            idx = round(st.next_start / self.window_s)
-            last = max(st.open)
-            while idx <= last:
-                out.append(_record(service, idx, self.window_s, st.open.pop(idx, _Totals())))
+            if st.open:
+                out += self._roll(service, st, max(st.open) + 1)
+        return out
+
+    def _roll(self, service: str, st: _ServiceState, end: int) -> list[TokenDensity]:
+        """Emit the windows before index ``end``: each with events, and of a quiet stretch the first
+        ``max_quiet_windows`` in a row; the rest of the stretch is skipped in one step (O(1) in its length)."""
+        out: list[TokenDensity] = []
+        idx = round(st.next_start / self.window_s)
+        while idx < end:
+            totals = st.open.pop(idx, None)
+            if totals is not None:
+                out.append(_record(service, idx, self.window_s, totals))
+                st.quiet_run = 0
                 idx += 1
-            st.next_start = idx * self.window_s
+                continue
+            stop = min(min(st.open, default=end), end)  # the quiet stretch ends at the next window with events
+            emit = max(0, min(stop - idx, self.max_quiet_windows - st.quiet_run))
+            out.extend(_record(service, i, self.window_s, _Totals()) for i in range(idx, idx + emit))
+            st.quiet_run += stop - idx
+            idx = stop
+        st.next_start = max(st.next_start, idx * self.window_s)
         return out
 
     def snapshot(self, service: str) -> dict[str, Any] | None:
@@ -144,14 +167,19 @@ class DensityAccumulator:
         st = self._services.get(service)
         if st is None:
             return None
-        return {"next_start": st.next_start, "watermark": st.watermark,
-                "open": {str(i): [t.requests, t.prompt_tokens, t.output_tokens] for i, t in st.open.items()}}
+        snap: dict[str, Any] = {"next_start": st.next_start, "watermark": st.watermark,
+                                "open": {str(i): [t.requests, t.prompt_tokens, t.output_tokens]
+                                         for i, t in st.open.items()}}
+        if st.quiet_run:
+            snap["quiet_run"] = st.quiet_run
+        return snap
 
     def restore(self, service: str, snap: dict[str, Any]) -> None:
         """Replace one service's state by a :meth:`snapshot` (crash recovery of the live agent)."""
         self._services[service] = _ServiceState(
             next_start=float(snap["next_start"]), watermark=float(snap["watermark"]),
-            open={int(i): _Totals(*map(int, t)) for i, t in snap["open"].items()})
+            open={int(i): _Totals(*map(int, t)) for i, t in snap["open"].items()},
+            quiet_run=int(snap.get("quiet_run", 0)))
 
     def take_late(self) -> list[CompletionLike]:
         """Late events seen since the last call (to report, e.g. to the dead-letter topic or a counter)."""
@@ -175,7 +203,8 @@ class DensityResult:
     late: list[CompletionLike]
 
 
-def density_frame(events: pd.DataFrame, window_s: float, grace_s: float = 0.0) -> tuple[pd.DataFrame, np.ndarray]:
+def density_frame(events: pd.DataFrame, window_s: float, grace_s: float = 0.0,
+                  max_quiet_windows: int = MAX_QUIET_WINDOWS) -> tuple[pd.DataFrame, np.ndarray]:
     """Vectorised density of a frame with columns ``service, ts, prompt_tokens, output_tokens`` (rows in
     arrival order). Returns (windows frame with :data:`DENSITY_COLUMNS`, boolean mask of late rows).
 
@@ -201,6 +230,10 @@ def density_frame(events: pd.DataFrame, window_s: float, grace_s: float = 0.0) -
     for svc, grp in sums.groupby(level=0, sort=True):
         g = grp.droplevel(0)
         full = g.reindex(np.arange(g.index.min(), g.index.max() + 1), fill_value=0)
+        quiet = (full["requests"] == 0).to_numpy()
+        if quiet.any():  # as the accumulator: at most max_quiet_windows zero windows in a row
+            run_start = np.maximum.accumulate(np.where(~quiet, np.arange(len(quiet)), -1))
+            full = full[~quiet | (np.arange(len(quiet)) - run_start <= max_quiet_windows)]
         parts.append(pd.DataFrame({"service": svc, "window_start": full.index.to_numpy() * window_s,
                                    "window_s": float(window_s), "requests": full["requests"].to_numpy(),
                                    "prompt_tokens": full["prompt_tokens"].to_numpy(),
@@ -209,13 +242,14 @@ def density_frame(events: pd.DataFrame, window_s: float, grace_s: float = 0.0) -
     return out[DENSITY_COLUMNS], late
 
 
-def density_series(completions: Iterable[CompletionLike], window_s: float, grace_s: float = 0.0) -> DensityResult:
+def density_series(completions: Iterable[CompletionLike], window_s: float, grace_s: float = 0.0,
+                   max_quiet_windows: int = MAX_QUIET_WINDOWS) -> DensityResult:
     """Batch token density of a finite stream of completions (in arrival order); see the module docstring."""
     items = list(completions)
     frame = pd.DataFrame({"service": [c.service for c in items], "ts": [float(c.ts) for c in items],
                           "prompt_tokens": [int(c.prompt_tokens) for c in items],
                           "output_tokens": [int(c.output_tokens) for c in items]})
-    windows, late = density_frame(frame, window_s, grace_s)
+    windows, late = density_frame(frame, window_s, grace_s, max_quiet_windows)
     records = [TokenDensity(ts=float(r.window_start) + window_s, service=str(r.service),
                             window_start=float(r.window_start), window_s=float(window_s), requests=int(r.requests),
                             prompt_tokens=int(r.prompt_tokens), output_tokens=int(r.output_tokens))

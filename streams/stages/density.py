@@ -10,17 +10,16 @@ keyed by service) and skipped. Within a run, completions are also deduplicated b
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 from streams.policies.density_windows import DensityAccumulator
 from streams.records import Completion, EventRecord
+from streams.stages.recent_ids import RecentIds
 from streams.transport.messages import RawMessage, parse_messages
 
 __all__ = ["DensityAgentState", "Snapshot"]
 
-DEDUP_WINDOW = 200_000
 Snapshot = dict[str, Any]
 
 
@@ -33,7 +32,7 @@ class DensityAgentState:
         self.acc = DensityAccumulator(window_s, grace_s)
         self.duplicates = 0
         self.late = 0
-        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._seen = RecentIds()  # completions counted (redelivery check), forgotten after 15 event minutes
         self._last_offset: dict[str, int] = {}  # service -> offset of the last completion counted
         self._touched: set[str] = set()
         self._known: set[str] = set()  # services whose stored snapshot was looked up (once each)
@@ -43,9 +42,7 @@ class DensityAgentState:
         if c.request_id in self._seen or (offset is not None and offset <= self._last_offset.get(c.service, -1)):
             self.duplicates += 1
             return False
-        self._seen[c.request_id] = None
-        if len(self._seen) > DEDUP_WINDOW:
-            self._seen.popitem(last=False)
+        self._seen.add(c.request_id, c.ts)
         if offset is not None:
             self._last_offset[c.service] = offset
         ok = self.acc.add(c)

@@ -12,6 +12,8 @@ from models.request_load.predictor_registry import get_predictor
 from models.request_load.serving import OnlineFallbackTable, ServiceMap, ServingPredictor, known_models_of
 from streams.records import Completion, EventRecord, RequestEvent
 from streams.stages.predict_batch import predict_requests
+from streams.transport.dead_letters import dead_letter
+from streams.transport.event_skew import EventSkewGuard, SkewSettings
 from streams.transport.messages import RawMessage, parse_messages
 
 __all__ = ["PredictAgentState", "default_device"]
@@ -36,12 +38,17 @@ class PredictAgentState:
         more than a coarse one costs. 0 turns it off. Compares the producer's clock with this worker's.
     :param service_map: service -> serving model (``ServiceMap.parse``: "svc=model,...", JSON, @file).
     :param online_window: completions per service the online correction keeps (0 = no online correction).
+    :param skew: the window around the stream's event time that requests must fall in (others are
+        dead-lettered with the reason, ``streams/transport/event_skew.py``): this is where requests enter the
+        pipeline, so no watermark, window or fleet clock downstream ever sees a time one client made up.
     """
 
     REPORTS = frozenset({"requests"})  # completions' dead letters are reported by the density agent
 
-    def __init__(self, spec: str, max_lag_s: float = 0.0, service_map: str = "", online_window: int = 256) -> None:
+    def __init__(self, spec: str, max_lag_s: float = 0.0, service_map: str = "", online_window: int = 256,
+                 skew: SkewSettings | None = None) -> None:
         self.max_lag_s = max_lag_s
+        self.skew = EventSkewGuard(skew)
         self.lagged_batches = 0
         self.fallback: LengthPredictor = get_predictor("fallback")
         # Only the encoder takes long enough to be worth a thread: the others are table look-ups, for which the
@@ -84,7 +91,17 @@ class PredictAgentState:
             return self._handle(msgs, now)
 
     def _handle(self, msgs: list[RawMessage], now: float) -> list[EventRecord]:
-        good, bad = parse_messages(msgs, now, self.REPORTS)
+        good: list[EventRecord] = []
+        bad: list[EventRecord] = []
+        for m in msgs:  # one at a time: a request refused for its time is dead-lettered with its coordinates
+            g, b = parse_messages([m], now, self.REPORTS)
+            bad += b
+            for rec in g:
+                why = self.skew.check(rec.ts, now) if isinstance(rec, RequestEvent) else None
+                if why is None:
+                    good.append(rec)
+                else:
+                    bad.append(dead_letter(m.topic, m.value, why, now, m.key, m.partition, m.offset))
         for c in good:
             if isinstance(c, Completion):  # completions handed in with requests (tests, one-stream callers)
                 self.serving(self.predictor).complete(c.request_id, c.service, c.prompt_tokens, c.output_tokens)

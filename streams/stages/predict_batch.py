@@ -18,7 +18,8 @@ import numpy as np
 
 from models.request_load.base_predictor import LengthPredictions, LengthPredictor
 from models.request_load.serving import ServingPredictor
-from streams.records import PredictedRequest, RequestEvent, prompt_hash
+from streams.privacy import prompt_hash
+from streams.records import PredictedRequest, RequestEvent
 
 __all__ = ["predict_requests"]
 

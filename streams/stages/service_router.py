@@ -18,10 +18,11 @@ Guarantees kept here:
 from __future__ import annotations
 
 import itertools
-from collections import OrderedDict, deque
+from collections import deque
 from typing import Any
 
 from streams.policies.base_router import BaseRouter, NoReadyInstance
+from streams.privacy import prompt_hash
 from streams.records import (
     Completion,
     InstanceEvent,
@@ -29,14 +30,14 @@ from streams.records import (
     PredictedRequest,
     RouteDecision,
     RoutingTable,
-    prompt_hash,
 )
 from streams.stages.control_inputs import InputCounts, completion_info, order_key, request_info
 from streams.stages.fleet_state import FleetState
+from streams.stages.recent_ids import DEDUP_CAP, DEDUP_SPAN_S, RecentIds
 
 __all__ = ["ServiceRouter", "DEDUP_WINDOW", "MsgKey"]
 
-DEDUP_WINDOW = 200_000  # request ids remembered per service; redeliveries come from the last uncommitted batch
+DEDUP_WINDOW = DEDUP_CAP  # most request ids remembered per service (and only DEDUP_SPAN_S of event time of them)
 MsgKey = tuple[str, int, int]  # (topic, partition, offset) of the input message that carried a request
 
 
@@ -64,7 +65,7 @@ class ServiceRouter:
         self.duplicates = 0
         self._held: dict[str, list[MsgKey]] = {}  # pending request id -> the input messages that carried it
         self._released: list[MsgKey] = []  # inputs of requests routed since the last take_released()
-        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._seen = RecentIds(DEDUP_SPAN_S, DEDUP_WINDOW)  # redeliveries come from the last uncommitted batch
         self._next_snapshot: float | None = None
         self._fleet_inputs: list[tuple[tuple[float, int, int], InstanceEvent | Completion]] = []
         self._arrivals = itertools.count()
@@ -89,9 +90,7 @@ class ServiceRouter:
             if held is not None and source is not None:
                 held.append(source)  # a redelivery of a pending request: its message must wait as well
             return []
-        self._seen[req.request_id] = None
-        if len(self._seen) > DEDUP_WINDOW:
-            self._seen.popitem(last=False)
+        self._seen.add(req.request_id, req.ts)
         self.applied.add(req)
         self._advance(req.ts)
         if not self.pending:

@@ -144,6 +144,7 @@ class ServiceScaler:
         """Inputs from here on wait for the forecast of the oldest closed window that has not arrived (given up
         once the fleet is a whole window past it: a pipeline that runs no forecast stage must not stall)."""
         window_s = self.windows.window_s if self.windows is not None else 0.0
+        cap = (math.inf, 0.0, 0.0)
         for end in sorted(self._awaited):
             closed = self._closed_at[end]
             if not self._awaited[end]:
@@ -152,8 +153,23 @@ class ServiceScaler:
                 del self._awaited[end]
                 self.forecasts_given_up += 1
             else:
-                return (closed, 3.0, -1.0)  # forecasts sort after everything else at that instant
-        return (math.inf, 0.0, 0.0)
+                cap = (closed, 3.0, -1.0)  # forecasts sort after everything else at that instant
+                break
+        self._forget_closed(window_s)
+        return cap
+
+    def _forget_closed(self, window_s: float) -> None:
+        """Drop the close times of windows no forecast can still be waiting for (the dict grew by one entry per
+        window forever). A forecast of a forgotten window arriving after all would wait in ``_early`` for a
+        close that never comes again: harmless, and it cannot happen once the fleet is two windows past it."""
+        horizon = self.watermark - 2 * window_s
+        closed_at = self._closed_at  # in closing order: the oldest first, so this is O(1) per call amortised
+        while closed_at:
+            end, closed = next(iter(closed_at.items()))
+            if closed >= horizon or end in self._awaited:
+                return
+            del closed_at[end]
+            self._early.pop(end, None)
 
     def _apply(self, rec: EventRecord) -> list[ScaleCommand]:
         out = self._tick(rec.ts)

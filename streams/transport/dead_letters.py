@@ -10,7 +10,8 @@ import json
 import re
 from typing import TypeVar
 
-from streams.records import DeadLetter, EventRecord, InvalidEvent, parse_event, prompt_hash
+from streams.privacy import prompt_hash
+from streams.records import DeadLetter, EventRecord, InvalidEvent, parse_event
 
 __all__ = ["MAX_PAYLOAD_CHARS", "dead_letter", "parse_or_dead_letter"]
 
@@ -41,7 +42,7 @@ def _redact_prompt(text: str) -> str:
         return json.dumps(obj, ensure_ascii=False)
 
     def sub(m: re.Match[str]) -> str:
-        return f'"prompt":"<redacted {len(m.group(1))} chars, sha256:{prompt_hash(m.group(1))}>"'
+        return f'"prompt":"<redacted {len(m.group(1))} chars, hmac:{prompt_hash(m.group(1))}>"'
 
     return _PROMPT_FIELD.sub(sub, text)
 

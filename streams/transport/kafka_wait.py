@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 
 from streams.settings import KafkaSettings
 
-__all__ = ["backoff_delays", "wait_for_kafka", "KafkaUnreachable", "kafka_reachable"]
+__all__ = ["backoff_delays", "wait_for_kafka", "KafkaUnreachable", "kafka_reachable", "retry_with_backoff"]
 
 
 def _any_port_open(bootstrap: str, timeout_s: float) -> bool:
@@ -68,3 +68,21 @@ def wait_for_kafka(kafka: KafkaSettings, timeout_s: float, say: Callable[[str], 
                                    "start it (`preserve infra up`) or point PRESERVE_KAFKA__BOOTSTRAP_SERVERS at it")
         say(f"waiting for Kafka at {kafka.bootstrap_servers} (retrying in {delay:.0f} s)")
         sleep(delay)
+
+
+def retry_with_backoff(attempt: Callable[[], None], what: str, say: Callable[[str], None],
+                       sleep: Callable[[float], None] = time.sleep, cap_s: float = 30.0) -> int:
+    """Call ``attempt`` until it returns, sleeping 1, 2, 4, ... ``cap_s`` s between failures, one line per failure;
+    returns the number of failures. For work a running process needs Kafka for (connecting the agents'
+    publishers): an outage then costs a line per retry, never a crash of the worker (issue 21: a broker stopped
+    right after start crashed the control worker with a traceback when its publishers' warm-up timed out)."""
+    failures = 0
+    for delay in backoff_delays(cap_s=cap_s):
+        try:
+            attempt()
+            return failures
+        except Exception as e:  # noqa: BLE001 - any client error while Kafka is away: retry
+            failures += 1
+            say(f"{what}: Kafka unreachable ({type(e).__name__}: {str(e)[:160]}); retrying in {delay:.0f} s")
+            sleep(delay)
+    raise AssertionError("unreachable")  # backoff_delays never ends

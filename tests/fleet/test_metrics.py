@@ -39,3 +39,13 @@ def test_summary() -> None:
     assert row["instance_hours"] == pytest.approx((3.6 + 2.0) / 3600)
     assert row["scale_actions"] == 1 and row["preemptions"] == 1
     assert row["overhead_fraction"] == pytest.approx(0.03 / (1.5 + 2.0 + 0.9))
+    assert row["p50_itl_s"] is None and row["p99_itl_s"] is None  # no engine fed its ITL histogram
+
+
+def test_itl_percentiles_are_over_tokens_not_requests() -> None:
+    res = _result()
+    res.itl.add(0.02, 98.0)  # one long request's 98 steady gaps ...
+    res.itl.add(0.5, 2.0)  # ... and two stalls: 2% of the tokens
+    row = summarize(res, slo_ttft_s=1.0, slo_tpot_s=0.2)
+    assert row["p50_itl_s"] == pytest.approx(0.02, rel=0.003)
+    assert row["p99_itl_s"] == pytest.approx(0.5, rel=0.003)

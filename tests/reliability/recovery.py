@@ -4,7 +4,8 @@ The processing guarantee is at-least-once delivery with idempotent consumers: af
 what was not committed, so a topic may carry a request's RouteDecision twice, but every consumer that acts on
 it deduplicates by request id (the route agent per service, the instance managers, the density agent) and the
 archive by (partition, offset). So the checks are: every request routed; on the wire a request may have extra
-decisions, but the fleet acts on exactly one (the first), so it completes exactly once, on that instance;
+decisions, but the fleet acts on exactly one (the first), so it completes exactly once, on that instance (or,
+when that instance had stopped before the route reached it, elsewhere with ``rerouted_from`` naming it);
 density windows equal the offline function of the completions.
 """
 
@@ -64,7 +65,9 @@ def recovery(kafka: KafkaSettings, request_ids: list[str], window_s: float, grac
     first, n_routes = first_routes(kafka)
     comps = [Completion.model_validate_json(raw) for raw in read_topic(kafka, "completions")]
     by_id = Counter(c.request_id for c in comps)
-    wrong = sum(1 for c in comps if c.request_id in first and first[c.request_id].instance_id != c.instance_id)
+    # a completion may name another instance only when it says the routed one was gone (``rerouted_from``)
+    wrong = sum(1 for c in comps if c.request_id in first and first[c.request_id].instance_id != c.instance_id
+                and c.rerouted_from != first[c.request_id].instance_id)
     unique = list({c.request_id: c for c in reversed(comps)}.values())[::-1]
     offline = {(w.service, w.window_start): w for w in density_series(unique, window_s, grace_s).windows}
     live = [TokenDensity.model_validate_json(raw) for raw in read_topic(kafka, "token-density")]

@@ -104,3 +104,37 @@ def _check_density(live: LiveRun) -> None:
     for w in live_windows:
         assert wanted[(w.service, w.window_start)] == w
 
+
+
+def test_a_clock_20_h_ahead_and_one_at_2001_are_dead_lettered_and_no_other_service_moves(live: LiveRun) -> None:
+    """Issue 21, item 1, through the broker: among two healthy services' wall-clock requests, one request 20 h
+    ahead and one at ts = 2001 are dead-lettered with the reason; the healthy services are routed at their own
+    time and scaled at it (nothing of theirs is stamped 20 h ahead or decades behind)."""
+    now = time.time()
+    items: list[tuple[bytes, bytes]] = []
+    for i in range(40):
+        svc = ("svc-h1", "svc-h2")[i % 2]
+        items.append((svc.encode(), encode({**good_request(i, svc, now + 0.05 * i), "request_id": f"h-{i}"})))
+        if i == 10:
+            items.append((b"svc-h1", encode({**good_request(900, "svc-h1", now + 20 * 3600.0),
+                                             "request_id": "skew-ahead"})))
+        if i == 20:
+            items.append((b"svc-h2", encode({**good_request(901, "svc-h2", 2001.0), "request_id": "skew-2001"})))
+    produce(live.kafka, "requests", items)
+    healthy = {f"h-{i}" for i in range(40)}
+
+    def done() -> bool:
+        routed = {r["request_id"] for r in records(live.kafka, "routes")}
+        skewed = [d for d in records(live.kafka, "dead-letter") if "skew-" in d["payload"]]
+        return healthy <= routed and len(skewed) >= 2
+
+    wait_until(done, 120.0, live, "healthy requests routed, skewed ones dead-lettered")
+    time.sleep(2.0)
+    dead = [d for d in records(live.kafka, "dead-letter") if "skew-" in d["payload"]]
+    assert len(dead) == 2 and sorted("ahead of the stream" in d["reason"] for d in dead) == [False, True]
+    assert any("behind the stream" in d["reason"] for d in dead)
+    routes = [r for r in records(live.kafka, "routes") if r["service"] in ("svc-h1", "svc-h2")]
+    assert not {r["request_id"] for r in routes} & {"skew-ahead", "skew-2001"}
+    assert all(abs(r["ts"] - r["arrival_ts"]) < 60 for r in routes)  # routed at their own time
+    cmds = [c for c in records(live.kafka, "scale-commands") if c["service"] in ("svc-h1", "svc-h2")]
+    assert cmds and all(now - 3600 < c["ts"] < now + 3600 for c in cmds)

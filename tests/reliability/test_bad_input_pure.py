@@ -32,8 +32,13 @@ from streams.stages.control import RouteAgentState, ScaleAgentState
 from streams.stages.density import DensityAgentState
 from streams.stages.predict import PredictAgentState
 from streams.transport.dead_letters import MAX_PAYLOAD_CHARS, parse_or_dead_letter
+from streams.transport.event_skew import SkewSettings
 from streams.transport.messages import RawMessage
 from tests.reliability.bad_events import Case, bad_completion, bad_request, encode, good_request, mixed
+
+# The fuzzed good requests are spread over three days (odd but valid *content*); the window around the stream's
+# event time is a separate rule, tested in tests/streams/test_event_skew.py: it is off here.
+NO_SKEW = SkewSettings(max_ahead_s=0.0, max_behind_s=0.0)
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -111,7 +116,7 @@ def _check_dead_letters(out: list, cases: list[Case], topic: str) -> None:
 @BATCH
 @given(cases=mixed("requests"))
 def test_predict_state_answers_every_good_request_and_dead_letters_each_bad_one(cases: list[Case]) -> None:
-    state = PredictAgentState("fallback")
+    state = PredictAgentState("fallback", skew=NO_SKEW)
     _count(cases)
     out = state.handle(_msgs("requests", cases), time.time())
     _check_dead_letters(out, cases, "requests")
@@ -185,7 +190,7 @@ def test_density_state_equals_offline_windows_despite_bad_and_duplicate_completi
 def test_a_bad_message_is_reported_by_exactly_one_of_the_agents_reading_its_topic(
         route_cfg: PipelineConfig, topic: str) -> None:
     """Several agents read completions and predicted-requests; only one of them may dead-letter a bad one."""
-    readers = {"requests": [PredictAgentState("fallback")],
+    readers = {"requests": [PredictAgentState("fallback", skew=NO_SKEW)],
                "predicted-requests": [RouteAgentState(route_cfg), ScaleAgentState(route_cfg)],
                "completions": [RouteAgentState(route_cfg), DensityAgentState(60.0, 30.0), ScaleAgentState(route_cfg)],
                "instance-events": [RouteAgentState(route_cfg), ScaleAgentState(route_cfg)],
@@ -201,6 +206,6 @@ def test_good_requests_around_an_oversized_prompt_are_unaffected() -> None:
     cases = [Case(encode(good_request(0)), "", "good"),
              Case(encode(good_request(1, prompt="x" * (MAX_PROMPT_CHARS + 1))), "prompt", "oversized"),
              Case(encode(good_request(2)), "", "good")]
-    out = PredictAgentState("fallback").handle(_msgs("requests", cases), time.time())
+    out = PredictAgentState("fallback", skew=NO_SKEW).handle(_msgs("requests", cases), time.time())
     assert [type(r).__name__ for r in out] == ["DeadLetter", "PredictedRequest", "PredictedRequest"]
     assert "prompt" in out[0].reason and len(out[0].payload) <= MAX_PAYLOAD_CHARS  # type: ignore[union-attr]

@@ -17,6 +17,7 @@ import pytest
 
 from sinks.clickhouse_sink import ClickHouseSink
 from sinks.client import clickhouse_client
+from streams.privacy import prompt_hash
 from streams.records import (
     MAX_PROMPT_CHARS,
     DeadLetter,
@@ -77,7 +78,8 @@ def _pipeline_records() -> list[EventRecord]:
 def test_archive_keeps_hash_and_length_not_the_text_by_default(tmp_path: Path) -> None:
     dsn = _archive(tmp_path, _pipeline_records(), store_prompts=False)
     client = clickhouse_client(dsn)
-    want_hash = hashlib.sha256(PROMPT.encode()).hexdigest()[:16]
+    want_hash = prompt_hash(PROMPT)  # keyed (streams/privacy.py)
+    assert want_hash != hashlib.sha256(PROMPT.encode()).hexdigest()[:16]
     for table in ("requests", "predicted_requests"):
         df: pd.DataFrame = client.query_df(f"SELECT prompt, prompt_hash, prompt_chars FROM {table}")  # noqa: S608
         assert len(df) == 2

@@ -21,6 +21,18 @@ def test_every_record_topic_has_an_explicit_spec() -> None:
     assert specs["requests"].config() == {"retention.ms": str(7 * DAY_MS), "cleanup.policy": "delete"}
 
 
+def test_retention_is_shortened_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Privacy (issue 21, finding 9): the requests topic may hold prompt text; an operator keeps it an hour."""
+    from streams.settings import PreserveSettings
+
+    monkeypatch.setenv("PRESERVE_KAFKA__RETENTION_MS", '{"requests": 3600000}')
+    specs = {s.name: s for s in topic_specs(PreserveSettings().kafka)}
+    assert specs["requests"].config()["retention.ms"] == "3600000"
+    assert specs["completions"].retention_ms == 7 * DAY_MS  # the others keep their defaults
+    with pytest.raises(KeyError, match="unknown topics"):
+        topic_specs(KafkaSettings(retention_ms={"request": 1}))
+
+
 def test_unknown_topic_is_rejected() -> None:
     with pytest.raises(KeyError, match="unknown topic"):
         topic_specs(KafkaSettings(), ["nope"])

@@ -1,6 +1,7 @@
 """Scalers. Importing this package registers every scaler with ``streams.policies.policy_registry``."""
 
 from streams.policies.scalers import (  # noqa: F401  (imported for registration)
+    apa_scaler,
     fixed_scaler,
     hpa_scaler,
     interval_planner_scaler,

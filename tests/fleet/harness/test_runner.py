@@ -196,3 +196,28 @@ def test_a_pool_too_small_for_one_instance_per_service_is_refused() -> None:
     df = _lmaas(50, {"a": 1.0, "b": 1.0, "c": 1.0})
     with pytest.raises(ValueError, match="cannot keep one instance"):
         run_eval(df, ["least-requests:reactive"], EvalConfig(instances=1, max_instances=2, predictor="oracle"))
+
+
+def test_predictions_are_stored_and_reused_per_prompt_and_serving_model(tmp_path: Path) -> None:
+    from fleet.harness.runner import PredictionCache
+
+    df = _lmaas(300, {"m1": 5.0, "m2": 5.0})
+    df["prompt"] = [f"prompt {i % 7}" for i in range(len(df))]  # 7 prompts x 2 models, many repeats
+    df["prompt_tokens"] = 10 + df["prompt"].str[-1].astype(int)
+    df["model"] = df["service"]
+    store = tmp_path / "p.parquet"
+    first = PredictionCache(df, seed=0, store=store)
+    mean, p90, source, cpu = first.get("fallback")
+    assert source == "fallback" and len(mean) == len(df) and cpu >= 0
+    first.save()
+    assert len(pd.read_parquet(store)) == 14
+    again = PredictionCache(df.sample(frac=1.0, random_state=1).reset_index(drop=True), seed=0, store=store)
+    mean2, _, _, _ = again.get("fallback")
+    key = again.df["prompt"] + again.df["model"]
+    by_key = dict(zip(df["prompt"] + df["model"], mean, strict=True))
+    assert np.allclose(mean2, [by_key[k] for k in key])
+    assert set(again.quantiles["fallback"]) == set(first.quantiles["fallback"])
+    # a row the store lacks is predicted, not guessed
+    extra = pd.concat([df, df.iloc[:1].assign(prompt="new prompt")], ignore_index=True)
+    third = PredictionCache(extra, seed=0, store=store)
+    assert len(third.get("fallback")[0]) == len(extra) and third._new

@@ -160,3 +160,21 @@ def test_any_valid_service_name_gives_valid_distinct_instance_ids(service: str) 
     ids = {e.instance_id for e in events}
     assert len(ids) == 3 and all(len(i) <= MAX_ID_CHARS for i in ids)
     assert all(InstanceEvent.model_validate_json(e.to_json()) == e for e in events)
+
+
+def test_a_route_decided_before_the_router_saw_the_drain_is_rerouted_and_says_so(mgr: FleetManager) -> None:
+    """The cause of the e2e flake (a completion's instance differing from its route's): the scaler drains the idle
+    instance, the manager stops it at once, and the router -- whose DRAIN event is one round trip away -- still
+    picks that idle, least-loaded instance. The manager runs the request elsewhere; the completion says so."""
+    mgr.offer(cmd(0.0, 2, BOOTSTRAP_REASON))
+    busy, idle = (e.instance_id for e in kinds(mgr.advance(0.0), InstanceEventKind.READY))
+    mgr.offer(route(1.0, "long", busy, prompt=500, out=3000))
+    mgr.offer(cmd(10.0, 1))
+    out = mgr.advance(10.5)
+    assert [e.instance_id for e in kinds(out, InstanceEventKind.STOPPED)] == [idle]  # drained idle: stopped at once
+    mgr.offer(route(11.0, "late-view", idle))  # decided on a view without the drain
+    mgr.offer(route(12.0, "ok", busy))
+    done = {c.request_id: c for c in mgr.advance(500.0) if isinstance(c, Completion)}
+    assert done["late-view"].instance_id == busy and done["late-view"].rerouted_from == idle
+    assert done["ok"].rerouted_from is None and done["long"].rerouted_from is None
+    assert mgr.counters.rerouted == 1

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -135,6 +136,36 @@ def test_kill_9_mid_request_reroutes_and_replaces(manager_factory: tuple[FleetMa
     assert mgr.counters.engine_failures == 1 and mgr.counters.rerouted == 1 and mgr.counters.failed == 0
     assert mgr.counters.replacements == 1 and len(events(recs, InstanceEventKind.START_REQUESTED)) == 1
     assert any("died (exit code -9)" in r for r in factory.report()["engine_stop_reasons"])
+
+
+def test_a_hung_engine_is_detected_and_treated_as_dead(llama: tuple[str, str], tmp_path: Path) -> None:
+    """Alive but silent (SIGSTOP: the process exists, answers nothing): its health endpoint stays silent past
+    the hang timeout, so it is stopped (SIGTERM, then SIGKILL), its request re-run elsewhere, a replacement
+    started -- as for an engine that died (issue 19)."""
+    factory = make_factory(*llama, tmp_path, timeouts=LifecycleTimeouts(30.0, 30.0, 1.0, hang_timeout_s=2.0))
+    factory.specs["*"] = replace(factory.specs["*"], health_every_s=0.3)
+    mgr = FleetManager(factory, prewarm_first=False)
+    try:
+        mgr.offer(scale(2))
+        recs = run_until(mgr, lambda r: len(events(r, InstanceEventKind.READY)) == 2)
+        a, b = (e.instance_id for e in events(recs, InstanceEventKind.READY))
+        mgr.offer(route("stuck", a, 600))
+        run_until(mgr, lambda r: factory.engines[a].in_flight() == 1, 10.0)
+        pid = factory.actuators[SVC].procs[a].popen.pid
+        os.kill(pid, signal.SIGSTOP)
+        t0 = time.time()
+        recs = run_until(mgr, lambda r: completions(r), 120.0)
+        (c,) = completions(recs)
+        assert c.request_id == "stuck" and c.instance_id == b and c.rerouted_from == a
+        assert [e.instance_id for e in events(recs, InstanceEventKind.STOPPED)][:1] == [a]
+        assert mgr.counters.engine_failures == 1 and mgr.counters.replacements == 1
+        run_until(mgr, lambda r: not pid_alive(pid), 15.0)  # SIGKILL after the grace: a stopped process dies
+        rep = factory.report()
+        assert rep["engine_processes_hung"] == 1 and any("hung" in r for r in rep["engine_stop_reasons"])
+        assert time.time() - t0 < 60
+    finally:
+        mgr.shutdown()
+    assert not any(pid_alive(p) for p in _pids(factory))
 
 
 def test_engine_that_never_becomes_ready(llama: tuple[str, str], tmp_path: Path) -> None:

@@ -64,3 +64,20 @@ def test_stop_is_idempotent_and_exited_is_final() -> None:
     lc.observe(3.0, 0, False, 0)
     assert lc.observe(4.0, None, True, 0) is None and lc.phase is Phase.EXITED
     assert lc.reason == "manager stopping"
+
+
+def test_a_serving_process_whose_health_is_silent_past_the_hang_timeout_is_hung_and_stopped() -> None:
+    lc = EngineLifecycle("a", 0.0, LifecycleTimeouts(10.0, 20.0, 5.0, hang_timeout_s=6.0))
+    lc.observe(1.0, None, True, 3)
+    assert lc.observe(4.0, None, True, 3, probed=True) is None and lc.last_healthy == 4.0
+    assert lc.observe(6.0, None, False, 3, probed=True) is None  # one silent probe is not a hang
+    assert lc.observe(9.0, None, False, 3, probed=False) is None  # no probe: nothing learned
+    assert lc.observe(10.0, None, False, 3, probed=True) is Signal.TERM
+    assert lc.hung and lc.lost and not lc.died and "hung" in lc.reason and "6 s" in lc.reason
+    assert lc.observe(15.0, None, False, 3) is Signal.KILL  # a stopped process ignores SIGTERM
+
+
+def test_the_hang_timeout_can_be_turned_off() -> None:
+    lc = EngineLifecycle("a", 0.0, LifecycleTimeouts(10.0, 20.0, 5.0, hang_timeout_s=0.0))
+    lc.observe(1.0, None, True, 0)
+    assert lc.observe(1000.0, None, False, 0, probed=True) is None and not lc.hung

@@ -43,3 +43,19 @@ def test_worker_without_kafka_exits_with_a_message_not_a_traceback(monkeypatch: 
         load_settings.cache_clear()
     assert res.exit_code == 1 and "did not answer within 0 s" in res.output
     assert "Traceback" not in res.output
+
+
+def test_work_that_needs_kafka_is_retried_with_backoff_never_raised() -> None:
+    """The agents' publishers connect through this: a broker down at start-up once crashed the worker."""
+    from streams.transport.kafka_wait import retry_with_backoff
+
+    calls, lines, slept = [0], [], []
+
+    def connect() -> None:
+        calls[0] += 1
+        if calls[0] <= 6:
+            raise RuntimeError("Failed to get metadata: Local: Broker transport failure")
+
+    assert retry_with_backoff(connect, "route publisher", lines.append, slept.append, cap_s=8.0) == 6
+    assert slept == [1, 2, 4, 8, 8, 8] and len(lines) == 6
+    assert all(line.startswith("route publisher: Kafka unreachable (RuntimeError") for line in lines)

@@ -8,6 +8,7 @@ import inspect
 import pytest
 
 from streams.policies.base_scaler import BaseScaler
+from streams.policies.scalers.apa_scaler import APAScaler
 from streams.policies.scalers.hpa_scaler import HPAScaler
 from streams.policies.scalers.interval_planner_scaler import IntervalPlannerScaler
 from streams.policies.scalers.kpa_scaler import KPAScaler
@@ -19,7 +20,7 @@ from streams.policies.scalers.tod_schedule_scaler import TimeOfDayScheduleScaler
 SECONDS_WITHOUT_SUFFIX = {QueueDepthScaler: {"interval", "cooldown"}}
 
 
-@pytest.mark.parametrize("cls", [HPAScaler, IntervalPlannerScaler, KPAScaler, OracleScheduleScaler, PreServeScaler,
+@pytest.mark.parametrize("cls", [APAScaler, HPAScaler, IntervalPlannerScaler, KPAScaler, OracleScheduleScaler, PreServeScaler,
                                  QueueDepthScaler, TimeOfDayScheduleScaler])
 def test_trace_time_params_are_the_parameters_in_seconds(cls: type[BaseScaler]) -> None:
     params = set(inspect.signature(cls.__init__).parameters) - {"self", "unknown"}
