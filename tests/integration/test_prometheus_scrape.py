@@ -108,14 +108,20 @@ def test_a_real_prometheus_scrapes_the_running_pipeline(kafka_broker: str, tmp_p
         wait_until(scraped, 60.0, None, "decisions and archive rows in Prometheus", every_s=1.0)
 
         up = {r["metric"]["job"]: float(r["value"][1]) for r in _query(prom, "up")}
-        assert up == {"worker": 1.0, "archive": 1.0, "fleet": 1.0}
-        assert _value(prom, "sum(preserve_decisions_total)") == N  # one decision per request, none doubled
-        assert _value(prom, "sum(preserve_decision_latency_seconds_count)") == N
-        assert _value(prom, 'sum(preserve_predictions_total{source="fallback"})') == N
-        assert (_value(prom, "sum(preserve_scale_actions_total)") or 0) >= 1  # each service's initial instances
-        assert (_value(prom, 'sum(preserve_instances{state="ready"})') or 0) >= 2
-        assert (_value(prom, "sum(preserve_archive_insert_seconds_count)") or 0) >= 1
-        assert _value(prom, "max(preserve_ready)") == 1.0
+        got = {q: _value(prom, q) for q in (
+            "sum(preserve_decisions_total)", "sum(preserve_decision_latency_seconds_count)",
+            'sum(preserve_predictions_total{source="fallback"})', "sum(preserve_scale_actions_total)",
+            'sum(preserve_instances{state="ready"})', "sum(preserve_archive_insert_seconds_count)",
+            "max(preserve_ready)")}
+        why = f"up {up}, values {got}"
+        assert up == {"worker": 1.0, "archive": 1.0, "fleet": 1.0}, why
+        assert got["sum(preserve_decisions_total)"] == N, why  # one decision per request, none doubled
+        assert got["sum(preserve_decision_latency_seconds_count)"] == N, why
+        assert got['sum(preserve_predictions_total{source="fallback"})'] == N, why
+        assert (got["sum(preserve_scale_actions_total)"] or 0) >= 1, why  # each service's initial instances
+        assert (got['sum(preserve_instances{state="ready"})'] or 0) >= 2, why
+        assert (got["sum(preserve_archive_insert_seconds_count)"] or 0) >= 1, why
+        assert got["max(preserve_ready)"] == 1.0, why
         lag = _query(prom, 'preserve_consumer_lag{job="worker"}')
         assert lag and {r["metric"]["topic"] for r in lag} >= {f"{prefix}requests"}
         # Over the whole run (the buckets as they stand): a rate() window may hold the run in one scrape only.
