@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
+import signal
 import subprocess
 import time
 import uuid
@@ -93,7 +95,9 @@ class KafkaBroker:
             cfg = replace(cfg, port=saved["port"], controller_port=saved["controller_port"],
                           host=saved.get("host", cfg.host), version=saved.get("version", cfg.version),
                           heap_mb=saved.get("heap_mb", cfg.heap_mb), quick_jit=saved.get("quick_jit", cfg.quick_jit),
-                          die_with_parent=saved.get("die_with_parent", cfg.die_with_parent))
+                          die_with_parent=saved.get("die_with_parent", cfg.die_with_parent),
+                          node_id=saved.get("node_id", cfg.node_id), voters=saved.get("voters", cfg.voters),
+                          cluster_size=saved.get("cluster_size", cfg.cluster_size))
         given = {k: v for k, v in overrides.items() if v is not None}
         return cls(replace(cfg, **given) if given else cfg)  # type: ignore[arg-type]
 
@@ -171,14 +175,15 @@ class KafkaBroker:
         self.cfg.state_file.write_text(json.dumps({
             "port": self.cfg.port, "controller_port": self.cfg.controller_port, "host": self.cfg.host,
             "version": self.cfg.version, "heap_mb": self.cfg.heap_mb, "quick_jit": self.cfg.quick_jit,
-            "die_with_parent": self.cfg.die_with_parent}, indent=1))
+            "die_with_parent": self.cfg.die_with_parent, "node_id": self.cfg.node_id, "voters": self.cfg.voters,
+            "cluster_size": self.cfg.cluster_size}, indent=1))
 
     def _format_storage(self, java: str, libs: Path) -> None:
         """``StorageTool format`` once per data dir; KRaft refuses to start on unformatted log dirs."""
         if read_cluster_id(self.cfg.log_dirs) is not None:
             return
         cmd = [java, *jvm_args(self.cfg, libs), "kafka.tools.StorageTool", "format",
-               "-t", new_cluster_id(), "-c", str(self.cfg.properties_file), "--ignore-formatted"]
+               "-t", self.cfg.cluster_id or new_cluster_id(), "-c", str(self.cfg.properties_file), "--ignore-formatted"]
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
         if out.returncode != 0:
             raise BrokerError(f"formatting {self.cfg.log_dirs} failed:\n{(out.stdout + out.stderr)[-2000:]}")
@@ -202,7 +207,15 @@ class KafkaBroker:
             st = self.status()
             if st.state == "running":
                 return st
-            return self._wait_ready(read_pid(self.cfg.pid_file), time.monotonic() + self.cfg.start_timeout_s)
+            return self.wait_ready(read_pid(self.cfg.pid_file))
+        return self.wait_ready(self.launch())
+
+    def launch(self) -> int:
+        """Format (first time) and start the JVM detached, without waiting; returns its pid. A cluster launches
+        all its nodes before waiting on any: none answers until a majority of the controllers runs."""
+        pid = self._our_pid()
+        if pid is not None:
+            return pid
         java = find_java()
         java_major_version(java)
         self._check_ports()
@@ -218,9 +231,12 @@ class KafkaBroker:
                                     preexec_fn=die_with_parent if self.cfg.die_with_parent else None)
         self.cfg.pid_file.write_text(f"{proc.pid}\n")
         log.info("started kafka %s pid %d on %s", self.cfg.version, proc.pid, self.bootstrap)
-        return self._wait_ready(proc.pid, time.monotonic() + self.cfg.start_timeout_s)
+        return proc.pid
 
-    def _wait_ready(self, pid: int | None, deadline: float) -> BrokerStatus:
+    def wait_ready(self, pid: int | None) -> BrokerStatus:
+        """Wait (up to ``start_timeout_s``) until the process answers with our cluster id and every partition
+        has a serving leader; raise :class:`BrokerError` with the log's tail if it exits or times out."""
+        deadline = time.monotonic() + self.cfg.start_timeout_s
         want = read_cluster_id(self.cfg.log_dirs)
         while time.monotonic() < deadline:
             if pid is None or not pid_alive(pid):
@@ -235,6 +251,19 @@ class KafkaBroker:
                           f"{self.cfg.start_timeout_s:.0f} s; last lines of {self.cfg.log_file}:\n{self.log_tail()}")
 
     # ---- stop ---------------------------------------------------------------------------------------------
+    def kill(self) -> bool:
+        """SIGKILL now (no controlled shutdown: the crash the fault tests inject). True if ours was running."""
+        pid = self._our_pid()
+        if pid is None:
+            return False
+        os.kill(pid, signal.SIGKILL)
+        for _ in range(200):
+            if not pid_alive(pid):
+                break
+            time.sleep(0.025)
+        self.cfg.pid_file.unlink(missing_ok=True)
+        return True
+
     def stop(self) -> bool:
         """SIGTERM and wait (controlled shutdown flushes logs); SIGKILL after ``stop_timeout_s``.
 

@@ -1,8 +1,12 @@
-"""Configuration of the local single-node KRaft broker and the files rendered from it (pure, no I/O).
+"""Configuration of a local KRaft node and the files rendered from it (pure, no I/O).
 
-One process plays both KRaft roles (broker + controller), the smallest real Kafka there is. Replication
-factors of the internal topics are 1 and ``group.initial.rebalance.delay.ms`` is 0 so consumer groups form
-immediately; the consumer-offsets topic gets 8 partitions instead of 50 so a cold start on 2 cores is quick.
+Each process plays both KRaft roles (broker + controller). Alone (``voters`` empty) it is the smallest real Kafka
+there is; in a cluster (:mod:`infra.kafka_cluster`) every node lists all controllers as quorum voters, and the
+internal topics are replicated like the pipeline's: replication factor ``min(3, cluster_size)`` and
+``min.insync.replicas`` 2 from three nodes up, so an ``acks=all`` write survives the loss of any one node and a
+write that only one replica holds is refused rather than acknowledged. ``group.initial.rebalance.delay.ms`` is 0
+so consumer groups form immediately; the consumer-offsets topic gets 8 partitions instead of 50 so a cold start
+on 2 cores is quick.
 """
 
 from __future__ import annotations
@@ -12,7 +16,19 @@ from pathlib import Path
 
 from infra.kafka_artifacts import DEFAULT_KAFKA_VERSION
 
-__all__ = ["BrokerConfig", "render_server_properties", "render_log4j2_properties", "jvm_args"]
+__all__ = ["BrokerConfig", "render_server_properties", "render_log4j2_properties", "jvm_args", "replication_for",
+           "min_insync_for"]
+
+
+def replication_for(brokers: int) -> int:
+    """Replicas per partition on a cluster of ``brokers`` nodes: 3 where there are 3 or more, else all of them."""
+    return max(1, min(3, brokers))
+
+
+def min_insync_for(replication: int) -> int:
+    """``min.insync.replicas`` for a replication factor: 2 from 3 replicas up (one node may be down and writes go
+    on; a write only one replica holds is refused), else 1 (a single broker must still take writes)."""
+    return 2 if replication >= 3 else 1
 
 
 @dataclass(frozen=True)
@@ -30,6 +46,11 @@ class BrokerConfig:
                                                       "cores at lower peak throughput (test brokers)"})
     die_with_parent: bool = field(default=False, metadata={"help": "SIGTERM the broker when the starting process "
                                                            "dies (Linux; test brokers never outlive pytest)"})
+    voters: str = field(default="", metadata={"help": "KRaft quorum voters 'id@host:port,...' of a cluster "
+                                             "(empty: this node alone)"})
+    cluster_size: int = field(default=1, metadata={"help": "brokers in the cluster (replication of internal topics)"})
+    cluster_id: str | None = field(default=None, metadata={"help": "cluster id to format with (a cluster's nodes "
+                                                           "share one; default: a new one)"})
     start_timeout_s: float = field(default=90.0, metadata={"help": "how long start() waits for metadata"})
     stop_timeout_s: float = field(default=30.0, metadata={"help": "SIGTERM grace before SIGKILL"})
 
@@ -42,6 +63,8 @@ class BrokerConfig:
             raise ValueError("port and controller_port must differ")
         if self.heap_mb < 128:
             raise ValueError("heap_mb must be at least 128")
+        if self.cluster_size < 1:
+            raise ValueError("cluster_size must be >= 1")
 
     @property
     def bootstrap(self) -> str:
@@ -74,10 +97,12 @@ class BrokerConfig:
 
 
 def render_server_properties(cfg: BrokerConfig) -> str:
+    rf = replication_for(cfg.cluster_size)
+    isr = min_insync_for(rf)
     props = {
         "process.roles": "broker,controller",
         "node.id": str(cfg.node_id),
-        "controller.quorum.voters": f"{cfg.node_id}@{cfg.host}:{cfg.controller_port}",
+        "controller.quorum.voters": cfg.voters or f"{cfg.node_id}@{cfg.host}:{cfg.controller_port}",
         "listeners": f"PLAINTEXT://{cfg.host}:{cfg.port},CONTROLLER://{cfg.host}:{cfg.controller_port}",
         "advertised.listeners": f"PLAINTEXT://{cfg.host}:{cfg.port}",
         "controller.listener.names": "CONTROLLER",
@@ -86,12 +111,16 @@ def render_server_properties(cfg: BrokerConfig) -> str:
         "log.dirs": str(cfg.log_dirs),
         "num.partitions": str(cfg.num_partitions),
         "offsets.topic.num.partitions": "8",
-        "offsets.topic.replication.factor": "1",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
+        "offsets.topic.replication.factor": str(rf),
+        "transaction.state.log.replication.factor": str(rf),
+        "transaction.state.log.min.isr": str(isr),
         "transaction.state.log.num.partitions": "4",
-        "share.coordinator.state.topic.replication.factor": "1",
-        "share.coordinator.state.topic.min.isr": "1",
+        "share.coordinator.state.topic.replication.factor": str(rf),
+        "share.coordinator.state.topic.min.isr": str(isr),
+        # Topics created without an explicit factor (Faust's changelogs when asked for 0/-1) and every topic's
+        # floor for acks=all writes.
+        "default.replication.factor": str(rf),
+        "min.insync.replicas": str(isr),
         "group.initial.rebalance.delay.ms": "0",
         # Off: a producer racing topic creation would otherwise auto-create a topic with the default partition
         # count, and faust then refuses to start (PartitionsMismatch between a source topic and its changelog).

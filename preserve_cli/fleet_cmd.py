@@ -7,6 +7,7 @@ import json
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,11 +57,15 @@ import click
               help="consumer-group session: a crashed manager's partitions (services) move to a live or restarted "
                    "one this long after (a restarted manager takes them over from the log)")
 @click.option("--quiet", is_flag=True, help="no periodic counters on stderr")
+@click.option("--metrics-port", type=int, default=None,
+              help="serve Prometheus /metrics and the /livez and /readyz probes on this port (default: off)")
+@click.option("--metrics-host", default="127.0.0.1", help="interface of --metrics-port (0.0.0.0 in a pod)")
 def fleet(speedup: float, lag_s: float, engine: str, cold_start_s: float | None, status_every_s: float,
           group_id: str, endpoints: tuple[str, ...], vllm_model: str | None, vllm_kv_tokens: int,
           engine_cmds: tuple[str, ...], engine_model: str | None, engine_flavor: str, engine_devices: str,
           engine_device_env: str | None, engine_dir: str | None, ready_timeout_s: float,
-          engine_hang_timeout_s: float, engine_drain_timeout_s: float, engine_report: str | None, session_timeout_s: float, quiet: bool) -> None:
+          engine_hang_timeout_s: float, engine_drain_timeout_s: float, engine_report: str | None,
+          session_timeout_s: float, quiet: bool, metrics_port: int | None, metrics_host: str) -> None:
     """Consume routes and scale commands, run simulated vLLM-style instances in event time, and publish a
     Completion per request and InstanceEvents (start_requested / ready / drain / stopped / status).
 
@@ -116,8 +121,10 @@ def fleet(speedup: float, lag_s: float, engine: str, cold_start_s: float | None,
     signal.signal(signal.SIGINT, _stop)
     last = [time.monotonic()]
     ready = [False]
+    probes = _fleet_probes(runner, group_id, metrics_port, metrics_host)
 
     def tick(stats: RunnerStats) -> None:
+        probes()
         if not ready[0] and runner.consumer.assignment():  # the "ready" line, once (printed even with --quiet)
             ready[0] = True
             print(f"preserve fleet ready: group {group_id}, {len(runner.consumer.assignment())} partitions "
@@ -142,6 +149,20 @@ def fleet(speedup: float, lag_s: float, engine: str, cold_start_s: float | None,
             print(f"fleet: engines {json.dumps(doc)}", file=sys.stderr)
             if engine_report:
                 Path(engine_report).write_text(json.dumps(doc, indent=2) + "\n")
+
+
+def _fleet_probes(runner: object, group: str, port: int | None, host: str) -> Callable[[], None]:
+    """Serve /metrics, /livez, /readyz for this fleet process and return the per-tick update (no-op if off)."""
+    if port is None:
+        return lambda: None
+    from fleet.live.fleet_probes import FleetProbes
+    from streams.transport.metrics_server import start_metrics_server
+
+    try:
+        start_metrics_server(port, host)
+    except OSError as e:
+        raise click.ClickException(str(e)) from None
+    return FleetProbes(runner, group).tick  # type: ignore[arg-type]
 
 
 def _process_factory(cmds: tuple[str, ...], model: str | None, flavor: str, devices: str, device_env: str | None,

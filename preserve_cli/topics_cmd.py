@@ -41,8 +41,11 @@ def create(bootstrap: str | None, partitions: int | None, timeout_s: float) -> N
     except Exception as e:  # KafkaException: broker unreachable, auth failure, ...
         raise click.ClickException(f"could not reach Kafka at {kafka.bootstrap_servers}: {e} "
                                    f"(is it running? `preserve infra up`)") from e
+    from streams.topics import cluster_replication
+
+    rf = cluster_replication(kafka)
     for s in specs:
-        click.echo(f"{result[s.physical]:<8} {s.physical:<32} partitions={s.partitions} key={s.key} "
+        click.echo(f"{result[s.physical]:<8} {s.physical:<32} partitions={s.partitions} replication={rf} key={s.key} "
                    f"retention={s.retention_ms // 3_600_000}h cleanup={s.cleanup_policy}")
 
 
@@ -61,8 +64,10 @@ def list_topics(bootstrap: str | None, show_all: bool) -> None:
     if not rows:
         click.echo("no topics (create them with `preserve topics create`)")
         return
-    click.echo(f"{'topic':<40}{'partitions':>11}{'messages':>11}{'retention_h':>13}  cleanup")
+    click.echo(f"{'topic':<40}{'partitions':>11}{'messages':>11}{'retention_h':>13}{'replicas':>9}{'min_isr':>8}"
+               f"{'under_repl':>11}  cleanup")
     for r in rows:
         ret = int(r["retention_ms"])  # type: ignore[call-overload]
         click.echo(f"{r['topic']!s:<40}{r['partitions']!s:>11}{r['messages']!s:>11}"
-                   f"{(ret // 3_600_000 if ret >= 0 else -1):>13}  {r['cleanup']}")
+                   f"{(ret // 3_600_000 if ret >= 0 else -1):>13}{r['replication']!s:>9}{r['min_insync']!s:>8}"
+                   f"{r['under_replicated']!s:>11}  {r['cleanup']}")

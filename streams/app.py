@@ -98,7 +98,9 @@ def _make_app() -> faust.App:
         store="memory://",
         datadir=faust_datadir(),
         topic_partitions=s.kafka.partitions,
-        topic_replication_factor=s.kafka.replication_factor,
+        # 0 (auto) is resolved against the cluster by `preserve worker` before this import; 1 where nobody did.
+        topic_replication_factor=s.kafka.replication_factor or 1,
+        producer_acks=-1,  # table changelogs: acknowledged by every in-sync replica (min.insync.replicas)
         consumer_auto_offset_reset="earliest",
         web_enabled=bool(web_port),
         web_port=int(web_port) if web_port else 6066,
@@ -110,6 +112,10 @@ def _make_app() -> faust.App:
 
 app = _make_app()
 install_kafka_log_limits()  # aiokafka/Faust retry lines while Kafka is down: bounded per minute
+if os.environ.get("PRESERVE_METRICS_PORT"):  # `preserve worker --metrics-port`: readiness, heartbeat, lag
+    from streams.transport.worker_probes import install as _install_probes
+
+    _install_probes(app)
 
 
 # A worker's threads hand every message to each other (aiokafka's consumer thread -> the event loop -> librdkafka

@@ -34,7 +34,8 @@ class KafkaSettings(BaseModel):
     ssl_keyfile: str | None = None
     topic_prefix: str = Field(default="preserve.", description="prefix of every topic name")
     partitions: int = Field(default=4, ge=1)
-    replication_factor: int = Field(default=1, ge=1)
+    replication_factor: int = Field(default=0, ge=0, description="replicas per partition; 0: min(3, brokers in "
+                                    "the cluster), with min.insync.replicas 2 from 3 replicas up")
     retention_ms: dict[str, int] = Field(default_factory=dict, description="retention.ms per logical topic, "
                                          "overriding streams/topics.py's defaults at creation, e.g. "
                                          "PRESERVE_KAFKA__RETENTION_MS='{\"requests\": 3600000}'")

@@ -8,18 +8,24 @@ aggregates a month, and the routing-table snapshots are compacted (only the late
 created, e.g. ``{"requests": 3600000}`` keeps prompt text in Kafka for an hour (see the README's privacy notes);
 unknown names are refused, so a typo never leaves a topic at its default.
 The broker runs with ``auto.create.topics.enable=false``, so :func:`ensure_topics` must run before workers start.
+
+Replication follows the cluster unless set (``PRESERVE_KAFKA__REPLICATION_FACTOR``, 0 = auto): ``min(3, brokers)``
+replicas and ``min.insync.replicas`` 2 from three replicas up, so with ``acks=all`` producers a record the
+pipeline acted on is on two nodes before anyone reads it, and a single broker (the development default) still works.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from infra.kafka_config import min_insync_for, replication_for
 from streams.records import RECORD_TYPES
 from streams.settings import KafkaSettings
 
-__all__ = ["TopicSpec", "TopicMismatch", "topic_specs", "ensure_topics", "describe_topics", "DAY_MS"]
+__all__ = ["TopicSpec", "TopicMismatch", "topic_specs", "ensure_topics", "describe_topics", "DAY_MS",
+           "resolve_replication", "cluster_replication"]
 
 DAY_MS = 24 * 3600 * 1000
 
@@ -33,20 +39,37 @@ class TopicSpec:
     name: str = field(metadata={"help": "logical name, the record class's `topic` (e.g. 'requests')"})
     physical: str = field(metadata={"help": "topic name in Kafka: settings.kafka.topic(name)"})
     partitions: int = field(metadata={"help": "partition count (shared by all service-keyed topics)"})
-    replication_factor: int = field(default=1, metadata={"help": "replicas per partition"})
+    replication_factor: int = field(default=0, metadata={"help": "replicas per partition (0: min(3, brokers))"})
     key: str = field(default="service", metadata={"help": "record field used as the message key"})
     retention_ms: int = field(default=7 * DAY_MS, metadata={"help": "retention.ms (-1: unlimited)"})
     cleanup_policy: str = field(default="delete", metadata={"help": "cleanup.policy: delete | compact"})
 
     def __post_init__(self) -> None:
-        if self.partitions < 1 or self.replication_factor < 1:
-            raise ValueError(f"{self.name}: partitions and replication_factor must be >= 1")
+        if self.partitions < 1 or self.replication_factor < 0:
+            raise ValueError(f"{self.name}: partitions must be >= 1 and replication_factor >= 0 (0: auto)")
         if self.cleanup_policy not in ("delete", "compact", "compact,delete"):
             raise ValueError(f"{self.name}: unknown cleanup.policy {self.cleanup_policy!r}")
 
     def config(self) -> dict[str, str]:
-        """Topic-level configs sent with CreateTopics."""
-        return {"retention.ms": str(self.retention_ms), "cleanup.policy": self.cleanup_policy}
+        """Topic-level configs sent with CreateTopics (``min.insync.replicas`` once the factor is resolved)."""
+        cfg = {"retention.ms": str(self.retention_ms), "cleanup.policy": self.cleanup_policy}
+        if self.replication_factor > 0:
+            cfg["min.insync.replicas"] = str(min_insync_for(self.replication_factor))
+        return cfg
+
+
+def resolve_replication(wanted: int, brokers: int) -> int:
+    """The replication factor to create topics with: ``wanted``, or ``min(3, brokers)`` where it is 0 (auto).
+    Raises ValueError if more replicas are asked for than there are brokers (CreateTopics would refuse)."""
+    rf = wanted or replication_for(brokers)
+    if rf > brokers:
+        raise ValueError(f"replication factor {rf} needs {rf} brokers; the cluster has {brokers}")
+    return rf
+
+
+def cluster_replication(kafka: KafkaSettings, timeout_s: float = 10.0) -> int:
+    """The replication factor for ``kafka``'s cluster (one metadata request counts its brokers)."""
+    return resolve_replication(kafka.replication_factor, len(_admin(kafka).list_topics(timeout=timeout_s).brokers))
 
 
 # (retention in days, cleanup policy, key field) per logical topic; anything else gets the default row.
@@ -98,7 +121,9 @@ def ensure_topics(kafka: KafkaSettings, specs: Iterable[TopicSpec] | None = None
 
     specs = list(specs) if specs is not None else topic_specs(kafka)
     admin = _admin(kafka)
-    existing = admin.list_topics(timeout=timeout_s).topics
+    md = admin.list_topics(timeout=timeout_s)
+    existing = md.topics
+    specs = [replace(s, replication_factor=resolve_replication(s.replication_factor, len(md.brokers))) for s in specs]
     result: dict[str, str] = {}
     new = []
     for s in specs:
@@ -171,8 +196,12 @@ def describe_topics(kafka: KafkaSettings, prefix_only: bool = True,
         for t in names:
             msgs = sum(_watermark_span(consumer, TopicPartition(t, p), timeout_s) for p in md[t].partitions)
             cfg = configs[t]
+            parts = md[t].partitions.values()
             rows.append({"topic": t, "partitions": len(md[t].partitions), "messages": msgs,
-                         "retention_ms": int(cfg["retention.ms"].value), "cleanup": cfg["cleanup.policy"].value})
+                         "retention_ms": int(cfg["retention.ms"].value), "cleanup": cfg["cleanup.policy"].value,
+                         "replication": min((len(pm.replicas) for pm in parts), default=0),
+                         "min_insync": int(cfg["min.insync.replicas"].value),
+                         "under_replicated": sum(len(pm.isrs) < len(pm.replicas) for pm in parts)})
     finally:
         consumer.close()
     return rows

@@ -18,6 +18,7 @@ from streams.pipeline_config import pipeline_config
 from streams.records import RECORD_TYPES
 from streams.settings import load_settings
 from streams.stages.archive import ArchiveAgentState
+from streams.transport.metrics_server import ARCHIVE_INSERT_LATENCY, ARCHIVE_ROWS
 
 cfg = pipeline_config()
 settings = load_settings()
@@ -28,6 +29,7 @@ state = ArchiveAgentState(ClickHouseSink(settings.clickhouse_dsn(), settings.cli
 async def archive(stream):  # type: ignore[no-untyped-def]
     async for events in stream.noack_take(cfg.archive_batch, within=cfg.archive_within_s):
         msgs, now = raw_messages(events)
-        await asyncio.to_thread(state.handle, msgs, now)
+        with ARCHIVE_INSERT_LATENCY.time():
+            ARCHIVE_ROWS.inc(await asyncio.to_thread(state.handle, msgs, now))
         for event in events:  # written: now the offsets may be committed
             await stream.ack(event)

@@ -27,6 +27,7 @@ from streams.settings import load_settings
 from streams.transport.batch_publisher import BatchPublisher, PublishError
 from streams.transport.kafka_wait import retry_with_backoff
 from streams.transport.messages import RawMessage
+from streams.transport.worker_probes import observe_published
 
 __all__ = ["raw_topic", "publish_then_ack", "raw_messages"]
 
@@ -79,6 +80,7 @@ async def _ack_when_stored(stream: faust.StreamT, events: Sequence[faust.EventT]
 async def publish_then_ack(agent: str, stream: faust.StreamT, events: Sequence[faust.EventT],
                            recs: Sequence[EventRecord]) -> None:
     """Queue ``agent``'s records (each to its topic, keyed by service); ack ``events`` once all are stored."""
+    observe_published(agent, recs)
     stored = await _publisher(agent).publish(recs)
     task = asyncio.ensure_future(_ack_when_stored(stream, events, stored))
     _acking.add(task)

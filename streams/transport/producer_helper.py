@@ -32,7 +32,11 @@ __all__ = ["RequestProducer", "PRODUCER_DEFAULTS"]
 # linger.ms: how long a record may wait for others to share its request. Every ms of it is a ms of decision latency
 # (budget: p99 20 ms from the gateway's send to the RouteDecision), and librdkafka still fills batches at high
 # rates while earlier requests are in flight, so 1 ms costs no throughput that the pipeline could use.
-PRODUCER_DEFAULTS: dict[str, Any] = {"partitioner": "murmur2_random", "linger.ms": 1, "enable.idempotence": True}
+# acks=all + idempotence: a record counts as sent only once every in-sync replica has it (at least
+# min.insync.replicas = 2 on a 3-node cluster), so a leader that dies right after acknowledging loses nothing, and
+# the retries that follow a leader change never duplicate or reorder a partition's records.
+PRODUCER_DEFAULTS: dict[str, Any] = {"partitioner": "murmur2_random", "linger.ms": 1, "enable.idempotence": True,
+                                     "acks": "all"}
 
 
 class RequestProducer:

@@ -59,11 +59,13 @@ class LiveRun:
 
 @contextmanager
 def live_run(bootstrap: str, run_dir: Path, cfg: PipelineConfig, workers: int = 1, fleet: bool = True,
-             archive: bool = False, speedup: float = 20.0, extra_env: dict[str, str] | None = None) -> Iterator[LiveRun]:
+             archive: bool = False, speedup: float = 20.0, extra_env: dict[str, str] | None = None,
+             partitions: int = 4) -> Iterator[LiveRun]:
     """Topics, ``workers`` control workers (+ archive worker) (+ fleet), all ready; stopped on exit."""
     prefix = f"rel{time.time_ns() % 10**10}."
-    kafka = KafkaSettings(bootstrap_servers=bootstrap, topic_prefix=prefix)
+    kafka = KafkaSettings(bootstrap_servers=bootstrap, topic_prefix=prefix, partitions=partitions)
     env = {"PRESERVE_KAFKA__BOOTSTRAP_SERVERS": bootstrap, "PRESERVE_KAFKA__TOPIC_PREFIX": prefix,
+           "PRESERVE_KAFKA__PARTITIONS": str(partitions),
            "PRESERVE_CLICKHOUSE__DSN": f"chdb://{run_dir / 'clickhouse'}", "PRESERVE_DATA_DIR": str(run_dir),
            **(extra_env or {})}
     ensure_topics(kafka)
