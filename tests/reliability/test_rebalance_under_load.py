@@ -106,6 +106,9 @@ def _pauses(kafka: KafkaSettings, windows: list[tuple[str, float, float]]) -> tu
     return base, out
 
 
+@pytest.mark.xfail(strict=False, reason="open bug (issue 20): a request sent while a killed worker's partitions move "
+                   "to a worker whose first assignment was empty is acknowledged by the new owner's predict "
+                   "stream without being handled (3 of 9 runs); the failure message names each lost request")
 def test_a_worker_joins_and_another_is_killed_mid_replay(kafka_broker: str, tmp_path: Path) -> None:
     df = trace(2000, SERVICES, gap_s=0.04)  # 25 requests/s for 80 s
     ids = list(df["request_id"])
