@@ -25,20 +25,28 @@ def _any_port_open(bootstrap: str, timeout_s: float) -> bool:
     return False
 
 
-def kafka_reachable(kafka: KafkaSettings, timeout_s: float = 3.0) -> bool:
-    """Whether the brokers answer. Probed with a socket first: a librdkafka client pointed at a closed port
-    logs a 'Connection refused' line every few hundred milliseconds, which a newcomer's first demo showed ~60
-    times before the local broker was up."""
+def kafka_problem(kafka: KafkaSettings, timeout_s: float = 3.0) -> str | None:
+    """Why the brokers do not answer (None: they do). Probed with a socket first: a librdkafka client pointed at a
+    closed port logs a 'Connection refused' line every few hundred milliseconds, which a newcomer's first demo
+    showed ~60 times before the local broker was up. An open port that the client still cannot use is told apart,
+    with the security settings (never the credentials): a SASL or TLS mistake must not read as 'Kafka is down'."""
     if not _any_port_open(kafka.bootstrap_servers, min(timeout_s, 1.0)):
-        return False
+        return "no broker port open"
     from confluent_kafka.admin import AdminClient
 
     try:
         AdminClient({**kafka.confluent_config(), "socket.timeout.ms": int(timeout_s * 1000)}).list_topics(
             timeout=timeout_s)
-        return True
-    except Exception:  # any connection problem means: not reachable
-        return False
+        return None
+    except Exception as exc:  # any connection problem means: not reachable
+        mech = f", SASL mechanism {kafka.sasl_mechanism}" if "SASL" in kafka.security_protocol.upper() else ""
+        return (f"a broker port is open but the client cannot use it (security protocol "
+                f"{kafka.security_protocol}{mech}): {type(exc).__name__}")
+
+
+def kafka_reachable(kafka: KafkaSettings, timeout_s: float = 3.0) -> bool:
+    """Whether the brokers answer (see :func:`kafka_problem`)."""
+    return kafka_problem(kafka, timeout_s) is None
 
 
 class KafkaUnreachable(RuntimeError):
@@ -57,16 +65,16 @@ def wait_for_kafka(kafka: KafkaSettings, timeout_s: float, say: Callable[[str], 
                    reachable: Callable[[KafkaSettings], bool] | None = None,
                    sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic) -> None:
     """Return once a broker answers; raise :class:`KafkaUnreachable` after ``timeout_s`` (0: one try)."""
-    probe = reachable or kafka_reachable
     start = clock()
     for delay in backoff_delays():
-        if probe(kafka):
+        problem = (None if reachable(kafka) else "not reachable") if reachable is not None else kafka_problem(kafka)
+        if problem is None:
             return
         waited = clock() - start
         if waited + delay > timeout_s:
             raise KafkaUnreachable(f"Kafka at {kafka.bootstrap_servers} did not answer within {timeout_s:.0f} s; "
                                    "start it (`preserve infra up`) or point PRESERVE_KAFKA__BOOTSTRAP_SERVERS at it")
-        say(f"waiting for Kafka at {kafka.bootstrap_servers} (retrying in {delay:.0f} s)")
+        say(f"waiting for Kafka at {kafka.bootstrap_servers}: {problem} (retrying in {delay:.0f} s)")
         sleep(delay)
 
 

@@ -59,3 +59,21 @@ def test_work_that_needs_kafka_is_retried_with_backoff_never_raised() -> None:
     assert retry_with_backoff(connect, "route publisher", lines.append, slept.append, cap_s=8.0) == 6
     assert slept == [1, 2, 4, 8, 8, 8] and len(lines) == 6
     assert all(line.startswith("route publisher: Kafka unreachable (RuntimeError") for line in lines)
+
+
+def test_an_open_port_the_client_cannot_use_is_told_apart_from_a_closed_one_without_the_secret() -> None:
+    """A SASL or TLS mistake must not read as 'Kafka is down', and the wait line must not carry the password."""
+    import socket
+
+    from streams.transport.kafka_wait import kafka_problem
+
+    closed = KafkaSettings(bootstrap_servers=f"127.0.0.1:{free_port()}")
+    assert kafka_problem(closed, timeout_s=0.5) == "no broker port open"
+    with socket.socket() as srv:  # a port that accepts and says nothing: not a Kafka broker
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(8)
+        sasl = KafkaSettings(bootstrap_servers=f"127.0.0.1:{srv.getsockname()[1]}", security_protocol="SASL_PLAINTEXT",
+                             sasl_mechanism="PLAIN", sasl_username="alice", sasl_password="s3cr3t-pw")
+        problem = kafka_problem(sasl, timeout_s=1.0)
+    assert problem is not None and "port is open" in problem and "SASL_PLAINTEXT" in problem and "PLAIN" in problem
+    assert "s3cr3t-pw" not in problem
