@@ -12,7 +12,8 @@ Stages (``--stage all`` runs them in order; each reads what the one before wrote
 3. ``eval``: for each preset x mismatch, every policy is one ``preserve eval`` process on day 2 with
    ``--history`` day 1 (``--jobs`` at a time); the parts are merged into one results JSON per setting with the
    summary (``cost_ratio``, ``gap_closed``, ``tail_ratio``) recomputed over all its rows.
-4. ``report``: a Markdown table per setting (``lmaas_tables.md``) and the commands that produced it.
+4. ``report``: a Markdown table per setting (``lmaas_tables.md``) and a frontier plot per setting (every run:
+   P99 TTFT and P99 e2e against instance-hours; baseline families as curves, candidates as stars).
 
 The settings of every policy are the same for every workload; nothing here is chosen per day. Usage::
 
@@ -190,10 +191,15 @@ def merge(a: argparse.Namespace, jobs: list[Job], parts: Path, common: list[str]
 
 def report(a: argparse.Namespace) -> Path:
     """Per setting: the cheapest SLO-meeting run of each baseline family, the oracle, and every candidate."""
+    from fleet.harness.plots import frontier
+
     lines = []
     for path in sorted(a.out.glob("lmaas_*.json")):
         doc = json.loads(path.read_text())
         rows, summ = doc["results"], doc["summary"]
+        frontier(rows, path.with_name(f"frontier_{path.stem}.png"), f"{path.stem[6:]}: every run",
+                 family=lambda r: r["label"] if r["kind"] == "candidate" else f"{r['kind']}: {r['policy'].split(':')[1]}",
+                 highlight=lambda r: r["kind"] == "candidate", slo_share=0.99)
         lines += [f"### {path.stem[6:]}", "",
                   f"{doc['trace']['requests']:,} requests, {len(doc['trace'].get('services') or [])} services; "
                   f"cheapest baseline meeting the SLO: `{summ['cheapest_baseline']}` "
