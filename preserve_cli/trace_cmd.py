@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -241,65 +242,60 @@ def _run_lmaas(dirs: list[Path], cfg: SynthConfig, services: int, prompt_files: 
                models: list[str] | None, seed: int, out: Path) -> tuple[int, float, float, float]:
     """The LMaaS day: pooled clients split into services, prompts per serving model (see replay/lmaas_synth)."""
     import pandas as pd
-    from tqdm import tqdm
 
     from replay.length_pool import load_prompt_corpus
     from replay.lmaas_synth import synthesize_lmaas
     from replay.servegen_io import load_servegen
-    from replay.trace_writer import write_trace
     from streams.settings import data_path
 
     files = prompt_files or sorted(data_path("prompts").glob("*.jsonl.gz"))
     if not files:
         raise FileNotFoundError(f"no prompt corpus: pass --prompts FILE (none under {data_path('prompts')})")
-    with tqdm(total=4, desc="synth", unit="step") as bar:
-        bar.set_postfix_str("reading clients")
-        clients = pd.concat([load_servegen(d).assign(source=d.name) for d in dirs], ignore_index=True)
-        bar.update()
-        bar.set_postfix_str("reading prompts")
-        corpus = load_prompt_corpus(files)
-        bar.update()
-        bar.set_postfix_str(f"{services} services")
-        started = time.perf_counter()
-        df = synthesize_lmaas(clients, cfg, corpus, services, models, seed)
-        took = time.perf_counter() - started
-        bar.update()
-        bar.set_postfix_str(f"writing {len(df):,} requests")
-        write_trace(df, out)
-        bar.update()
+    df, result = _synthesise(
+        lambda: pd.concat([load_servegen(d).assign(source=d.name) for d in dirs], ignore_index=True),
+        "reading prompts", lambda: load_prompt_corpus(files),
+        lambda clients, corpus: synthesize_lmaas(clients, cfg, corpus, services, models, seed), cfg, out)
     for name, part in df.groupby("service", sort=False):
         click.echo(f"  service {name}: {len(part):,} requests, mean output {part['output_tokens'].mean():.0f} tokens",
                    err=True)
-    recorded_h = float(clients["window_start_s"].max() + cfg.window_s) / 3600.0
-    span = float(df["arrival_s"].iloc[-1]) if len(df) else 0.0
-    return len(df), span, took, recorded_h
+    return result
 
 
 def _run_synth(servegen_dir: Path, cfg: SynthConfig, lengths_file: Path | None, seed: int,
                out: Path) -> tuple[int, float, float, float]:
     """Read, synthesise, write; returns (requests, span s, synthesis s, recorded hours)."""
-    from tqdm import tqdm
-
     from replay.length_pool import load_length_pool
     from replay.servegen_io import load_servegen
-    from replay.servegen_synth import synthesize_trace, window_rates
+    from replay.servegen_synth import synthesize_trace
+
+    return _synthesise(lambda: load_servegen(servegen_dir), "reading lengths", lambda: load_length_pool(lengths_file),
+                       lambda clients, lengths: synthesize_trace(clients, cfg, lengths, seed), cfg, out)[1]
+
+
+def _synthesise(read_clients: Callable[[], Any], pool_label: str, read_pool: Callable[[], Any],
+                synthesize: Callable[[Any, Any], Any], cfg: SynthConfig,
+                out: Path) -> tuple[Any, tuple[int, float, float, float]]:
+    """The four steps with a progress bar; returns the trace and (requests, span s, synthesis s, recorded hours)."""
+    from tqdm import tqdm
+
     from replay.trace_writer import write_trace
 
     with tqdm(total=4, desc="synth", unit="step") as bar:
         bar.set_postfix_str("reading clients")
-        clients = load_servegen(servegen_dir)
+        clients = read_clients()
         bar.update()
-        bar.set_postfix_str("reading lengths")
-        lengths = load_length_pool(lengths_file)
+        bar.set_postfix_str(pool_label)
+        pool = read_pool()
         bar.update()
-        bar.set_postfix_str(f"~{window_rates(clients, cfg)['expected'].sum():,.0f} arrivals")
+        bar.set_postfix_str("synthesising")
         started = time.perf_counter()
-        df = synthesize_trace(clients, cfg, lengths, seed)
+        df = synthesize(clients, pool)
         took = time.perf_counter() - started
         bar.update()
-        bar.set_postfix_str("writing")
+        bar.set_postfix_str(f"writing {len(df):,} requests")
         write_trace(df, out)
         bar.update()
     recorded_h = float(clients["window_start_s"].max() + cfg.window_s) / 3600.0
     span = float(df["arrival_s"].iloc[-1]) if len(df) else 0.0
-    return len(df), span, took, recorded_h
+    return df, (len(df), span, took, recorded_h)
+
