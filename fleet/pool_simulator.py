@@ -44,19 +44,15 @@ def simulate_pool(sims: Sequence[Simulator], pool: InstancePool, sync_s: float =
     active = list(range(len(sims)))
     t = 0.0
     while active:
-        first = min(sims[i].next_key()[0] for i in active)
+        first = min(sims[i].next_time() for i in active)
         if first == math.inf:
             break
         t = max(t + step, first + step)  # skip empty windows
         for i in list(active):
-            if sims[i].advance((t, -1)):
+            if sims[i].advance(t):
                 active.remove(i)
                 pool.want(sims[i], 0, sims[i].now)  # a service with nothing left to serve waits for nothing
-    end = max((s.now for s in sims), default=0.0)
-    for s in sims:
-        done = s.finish[~np.isnan(s.finish)]
-        if done.size:
-            end = max(end, float(done.max()))
+    end = max((s.end_time() for s in sims), default=0.0)
     return PoolRun([s.finish_run(end) for s in sims], pool)
 
 

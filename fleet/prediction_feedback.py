@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from fleet.sim_inputs import Workload
-from models.request_load.online import OnlineConfig, OnlineCorrection, _base_parts
+from models.request_load.online import OnlineConfig, OnlineCorrection, base_parts
 
 __all__ = ["PredictionFeedback"]
 
@@ -40,7 +40,7 @@ class PredictionFeedback:
         p50 = np.asarray(self._q.get("p50", mean), np.float64)
         p10 = np.asarray(self._q.get("p10", p50), np.float64)
         qs = np.stack([np.asarray(self._q.get(k, self._p90), np.float64) for k in names], axis=1)  # (N, T)
-        self._c, self._s = _base_parts(p10, p50, np.asarray(self._p90, np.float64))
+        self._c, self._s = base_parts(p10, p50, np.asarray(self._p90, np.float64))
         self._z = (np.log1p(np.maximum(qs, 0.0)) - self._c[:, None]) / self._s[:, None]  # (N, T)
         self._row = (p10, p50, mean)
 
@@ -58,14 +58,11 @@ class PredictionFeedback:
         c, s, z = float(self._c[i]), float(self._s[i]), self._z[i]
         best = -math.inf
         q90 = p90
-        for j in range(len(self._taus)):  # np.maximum.accumulate over the corrected quantiles
+        for j in range(len(self._taus)):  # np.maximum.accumulate over the corrected quantiles; without p90
+            # among them (quantiles given, none named p90) the base p90 stands, as in the batch correction
             best = max(best, math.expm1(c + s * (wt * float(curve[j]) + (1 - wt) * float(z[j]))))
             if j == self._p90_col:
                 q90 = best
-        if self._p90_col < 0 and self._q:
-            q90 = p90
-        elif not self._q:
-            q90 = best
         return max(float(mean[i]) * self.online.mean_scale(w.service), 0.0), max(q90, 0.0)
 
     def complete(self, request_id: str, output_tokens: int) -> None:

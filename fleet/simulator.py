@@ -130,19 +130,18 @@ class Simulator:
         self._horizon = (self._arrivals[-1] if n else 0.0) + cfg.horizon_s
         self._next = 0  # next arrival to read
 
-    def next_key(self) -> tuple[float, int]:
-        """``(time, EventType priority)`` of the next event (``(inf, 0)`` when finished)."""
+    def next_time(self) -> float:
+        """Time of the next event (``inf`` when finished)."""
         if self.finished:
-            return (math.inf, 0)
+            return math.inf
         i, heap = self._next, self.heap
         if i < len(self._arrivals) and (not heap or (self._arrivals[i], _ARRIVAL_PRIO) < heap[0][:2]):
-            return (self._arrivals[i], _ARRIVAL_PRIO)
-        return heap[0][:2] if heap else (math.inf, 0)
+            return self._arrivals[i]
+        return heap[0][0] if heap else math.inf
 
-    def advance(self, bound: tuple[float, int] = (math.inf, 0), first: bool = False) -> bool:
-        """Process events in order while their ``(time, priority)`` is below ``bound`` (or equal, when ``first``:
-        this simulator goes first among equals). Returns True once the run is over, False when it paused at the
-        bound (see :func:`fleet.pool_simulator.simulate_pool`)."""
+    def advance(self, until: float = math.inf) -> bool:
+        """Process events in order while their time is below ``until``. Returns True once the run is over, False
+        when it paused there (see :func:`fleet.pool_simulator.simulate_pool`)."""
         arrivals = self._arrivals
         n = len(arrivals)
         i = self._next
@@ -150,8 +149,7 @@ class Simulator:
         horizon = self._horizon
         while self.done < n:
             if i < n and (not heap or (arrivals[i], _ARRIVAL_PRIO) < heap[0][:2]):
-                key: tuple[float, int] = (arrivals[i], _ARRIVAL_PRIO)
-                if key > bound or (key == bound and not first):
+                if arrivals[i] >= until:
                     self._next = i
                     return False
                 self.now = arrivals[i]
@@ -160,8 +158,7 @@ class Simulator:
                 continue
             if not heap:
                 break
-            key = heap[0][:2]
-            if key > bound or (key == bound and not first):
+            if heap[0][0] >= until:
                 self._next = i
                 return False
             t, kind, _, payload = heapq.heappop(heap)
@@ -390,10 +387,14 @@ class Simulator:
             if self.drop_reason[i] is None:
                 self._drop(i, DropReason.HORIZON.value)
 
+    def end_time(self) -> float:
+        """This run's last event or completion, whichever is later."""
+        finished = self.finish[~np.isnan(self.finish)]
+        return max(self.now, float(finished.max())) if finished.size else self.now
+
     def _result(self, wall_s: float, end: float | None = None) -> SimResult:
         if end is None:
-            finished = self.finish[~np.isnan(self.finish)]
-            end = max(self.now, float(finished.max())) if finished.size else self.now
+            end = self.end_time()
         for m in self.meta:
             if m["stopped_at"] is None:
                 m["end_at"] = end

@@ -133,10 +133,7 @@ def evaluate(a: argparse.Namespace) -> None:
     jobs = plan(a)
     parts = a.work / "parts"
     parts.mkdir(parents=True, exist_ok=True)
-    common = ["eval", "--trace", str(a.work / "day2.csv.gz"), "--history", str(a.work / "day1.csv.gz"),
-              "--max-instances", str(a.pool), "--instances", str(a.instances), "--cold-start-s", f"{a.cold_start:g}",
-              "--predictor", "model", "--prediction-cache", str(a.work / "predictions.parquet"),
-              "--slo-ttft-s", "1.0", "--slo-tpot-s", "0.1"]
+    common = _eval_args(a)
     started = time.time()
 
     def one(k: int) -> tuple[int, float]:
@@ -154,6 +151,14 @@ def evaluate(a: argparse.Namespace) -> None:
             print(f"[{n}/{len(jobs)}] {jobs[k][0]}{jobs[k][1]}: {len(jobs[k][3])} runs in {took:.0f} s "
                   f"({time.time() - started:.0f} s in all)", flush=True)
     merge(a, jobs, parts, common)
+
+
+def _eval_args(a: argparse.Namespace) -> list[str]:
+    """The ``preserve eval`` arguments every run of the headline shares."""
+    return ["eval", "--trace", str(a.work / "day2.csv.gz"), "--history", str(a.work / "day1.csv.gz"),
+            "--max-instances", str(a.pool), "--instances", str(a.instances), "--cold-start-s", f"{a.cold_start:g}",
+            "--predictor", "model", "--prediction-cache", str(a.work / "predictions.parquet"),
+            "--slo-ttft-s", "1.0", "--slo-tpot-s", "0.1"]
 
 
 def merge(a: argparse.Namespace, jobs: list[Job], parts: Path, common: list[str]) -> None:
@@ -265,7 +270,7 @@ def main(argv: list[str] | None = None) -> None:
     if a.stage in ("eval", "all"):
         evaluate(a)
     if a.stage == "merge":
-        merge(a, plan(a), a.work / "parts", [])
+        merge(a, plan(a), a.work / "parts", _eval_args(a))
     if a.stage in ("report", "all"):
         report(a)
 

@@ -170,16 +170,14 @@ def run_eval(trace: pd.DataFrame, policies: Sequence[PolicySpec | str], config: 
     if cfg.engine_mismatch != 1.0:  # the simulated engine only: policies are built from the profile's name
         engine = replace(engine, cost_model=engine.cost_model.scaled(cfg.engine_mismatch))
     preds = PredictionCache(trace, cfg.seed, prediction_store)
-    arrivals = list(zip(trace["arrival_s"].tolist(), trace["prompt_tokens"].tolist(),
-                        trace["output_tokens"].tolist(), strict=True))
     # Build every policy first, so that a bad spec fails before any simulation time is spent.
     built = [build_policy(s, cfg) for s in specs]
-    past = None if history is None else list(zip(history["arrival_s"].tolist(), history["prompt_tokens"].tolist(),
-                                                  history["output_tokens"].tolist(), strict=True))
+    past = None if history is None else _arrivals_of(history)
     for spec, (_, scaler) in zip(specs, built, strict=True):
         if scaler.needs_history and past is None:
             raise ValueError(f"{spec.label} is fitted on the previous day: give it with --history FILE")
     services = sorted(trace["service"].astype(str).unique()) if len(trace) else []
+    arrivals = _arrivals_of(trace) if len(services) <= 1 else []  # several services: each fleet gets its own
     runs: list[EvalRun] = []
     for spec, (router, scaler) in zip(specs, built, strict=True):
         pspec = predictor_for(spec, cfg.predictor)
@@ -187,7 +185,8 @@ def run_eval(trace: pd.DataFrame, policies: Sequence[PolicySpec | str], config: 
         label = spec.label
         cb = (lambda done, _l=label: progress(_l, done)) if progress else None
         if len(services) > 1:
-            result, extra = _run_pooled(trace, history, spec, cfg, engine, preds, pspec, services, cb)
+            result, extra = _run_pooled(trace, history, spec, cfg, engine, (mean, p90, source),
+                                        preds.quantiles.get(pspec), services, cb)
         else:
             workload = Workload.from_trace(trace, mean, p90, preds.quantiles.get(pspec), source)
             scaler.attach_oracle(arrivals)
@@ -224,12 +223,13 @@ def _arrivals_of(df: pd.DataFrame) -> list[tuple[float, int, int]]:
 
 
 def _run_pooled(trace: pd.DataFrame, history: pd.DataFrame | None, spec: PolicySpec, cfg: EvalConfig,
-                engine: EngineConfig, preds: PredictionCache, pspec: str, services: list[str],
+                engine: EngineConfig, predicted: tuple[np.ndarray, np.ndarray, str],
+                quantiles: dict[str, np.ndarray] | None, services: list[str],
                 progress: Callable[[int], None] | None) -> tuple[SimResult, dict[str, Any]]:
     """One policy on a multi-service trace: a fleet per service (own router and scaler, built from the same
-    spec), every fleet on one GPU pool of ``max_instances``; each service keeps at least one instance."""
-    mean, p90, source, _ = preds.get(pspec)
-    quantiles = preds.quantiles.get(pspec)
+    spec), every fleet on one GPU pool of ``max_instances``; each service keeps at least one instance.
+    ``predicted``: the whole trace's (mean, p90, source) of this policy's predictor."""
+    mean, p90, source = predicted
     pool = InstancePool(cfg.max_instances)
     lo, hi = max(1, cfg.min_instances), cfg.max_instances - (len(services) - 1)
     if hi < lo:

@@ -40,7 +40,7 @@ import numpy as np
 from models.request_load.base_predictor import LengthPredictions
 from models.request_load.calibration import MIN_SPREAD, Z90
 
-__all__ = ["OnlineConfig", "OnlineCorrection", "ServiceState"]
+__all__ = ["OnlineConfig", "OnlineCorrection", "ServiceState", "base_parts", "base_parts_one"]
 
 
 @dataclass(frozen=True)
@@ -102,10 +102,17 @@ class ServiceState:
         return self._curve
 
 
-def _base_parts(p10: np.ndarray, p50: np.ndarray, p90: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def base_parts(p10: np.ndarray, p50: np.ndarray, p90: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's base prediction in log space: centre ``log1p(p50)`` and spread (the p10..p90 width / 2 z90)."""
     centre = np.log1p(np.maximum(p50, 0.0))
     spread = np.maximum((np.log1p(np.maximum(p90, 0.0)) - np.log1p(np.maximum(p10, 0.0))) / (2 * Z90), MIN_SPREAD)
     return centre, spread
+
+
+def base_parts_one(p10: float, p50: float, p90: float) -> tuple[float, float]:
+    """:func:`base_parts` of one row in scalars (a completion at a time: no arrays to build)."""
+    return (math.log1p(max(p50, 0.0)),
+            max((math.log1p(max(p90, 0.0)) - math.log1p(max(p10, 0.0))) / (2 * Z90), MIN_SPREAD))
 
 
 class OnlineCorrection:
@@ -120,8 +127,7 @@ class OnlineCorrection:
     # --- learning -----------------------------------------------------------------------------------------
     def observe(self, service: str, p10: float, p50: float, p90: float, mean: float, actual: float) -> None:
         """One completion of ``service``: its *base* prediction (before this correction) and actual length."""
-        c = math.log1p(max(p50, 0.0))  # _base_parts of one row, in scalars
-        s = max((math.log1p(max(p90, 0.0)) - math.log1p(max(p10, 0.0))) / (2 * Z90), MIN_SPREAD)
+        c, s = base_parts_one(p10, p50, p90)
         st = self._services.get(service)
         if st is None:
             w = self.cfg.window
@@ -187,7 +193,7 @@ class OnlineCorrection:
         taus = tuple(int(k[1:]) / 100 for k in names)
         qs = np.stack([base.quantiles.get(k, base.p90) for k in names], axis=1)  # (N, T)
         p10 = base.quantiles.get("p10", base.p50)
-        c, s = _base_parts(p10, base.p50, base.p90)
+        c, s = base_parts(p10, base.p50, base.p90)
         z_row = (np.log1p(np.maximum(qs, 0.0)) - c[:, None]) / s[:, None]
         new_q = qs.copy()
         mean = np.asarray(base.mean, dtype=np.float64).copy()
